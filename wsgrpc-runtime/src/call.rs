@@ -1,0 +1,247 @@
+//! One call: its exchange with the backend, run as a task of its own, and
+//! the frames it sends back to the client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, code_name};
+use crate::metadata;
+use crate::service::Route;
+use crate::transcode::BytesCodec;
+
+/// Frames on their way to the connection's one writer.
+pub(crate) type Outbox = mpsc::Sender<Message>;
+
+/// Whether a call's final frame has been claimed. Whoever claims it first —
+/// the call's task, or the connection cancelling the call — sends it, so a
+/// client sees exactly one frame with `end: true` for every call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Finish(Arc<AtomicBool>);
+
+impl Finish {
+    pub(crate) fn claim(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the client asked for, checked and resolved.
+pub(crate) struct CallSpec {
+    pub id: String,
+    /// The method exactly as the client wrote it; every response echoes it.
+    pub method_echo: String,
+    pub route: Arc<Route>,
+    pub metadata: tonic::metadata::MetadataMap,
+    pub timeout: Option<Duration>,
+}
+
+impl CallSpec {
+    fn frame(&self) -> Envelope<'_> {
+        Envelope {
+            frame_type: Some(FrameType::Response),
+            method: Some(self.method_echo.as_str().into()),
+            id: Some(self.id.as_str().into()),
+            ..Envelope::default()
+        }
+    }
+
+    /// The frame that ends the call with `status`.
+    fn error_frame(&self, status: &Status, headers: Option<Metadata>) -> Message {
+        error_frame(&self.id, &self.method_echo, status, headers)
+    }
+}
+
+/// The frame that ends call `id` with `status`.
+pub(crate) fn error_frame(
+    id: &str,
+    method_echo: &str,
+    status: &Status,
+    headers: Option<Metadata>,
+) -> Message {
+    let details = (!status.details().is_empty()).then(|| metadata::encode_base64(status.details()));
+    let frame = Envelope {
+        frame_type: Some(FrameType::Response),
+        method: Some(method_echo.into()),
+        id: Some(id.into()),
+        error: Some(status_text(status).into()),
+        code: Some(status.code() as i32),
+        code_name: Some(code_name(status.code()).into()),
+        details: details.map(Into::into),
+        end: true,
+        headers,
+        trailers: metadata::from_grpc(status.metadata()),
+        ..Envelope::default()
+    };
+    Message::Text(frame.to_json().into())
+}
+
+/// The error text a client sees: the status message, or the code's
+/// description where the backend gave none.
+fn status_text(status: &Status) -> String {
+    if status.message().is_empty() {
+        status.code().description().to_owned()
+    } else {
+        status.message().to_owned()
+    }
+}
+
+/// Runs the call to its end and sends its final frame, unless the
+/// connection has already ended it.
+pub(crate) async fn run(
+    spec: CallSpec,
+    requests: impl Stream<Item = Bytes> + Send + 'static,
+    channel: Channel,
+    out: Outbox,
+    finish: Finish,
+) {
+    let mut exchange = Exchange {
+        spec: &spec,
+        out: &out,
+        headers: None,
+        headers_sent: false,
+    };
+    let result = match spec.timeout {
+        Some(timeout) => tokio::time::timeout(timeout, exchange.run(requests, channel))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "deadline of {} ms exceeded",
+                    timeout.as_millis()
+                )))
+            }),
+        None => exchange.run(requests, channel).await,
+    };
+    let headers = exchange.unsent_headers();
+    if !finish.claim() {
+        return;
+    }
+    let frame = match result {
+        Ok(end) => end.into_frame(&spec, headers),
+        Err(status) => {
+            tracing::debug!(id = %spec.id, method = %spec.route.full_name, code = ?status.code(), "call failed");
+            spec.error_frame(&status, headers)
+        }
+    };
+    // The client may be gone; the connection is then closing anyway.
+    let _ = out.send(frame).await;
+}
+
+/// How a call that succeeded ends.
+struct End {
+    /// The single response of a unary or client-streaming call.
+    response: Option<Box<RawValue>>,
+    trailers: Option<Metadata>,
+}
+
+impl End {
+    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>) -> Message {
+        let legacy_end;
+        let payload = match &self.response {
+            Some(response) => response.as_ref(),
+            None => {
+                legacy_end = RawValue::from_string(LEGACY_END_PAYLOAD.to_owned())
+                    .expect("the legacy end marker is JSON");
+                legacy_end.as_ref()
+            }
+        };
+        let frame = Envelope {
+            payload: Some(payload),
+            end: true,
+            headers,
+            trailers: self.trailers,
+            ..spec.frame()
+        };
+        Message::Text(frame.to_json().into())
+    }
+}
+
+struct Exchange<'a> {
+    spec: &'a CallSpec,
+    out: &'a Outbox,
+    headers: Option<Metadata>,
+    headers_sent: bool,
+}
+
+impl Exchange<'_> {
+    async fn run(
+        &mut self,
+        requests: impl Stream<Item = Bytes> + Send + 'static,
+        channel: Channel,
+    ) -> Result<End, Status> {
+        let spec = self.spec;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|err| Status::unavailable(format!("backend not ready: {err}")))?;
+        let mut request = tonic::Request::new(requests);
+        *request.metadata_mut() = spec.metadata.clone();
+        if let Some(timeout) = spec.timeout {
+            request.set_timeout(timeout);
+        }
+        let response = grpc
+            .streaming(request, spec.route.path.clone(), BytesCodec)
+            .await?;
+        self.headers = metadata::from_grpc(response.metadata());
+        let mut stream = response.into_inner();
+
+        let kind = spec.route.method.kind();
+        let mut single = None;
+        while let Some(message) = stream.message().await? {
+            let json = spec
+                .route
+                .method
+                .encode_response(&message)
+                .map_err(|err| Status::internal(err.to_string()))?;
+            if kind.server_streams() {
+                self.send_message(&json).await?;
+            } else if single.replace(json).is_some() {
+                return Err(Status::internal(
+                    "backend sent more than one response to a unary call",
+                ));
+            }
+        }
+        if !kind.server_streams() && single.is_none() {
+            return Err(Status::internal(
+                "backend ended a unary call without a response",
+            ));
+        }
+        let trailers = stream.trailers().await?;
+        Ok(End {
+            response: single,
+            trailers: trailers.as_ref().and_then(metadata::from_grpc),
+        })
+    }
+
+    async fn send_message(&mut self, payload: &RawValue) -> Result<(), Status> {
+        let frame = Envelope {
+            payload: Some(payload),
+            headers: self.unsent_headers(),
+            ..self.spec.frame()
+        };
+        self.out
+            .send(Message::Text(frame.to_json().into()))
+            .await
+            .map_err(|_| Status::cancelled("client connection closed"))
+    }
+
+    /// Headers go out once, on the first frame of the call.
+    fn unsent_headers(&mut self) -> Option<Metadata> {
+        if self.headers_sent {
+            return None;
+        }
+        self.headers_sent = true;
+        self.headers.take()
+    }
+}

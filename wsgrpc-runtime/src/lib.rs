@@ -1,0 +1,39 @@
+//! The runtime of wsgrpc: browsers call gRPC services over one WebSocket.
+//!
+//! A browser sends JSON [envelopes](envelope::Envelope) over a WebSocket; the
+//! [`Bridge`] turns each into a gRPC call on a shared HTTP/2 channel to an
+//! unchanged backend and streams the answers back. What the bridge knows of
+//! each service — its methods, their kinds and how to turn their messages
+//! between proto3 JSON and protobuf — comes from code that `wsgrpc-gen`
+//! generates from the `.proto` files, through the [`codegen`] module.
+//!
+//! ```no_run
+//! # fn example_service() -> wsgrpc_runtime::Service { unimplemented!() }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! wsgrpc_runtime::Bridge::builder()
+//!     .backend_uri("http://127.0.0.1:50051")
+//!     .service(example_service())
+//!     .build()?
+//!     .serve()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The wire protocol is described in `docs/PROTOCOL.md`.
+
+mod bridge;
+mod call;
+mod connection;
+pub mod envelope;
+mod metadata;
+mod service;
+mod transcode;
+
+pub use bridge::{AllowedOrigins, Bridge, BridgeBuilder, BuildError};
+pub use service::{Method, MethodKind, Registry, ResolveError, Route, Service};
+pub use transcode::{BytesCodec, TranscodeError, json_to_proto, proto_to_json};
+
+/// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.
+pub mod codegen {
+    pub use crate::service::{Method, MethodKind, Service};
+}
