@@ -115,8 +115,11 @@ pub struct Service {
 
 impl Service {
     /// `name` is fully qualified: `example.ExampleService`.
-    pub fn new(name: &'static str, methods: Vec<Method>) -> Self {
-        Self { name, methods }
+    pub fn new(name: &'static str, methods: impl Into<Vec<Method>>) -> Self {
+        Self {
+            name,
+            methods: methods.into(),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -206,7 +209,7 @@ mod tests {
     use super::*;
 
     fn service(name: &'static str, methods: &[&'static str]) -> Service {
-        let methods = methods
+        let methods: Vec<Method> = methods
             .iter()
             .map(|m| Method::new::<(), ()>(m, MethodKind::Unary))
             .collect();
