@@ -1,1 +1,131 @@
-fn main() {}
+//! Run with `cargo run -p wsgrpc-example`.
+//!
+//! One process runs the example's gRPC server (port 50051), the WebSocket
+//! bridge in front of it (port 50052, path `/ws`) and, on the bridge's port,
+//! the built web page, so that page and socket share one origin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tower_http::services::ServeDir;
+use wsgrpc_example::ExampleServer;
+use wsgrpc_example::proto::example_service_bridge;
+use wsgrpc_runtime::{AllowedOrigins, Bridge};
+
+const USAGE: &str = "\
+Usage: wsgrpc-example [OPTIONS]
+
+Options:
+  --grpc-addr ADDR      gRPC server address [default: 127.0.0.1:50051]
+  --bridge-addr ADDR    bridge and web page address [default: 127.0.0.1:50052]
+  --backend URI         bridge to this gRPC backend instead of starting one
+  --static-dir DIR      web page to serve [default: example/client/dist]
+  --allow-origin URL    also accept sockets from pages of this origin (repeatable)
+  --stream-interval-ms  pause between StreamMessages messages [default: 100]
+  -h, --help            print this help
+";
+
+struct Args {
+    grpc_addr: SocketAddr,
+    bridge_addr: SocketAddr,
+    backend: Option<String>,
+    static_dir: PathBuf,
+    allowed_origins: Vec<String>,
+    stream_interval: Duration,
+}
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        bridge_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+        backend: None,
+        static_dir: PathBuf::from("example/client/dist"),
+        allowed_origins: Vec::new(),
+        stream_interval: Duration::from_millis(100),
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("grpc-addr") => args.grpc_addr = parser.value()?.parse()?,
+            Long("bridge-addr") => args.bridge_addr = parser.value()?.parse()?,
+            Long("backend") => args.backend = Some(parser.value()?.parse()?),
+            Long("static-dir") => args.static_dir = parser.value()?.parse()?,
+            Long("allow-origin") => args.allowed_origins.push(parser.value()?.parse()?),
+            Long("stream-interval-ms") => {
+                args.stream_interval = Duration::from_millis(parser.value()?.parse()?);
+            }
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("wsgrpc-example: {err}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+
+    let backend = match &args.backend {
+        Some(uri) => uri.clone(),
+        None => {
+            let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
+            let addr = listener.local_addr()?;
+            let service = ExampleServer::default()
+                .with_stream_interval(args.stream_interval)
+                .into_service();
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let server = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming);
+                if let Err(err) = server.await {
+                    tracing::error!(%err, "gRPC server failed");
+                }
+            });
+            tracing::info!(%addr, "gRPC server listening");
+            format!("http://{addr}")
+        }
+    };
+
+    let origins = if args.allowed_origins.is_empty() {
+        AllowedOrigins::SameOrigin
+    } else {
+        AllowedOrigins::List(args.allowed_origins)
+    };
+    let bridge = Bridge::builder()
+        .backend_uri(backend)
+        .service(example_service_bridge::service())
+        .allowed_origins(origins)
+        .build()?;
+    if !args.static_dir.join("index.html").exists() {
+        tracing::warn!(dir = %args.static_dir.display(), "no built page; run `npm run build --workspace example/client`");
+    }
+    let app = bridge
+        .router()
+        .fallback_service(ServeDir::new(&args.static_dir));
+    let listener = tokio::net::TcpListener::bind(args.bridge_addr).await?;
+    let addr = listener.local_addr()?;
+    println!("wsgrpc example: open http://{addr}/ (WebSocket at ws://{addr}/ws)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -24,7 +24,7 @@
 //! ```ignore
 //! // src/lib.rs
 //! pub mod example {
-//!     wsgrpc_gen::include_proto!("example");
+//!     wsgrpc_runtime::include_proto!("example");
 //! }
 //! ```
 
@@ -135,13 +135,4 @@ impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
         Self::Io(err)
     }
-}
-
-/// Includes the Rust generated for a proto package by a build script:
-/// `include_proto!("example.v1")`.
-#[macro_export]
-macro_rules! include_proto {
-    ($package:tt) => {
-        include!(concat!(env!("OUT_DIR"), concat!("/", $package, ".rs")));
-    };
 }

@@ -37,18 +37,25 @@ pub(crate) fn render(
         .service_generator(Box::new(BridgeGenerator {
             extra: extra_services,
         }));
-    let requests = files
+    // prost needs every descriptor to decide what its types can derive;
+    // only the packages asked for are kept.
+    let requests = descriptors
         .iter()
         .map(|file| {
             (
                 Module::from_protobuf_package_name(file.package()),
-                (*file).clone(),
+                file.clone(),
             )
         })
+        .collect();
+    let wanted: Vec<Module> = files
+        .iter()
+        .map(|file| Module::from_protobuf_package_name(file.package()))
         .collect();
     let mut messages = config
         .generate(requests)
         .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
+    messages.retain(|module, _| wanted.contains(module));
 
     let mut json = pbjson_build::Builder::new();
     for file in descriptors {

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
-use tonic::Status;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, code_name};
 use crate::metadata;
@@ -112,15 +113,20 @@ pub(crate) async fn run(
         headers: None,
         headers_sent: false,
     };
+    let started = tokio::time::Instant::now();
+    let deadline_exceeded = |timeout: Duration| {
+        Status::deadline_exceeded(format!("deadline of {} ms exceeded", timeout.as_millis()))
+    };
     let result = match spec.timeout {
-        Some(timeout) => tokio::time::timeout(timeout, exchange.run(requests, channel))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
-                    "deadline of {} ms exceeded",
-                    timeout.as_millis()
-                )))
-            }),
+        Some(timeout) => match tokio::time::timeout(timeout, exchange.run(requests, channel)).await
+        {
+            Err(_) => Err(deadline_exceeded(timeout)),
+            // The backend enforces `grpc-timeout` too, and may answer first.
+            Ok(Err(status)) if status.code() == Code::Cancelled && started.elapsed() >= timeout => {
+                Err(deadline_exceeded(timeout))
+            }
+            Ok(result) => result,
+        },
         None => exchange.run(requests, channel).await,
     };
     let headers = exchange.unsent_headers();
@@ -188,7 +194,11 @@ impl Exchange<'_> {
         let mut request = tonic::Request::new(requests);
         *request.metadata_mut() = spec.metadata.clone();
         if let Some(timeout) = spec.timeout {
-            request.set_timeout(timeout);
+            // Not `set_timeout`: tonic would enforce it too and report its
+            // expiry as CANCELLED; the bridge enforces the deadline itself.
+            request
+                .metadata_mut()
+                .insert("grpc-timeout", grpc_timeout(timeout));
         }
         let response = grpc
             .streaming(request, spec.route.path.clone(), BytesCodec)
@@ -243,5 +253,31 @@ impl Exchange<'_> {
         }
         self.headers_sent = true;
         self.headers.take()
+    }
+}
+
+/// A deadline as a `grpc-timeout` value: at most eight digits and a unit.
+fn grpc_timeout(timeout: Duration) -> AsciiMetadataValue {
+    const MAX: u128 = 99_999_999;
+    let millis = timeout.as_millis().max(1);
+    let value = if millis <= MAX {
+        format!("{millis}m")
+    } else {
+        format!("{}S", timeout.as_secs().min(MAX as u64))
+    };
+    value
+        .parse()
+        .expect("digits and a unit are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_fits_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
+        assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
     }
 }

@@ -37,3 +37,12 @@ pub use transcode::{BytesCodec, TranscodeError, json_to_proto, proto_to_json};
 pub mod codegen {
     pub use crate::service::{Method, MethodKind, Service};
 }
+
+/// Includes the Rust that `wsgrpc-gen` wrote for a proto package in a build
+/// script: `include_proto!("example.v1")` inside `pub mod v1 { … }`.
+#[macro_export]
+macro_rules! include_proto {
+    ($package:tt) => {
+        include!(concat!(env!("OUT_DIR"), concat!("/", $package, ".rs")));
+    };
+}

@@ -1,0 +1,301 @@
+//! The test service: each request says what the backend does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt, stream};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::test_v1::test_service_server::{TestService, TestServiceServer};
+use crate::test_v1::{StatsResponse, TestRequest, TestResponse};
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<TestResponse, Status>> + Send>>;
+
+/// The backend. Clones share their counters.
+#[derive(Debug, Clone, Default)]
+pub struct TestBackend {
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    cancelled: AtomicU64,
+    active: AtomicU64,
+}
+
+impl TestBackend {
+    pub fn into_service(self) -> TestServiceServer<Self> {
+        TestServiceServer::new(self)
+    }
+
+    /// Calls that ended because their client went away or cancelled.
+    pub fn cancelled(&self) -> u64 {
+        self.counters.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Calls running now.
+    pub fn active(&self) -> u64 {
+        self.counters.active.load(Ordering::SeqCst)
+    }
+
+    fn track(&self) -> CallGuard {
+        self.counters.active.fetch_add(1, Ordering::SeqCst);
+        CallGuard {
+            counters: self.counters.clone(),
+            finished: false,
+        }
+    }
+}
+
+/// Lives as long as a call; dropped unfinished, it counts a cancellation.
+struct CallGuard {
+    counters: Arc<Counters>,
+    finished: bool,
+}
+
+impl CallGuard {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            self.counters.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn failure(request: &TestRequest) -> Option<Status> {
+    (request.fail_code != 0).then(|| {
+        let mut status = Status::new(
+            Code::from_i32(request.fail_code),
+            request.fail_message.clone(),
+        );
+        status
+            .metadata_mut()
+            .insert("x-failed-by", MetadataValue::from_static("test-backend"));
+        status
+    })
+}
+
+fn echoed(metadata: &MetadataMap) -> std::collections::HashMap<String, String> {
+    metadata
+        .iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                let key = key.as_str();
+                let transport =
+                    key.starts_with("grpc-") || matches!(key, "te" | "content-type" | "user-agent");
+                (!transport).then(|| {
+                    (
+                        key.to_owned(),
+                        value.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
+}
+
+/// A response for `request`, carrying the echoed metadata where asked.
+fn response(
+    request: &TestRequest,
+    index: i32,
+    metadata: &std::collections::HashMap<String, String>,
+) -> TestResponse {
+    if request.mark_end {
+        return TestResponse {
+            end: true,
+            ..TestResponse::default()
+        };
+    }
+    TestResponse {
+        text: request.text.clone(),
+        index,
+        metadata: if request.echo_metadata {
+            metadata.clone()
+        } else {
+            Default::default()
+        },
+        ..TestResponse::default()
+    }
+}
+
+fn with_echo_headers<T>(
+    request_metadata: &std::collections::HashMap<String, String>,
+    echo: bool,
+    body: T,
+) -> Response<T> {
+    let mut response = Response::new(body);
+    if echo {
+        for (key, value) in request_metadata {
+            if let (Ok(key), Ok(value)) = (
+                format!("echo-{key}")
+                    .parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
+                value.parse(),
+            ) {
+                response.metadata_mut().insert(key, value);
+            }
+        }
+    }
+    response
+}
+
+async fn pause(request: &TestRequest) {
+    if request.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(request.delay_ms as u64)).await;
+    }
+}
+
+#[tonic::async_trait]
+impl TestService for TestBackend {
+    async fn unary(&self, request: Request<TestRequest>) -> Result<Response<TestResponse>, Status> {
+        let guard = self.track();
+        let metadata = echoed(request.metadata());
+        let request = request.into_inner();
+        pause(&request).await;
+        guard.finish();
+        if let Some(status) = failure(&request) {
+            return Err(status);
+        }
+        let body = response(&request, 0, &metadata);
+        Ok(with_echo_headers(&metadata, request.echo_metadata, body))
+    }
+
+    type ServerStreamStream = ResponseStream;
+
+    async fn server_stream(
+        &self,
+        request: Request<TestRequest>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let guard = self.track();
+        let metadata = echoed(request.metadata());
+        let request = request.into_inner();
+        let echo = request.echo_metadata;
+        let stream = stream::unfold(
+            (0, Some(guard), request, metadata.clone()),
+            |(index, guard, request, metadata)| async move {
+                let guard = guard?;
+                if index >= request.count {
+                    guard.finish();
+                    return failure(&request)
+                        .map(|status| (Err(status), (index, None, request, metadata)));
+                }
+                pause(&request).await;
+                let item = response(&request, index, &metadata);
+                Some((Ok(item), (index + 1, Some(guard), request, metadata)))
+            },
+        );
+        Ok(with_echo_headers(
+            &metadata,
+            echo,
+            Box::pin(stream) as ResponseStream,
+        ))
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<TestRequest>>,
+    ) -> Result<Response<TestResponse>, Status> {
+        let guard = self.track();
+        let metadata = echoed(request.metadata());
+        let mut requests = request.into_inner();
+        let mut texts = Vec::new();
+        let mut sum = 0i64;
+        let mut count = 0;
+        let mut last = TestRequest::default();
+        while let Some(request) = requests.next().await {
+            let request = request?;
+            pause(&request).await;
+            texts.push(request.text.clone());
+            sum += request.big;
+            count += 1;
+            last = request;
+        }
+        guard.finish();
+        if let Some(status) = failure(&last) {
+            return Err(status);
+        }
+        let body = TestResponse {
+            text: texts.join(" "),
+            index: count,
+            sum,
+            metadata: if last.echo_metadata {
+                metadata.clone()
+            } else {
+                Default::default()
+            },
+            ..TestResponse::default()
+        };
+        Ok(with_echo_headers(&metadata, last.echo_metadata, body))
+    }
+
+    type BidiStream = ResponseStream;
+
+    async fn bidi(
+        &self,
+        request: Request<Streaming<TestRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let guard = self.track();
+        let metadata = echoed(request.metadata());
+        let requests = request.into_inner();
+        let stream = stream::unfold(
+            (
+                requests,
+                Some(guard),
+                metadata,
+                std::collections::VecDeque::new(),
+            ),
+            |(mut requests, guard, metadata, mut pending)| async move {
+                let guard = guard?;
+                loop {
+                    if let Some(item) = pending.pop_front() {
+                        return Some((item, (requests, Some(guard), metadata, pending)));
+                    }
+                    match requests.next().await {
+                        None => {
+                            guard.finish();
+                            return None;
+                        }
+                        Some(Err(status)) => {
+                            return Some((Err(status), (requests, None, metadata, pending)));
+                        }
+                        Some(Ok(request)) => {
+                            pause(&request).await;
+                            for index in 0..request.count.max(1) {
+                                pending.push_back(Ok(response(&request, index, &metadata)));
+                            }
+                            if let Some(status) = failure(&request) {
+                                pending.push_back(Err(status));
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream) as ResponseStream))
+    }
+
+    async fn hang(&self, _request: Request<TestRequest>) -> Result<Response<TestResponse>, Status> {
+        let _guard = self.track();
+        std::future::pending::<()>().await;
+        unreachable!("a pending future never completes")
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<pbjson_types::Empty>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        Ok(Response::new(StatsResponse {
+            cancelled: self.cancelled(),
+            active: self.active(),
+        }))
+    }
+}
