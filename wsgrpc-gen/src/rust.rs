@@ -16,8 +16,15 @@ use quote::{format_ident, quote};
 use crate::model::{self, MethodKind};
 use crate::{Error, GeneratedFile};
 
-/// Where the well-known types come from: pbjson's copies carry proto3 JSON.
-const WELL_KNOWN_TYPES: (&str, &str) = (".google.protobuf", "::pbjson_types");
+/// Where the well-known types come from: pbjson's copies carry proto3 JSON,
+/// but for FieldMask, whose JSON form pbjson-types lacks.
+const EXTERN_PATHS: [(&str, &str); 2] = [
+    (".google.protobuf", "::pbjson_types"),
+    (
+        ".google.protobuf.FieldMask",
+        "::wsgrpc_runtime::well_known::FieldMask",
+    ),
+];
 
 /// Renders one `{package}.rs` per package of `to_generate`.
 pub(crate) fn render(
@@ -31,12 +38,13 @@ pub(crate) fn render(
         .collect();
 
     let mut config = prost_build::Config::new();
-    config
-        .compile_well_known_types()
-        .extern_path(WELL_KNOWN_TYPES.0, WELL_KNOWN_TYPES.1)
-        .service_generator(Box::new(BridgeGenerator {
-            extra: extra_services,
-        }));
+    config.compile_well_known_types();
+    for (proto, rust) in EXTERN_PATHS {
+        config.extern_path(proto, rust);
+    }
+    config.service_generator(Box::new(BridgeGenerator {
+        extra: extra_services,
+    }));
     // prost needs every descriptor to decide what its types can derive;
     // only the packages asked for are kept.
     let requests = descriptors
@@ -61,7 +69,9 @@ pub(crate) fn render(
     for file in descriptors {
         json.register_file_descriptor(file.clone());
     }
-    json.extern_path(WELL_KNOWN_TYPES.0, WELL_KNOWN_TYPES.1);
+    for (proto, rust) in EXTERN_PATHS {
+        json.extern_path(proto, rust);
+    }
     let mut packages: Vec<String> = files.iter().map(|f| format!(".{}", f.package())).collect();
     packages.sort();
     packages.dedup();

@@ -28,6 +28,7 @@ pub mod envelope;
 mod metadata;
 mod service;
 mod transcode;
+pub mod well_known;
 
 pub use bridge::{AllowedOrigins, Bridge, BridgeBuilder, BuildError};
 pub use service::{Method, MethodKind, Registry, ResolveError, Route, Service};
