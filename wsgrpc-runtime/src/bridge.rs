@@ -10,11 +10,18 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode, Uri, header};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connection;
+use crate::envelope::Metadata;
+use crate::metrics::{Metrics, Rejection};
 use crate::service::{Registry, Service};
 
 /// Which pages may open a socket.
@@ -60,14 +67,17 @@ impl AllowedOrigins {
     }
 }
 
-/// Per-connection limits and timers.
+/// Limits and timers.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     pub max_frame_size: usize,
     pub max_calls_per_connection: usize,
+    pub max_connections: usize,
+    pub max_call_duration: Option<Duration>,
     pub call_queue_messages: usize,
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
 }
 
 /// What every connection of a bridge shares.
@@ -78,6 +88,74 @@ pub(crate) struct Shared {
     pub channel: Channel,
     pub limits: Limits,
     pub origins: AllowedOrigins,
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    pub metrics: Metrics,
+    /// Cancelled when the bridge starts shutting down.
+    pub shutdown: CancellationToken,
+    pub connections: TaskTracker,
+    open_connections: AtomicUsize,
+}
+
+/// Decides who may open a socket and make calls.
+///
+/// Browsers cannot set headers on a WebSocket, so a token comes in a cookie,
+/// in the query string, or (from other clients) in `Authorization`; see the
+/// helpers on [`UpgradeRequest`]. The hooks are synchronous: verifying a
+/// signed token needs no I/O.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Runs on the upgrade request, before the socket opens. `Ok` holds the
+    /// caller's identity as metadata, which the bridge adds to every call of
+    /// the connection (clients may not set those keys themselves); `Err`
+    /// refuses the upgrade with HTTP 401 and the message.
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String>;
+
+    /// Runs before every call with the connection's identity, the method's
+    /// full name and the call's metadata; `Err` ends the call with that
+    /// status (usually `UNAUTHENTICATED` or `PERMISSION_DENIED`).
+    fn authorize_call(
+        &self,
+        identity: &Metadata,
+        method: &str,
+        metadata: &Metadata,
+    ) -> Result<(), Status> {
+        let _ = (identity, method, metadata);
+        Ok(())
+    }
+}
+
+/// The HTTP request that asks to open a socket.
+#[derive(Debug)]
+pub struct UpgradeRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub uri: &'a Uri,
+}
+
+impl UpgradeRequest<'_> {
+    /// The token of an `Authorization: Bearer …` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        value.strip_prefix("Bearer ").map(str::trim)
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.uri.query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
 }
 
 /// Configures a [`Bridge`]. Every setting has a default but the backend and
@@ -90,6 +168,13 @@ pub struct BridgeBuilder {
     services: Vec<Service>,
     origins: AllowedOrigins,
     limits: Limits,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for dyn Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authenticator")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -109,10 +194,14 @@ impl Default for BridgeBuilder {
             limits: Limits {
                 max_frame_size: 4 << 20,
                 max_calls_per_connection: 100,
+                max_connections: 10_000,
+                max_call_duration: None,
                 call_queue_messages: 64,
                 ping_interval: Some(Duration::from_secs(30)),
                 idle_timeout: Some(Duration::from_secs(90)),
+                drain_timeout: Duration::from_secs(10),
             },
+            authenticator: None,
         }
     }
 }
@@ -188,6 +277,33 @@ impl BridgeBuilder {
         self
     }
 
+    /// Open sockets at once; default 10 000. Further upgrades get HTTP 503.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections;
+        self
+    }
+
+    /// Longest a call may run, streams included; default no limit. A call
+    /// that runs longer ends with `DEADLINE_EXCEEDED` and is cancelled at
+    /// the backend.
+    pub fn max_call_duration(mut self, limit: Option<Duration>) -> Self {
+        self.limits.max_call_duration = limit;
+        self
+    }
+
+    /// On shutdown, how long unary calls in flight may take to finish before
+    /// every socket is closed with 1001 (going away); default 10 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.drain_timeout = timeout;
+        self
+    }
+
+    /// Checks every socket and call; see [`Authenticator`].
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
     pub fn build(self) -> Result<Bridge, BuildError> {
         if !self.path.starts_with('/') {
             return Err(BuildError(format!(
@@ -227,6 +343,11 @@ impl BridgeBuilder {
                 channel,
                 limits: self.limits,
                 origins: self.origins,
+                authenticator: self.authenticator,
+                metrics: Metrics::default(),
+                shutdown: CancellationToken::new(),
+                connections: TaskTracker::new(),
+                open_connections: AtomicUsize::new(0),
             }),
         })
     }
@@ -266,12 +387,20 @@ impl Bridge {
         BridgeBuilder::default()
     }
 
-    /// An axum router with the WebSocket endpoint, to serve alone or merge
-    /// into an application's own router.
+    /// An axum router with the WebSocket endpoint, `/healthz` and
+    /// `/metrics`, to serve alone or merge into an application's router.
     pub fn router(&self) -> Router {
         Router::new()
             .route(&self.path, axum::routing::get(upgrade))
+            .route("/healthz", axum::routing::get(healthz))
+            .route("/metrics", axum::routing::get(metrics))
             .with_state(self.shared.clone())
+    }
+
+    /// Starts a graceful shutdown of every connection, as `serve_with`'s
+    /// `shutdown` future does: for a bridge served inside another app.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
     }
 
     /// Binds the configured address and serves until the process ends.
@@ -287,26 +416,113 @@ impl Bridge {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?listener.local_addr()?, path = %self.path, "bridge listening");
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let token = self.shared.shutdown.clone();
+        let router = self.router();
+        let stop_accepting = async move {
+            tokio::select! {
+                _ = shutdown => token.cancel(),
+                _ = token.cancelled() => {}
+            }
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop_accepting)
+            .await?;
+        // Upgraded sockets live outside the HTTP server; they drain on their
+        // own once shutdown starts.
+        self.shared.connections.close();
+        self.shared.connections.wait().await;
+        tracing::info!("bridge stopped");
+        Ok(())
     }
 }
 
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if shared.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "bridge is shutting down").into_response();
+    }
     if !shared.origins.allows(&headers) {
         let origin = headers.get(header::ORIGIN);
         tracing::info!(?origin, "refused WebSocket from a foreign origin");
+        shared.metrics.rejected(Rejection::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let identity = match &shared.authenticator {
+        None => Metadata::new(),
+        Some(auth) => match auth.authenticate(&UpgradeRequest {
+            headers: &headers,
+            uri: &uri,
+        }) {
+            Ok(identity) => identity,
+            Err(message) => {
+                tracing::info!(%message, "refused unauthenticated WebSocket");
+                shared.metrics.rejected(Rejection::Unauthenticated);
+                return (StatusCode::UNAUTHORIZED, message).into_response();
+            }
+        },
+    };
+    let Some(permit) = ConnectionPermit::acquire(&shared) else {
+        shared.metrics.rejected(Rejection::TooManyConnections);
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
     let max = shared.limits.max_frame_size;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::serve(socket, shared))
+        .on_upgrade(move |socket| {
+            let tracker = shared.connections.clone();
+            tracker.track_future(async move {
+                let _permit = permit;
+                connection::serve(socket, shared, identity).await;
+            })
+        })
+}
+
+/// One of the `max_connections` sockets; dropping it frees the place, also
+/// when an upgrade fails before the socket opens.
+struct ConnectionPermit(Arc<Shared>);
+
+impl ConnectionPermit {
+    fn acquire(shared: &Arc<Shared>) -> Option<Self> {
+        let open = shared.open_connections.fetch_add(1, Ordering::AcqRel);
+        let permit = Self(shared.clone());
+        if open >= shared.limits.max_connections {
+            return None;
+        }
+        permit.0.metrics.connections_open.inc();
+        Some(permit)
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let was = self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        if was <= self.0.limits.max_connections {
+            self.0.metrics.connections_open.dec();
+        }
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::bridge::Shared;
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, code_name};
 use crate::metadata;
+use crate::metrics::InFlight;
 use crate::service::Route;
 use crate::transcode::BytesCodec;
 
@@ -45,7 +47,27 @@ pub(crate) struct CallSpec {
     pub method_echo: String,
     pub route: Arc<Route>,
     pub metadata: tonic::metadata::MetadataMap,
-    pub timeout: Option<Duration>,
+    pub deadline: Option<Deadline>,
+}
+
+/// When a call must be over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub after: Duration,
+    /// The bridge's own limit on call duration rather than the client's
+    /// `timeoutMs`.
+    pub bridge_limit: bool,
+}
+
+impl Deadline {
+    fn exceeded(self) -> Status {
+        let ms = self.after.as_millis();
+        if self.bridge_limit {
+            Status::deadline_exceeded(format!("call exceeded the bridge's limit of {ms} ms"))
+        } else {
+            Status::deadline_exceeded(format!("deadline of {ms} ms exceeded"))
+        }
+    }
 }
 
 impl CallSpec {
@@ -103,9 +125,10 @@ fn status_text(status: &Status) -> String {
 pub(crate) async fn run(
     spec: CallSpec,
     requests: impl Stream<Item = Bytes> + Send + 'static,
-    channel: Channel,
+    shared: Arc<Shared>,
     out: Outbox,
     finish: Finish,
+    in_flight: InFlight,
 ) {
     let mut exchange = Exchange {
         spec: &spec,
@@ -114,29 +137,36 @@ pub(crate) async fn run(
         headers_sent: false,
     };
     let started = tokio::time::Instant::now();
-    let deadline_exceeded = |timeout: Duration| {
-        Status::deadline_exceeded(format!("deadline of {} ms exceeded", timeout.as_millis()))
-    };
-    let result = match spec.timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, exchange.run(requests, channel)).await
-        {
-            Err(_) => Err(deadline_exceeded(timeout)),
-            // The backend enforces `grpc-timeout` too, and may answer first.
-            Ok(Err(status)) if status.code() == Code::Cancelled && started.elapsed() >= timeout => {
-                Err(deadline_exceeded(timeout))
+    let channel = shared.channel.clone();
+    let result = match spec.deadline {
+        Some(deadline) => {
+            match tokio::time::timeout(deadline.after, exchange.run(requests, channel)).await {
+                Err(_) => Err(deadline.exceeded()),
+                // The backend enforces `grpc-timeout` too, and may answer first.
+                Ok(Err(status))
+                    if status.code() == Code::Cancelled && started.elapsed() >= deadline.after =>
+                {
+                    Err(deadline.exceeded())
+                }
+                Ok(result) => result,
             }
-            Ok(result) => result,
-        },
+        }
         None => exchange.run(requests, channel).await,
     };
     let headers = exchange.unsent_headers();
+    drop(in_flight);
     if !finish.claim() {
         return;
     }
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    shared.metrics.call_ended(&spec.route.full_name, code);
     let frame = match result {
-        Ok(end) => end.into_frame(&spec, headers),
+        Ok(end) => {
+            tracing::debug!("call ended");
+            end.into_frame(&spec, headers)
+        }
         Err(status) => {
-            tracing::debug!(id = %spec.id, method = %spec.route.full_name, code = ?status.code(), "call failed");
+            tracing::debug!(code = ?status.code(), message = status.message(), "call failed");
             spec.error_frame(&status, headers)
         }
     };
@@ -193,12 +223,12 @@ impl Exchange<'_> {
             .map_err(|err| Status::unavailable(format!("backend not ready: {err}")))?;
         let mut request = tonic::Request::new(requests);
         *request.metadata_mut() = spec.metadata.clone();
-        if let Some(timeout) = spec.timeout {
+        if let Some(deadline) = spec.deadline {
             // Not `set_timeout`: tonic would enforce it too and report its
             // expiry as CANCELLED; the bridge enforces the deadline itself.
             request
                 .metadata_mut()
-                .insert("grpc-timeout", grpc_timeout(timeout));
+                .insert("grpc-timeout", grpc_timeout(deadline.after));
         }
         let response = grpc
             .streaming(request, spec.route.path.clone(), BytesCodec)

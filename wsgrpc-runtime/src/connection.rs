@@ -17,11 +17,13 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::bridge::Shared;
-use crate::call::{self, CallSpec, Finish, Outbox};
-use crate::envelope::{Envelope, FrameType, code_name};
+use crate::call::{self, CallSpec, Deadline, Finish, Outbox};
+use crate::envelope::{Envelope, FrameType, Metadata, code_name};
 use crate::metadata;
+use crate::metrics::Rejection;
 use crate::service::{ResolveError, Route};
 
 /// Longest id a client may choose.
@@ -30,15 +32,20 @@ const MAX_ID_LEN: usize = 256;
 const OUTBOX_FRAMES: usize = 128;
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How often a draining connection looks whether its unary calls are done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
+/// Serves one socket until either side closes it or the bridge shuts down.
+pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, identity: Metadata) {
     let (sink, mut incoming) = socket.split();
     let (out, outgoing) = mpsc::channel(OUTBOX_FRAMES);
-    let writer = tokio::spawn(write_frames(sink, outgoing));
+    let writer = tokio::spawn(write_frames(sink, outgoing, shared.clone()));
     let mut connection = Connection {
         shared: shared.clone(),
+        identity,
         calls: HashMap::new(),
         out,
+        draining: false,
     };
 
     let limits = &shared.limits;
@@ -48,21 +55,24 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
         interval
     });
     let mut last_heard = Instant::now();
+    let mut drain_deadline = None;
     let close = loop {
         let idle_deadline = limits.idle_timeout.map(|idle| last_heard + idle);
         tokio::select! {
             frame = incoming.next() => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => connection.on_text(text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => {
+                        shared.metrics.bytes_received.inc_by(text.len() as u64);
+                        connection.on_text(text.as_str()).await;
+                    }
                     Some(Ok(Message::Binary(_))) => {
-                        connection
-                            .refuse(None, Code::InvalidArgument, "binary frames are not supported; send JSON envelopes as text frames")
-                            .await;
+                        let message = "binary frames are not supported; send JSON envelopes as text frames";
+                        connection.refuse(None, Rejection::Binary, Code::InvalidArgument, message).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Err(err)) => break close_for_read_error(err),
+                    Some(Err(err)) => break close_for_read_error(err, &shared),
                 }
             }
             _ = tick(&mut ping) => {
@@ -74,10 +84,28 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
                 tracing::debug!("closing idle connection");
                 break Some(close_frame(close_code::NORMAL, "idle timeout"));
             }
+            _ = shared.shutdown.cancelled(), if drain_deadline.is_none() => {
+                tracing::debug!("draining connection");
+                connection.draining = true;
+                drain_deadline = Some(Instant::now() + limits.drain_timeout);
+            }
+            // While draining, look every few milliseconds whether the last
+            // unary call has ended.
+            _ = tokio::time::sleep(DRAIN_POLL), if drain_deadline.is_some() => {
+                if !connection.has_unary_calls() || drain_deadline.is_some_and(|at| Instant::now() >= at) {
+                    break Some(close_frame(close_code::AWAY, "bridge is shutting down"));
+                }
+            }
         }
     };
 
-    connection.cancel_all();
+    if connection.draining {
+        connection
+            .fail_all(Status::unavailable("bridge is shutting down"))
+            .await;
+    } else {
+        connection.cancel_all();
+    }
     if let Some(frame) = close {
         let _ = connection.out.send(Message::Close(Some(frame))).await;
     }
@@ -90,13 +118,21 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut outgoing: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
 ) {
+    let count = |message: &Message| {
+        if let Message::Text(text) = message {
+            shared.metrics.bytes_sent.inc_by(text.len() as u64);
+        }
+    };
     while let Some(first) = outgoing.recv().await {
         let closing = matches!(first, Message::Close(_));
+        count(&first);
         if sink.feed(first).await.is_err() {
             return;
         }
         while let Ok(next) = outgoing.try_recv() {
+            count(&next);
             if sink.feed(next).await.is_err() {
                 return;
             }
@@ -108,11 +144,12 @@ async fn write_frames(
     let _ = sink.close().await;
 }
 
-fn close_for_read_error(err: axum::Error) -> Option<CloseFrame> {
+fn close_for_read_error(err: axum::Error, shared: &Shared) -> Option<CloseFrame> {
     let inner = err.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(capacity)) => {
             tracing::info!(%capacity, "closing connection: frame too large");
+            shared.metrics.rejected(Rejection::Oversized);
             Some(close_frame(close_code::SIZE, "frame too large"))
         }
         _ => {
@@ -158,8 +195,13 @@ struct OpenCall {
 
 struct Connection {
     shared: Arc<Shared>,
+    /// What the authenticator made of the upgrade request; sent to the
+    /// backend with every call.
+    identity: Metadata,
     calls: HashMap<String, OpenCall>,
     out: Outbox,
+    /// Shutting down: no new calls.
+    draining: bool,
 }
 
 impl Connection {
@@ -168,29 +210,28 @@ impl Connection {
             Ok(frame) => frame,
             Err(err) => {
                 let id = salvage_id(text);
-                tracing::info!(error = %err, "refused malformed frame");
-                self.refuse(
-                    id.as_deref(),
-                    Code::InvalidArgument,
-                    format!("malformed frame: {err}"),
-                )
-                .await;
-                return;
+                let message = format!("malformed frame: {err}");
+                return self
+                    .refuse(
+                        id.as_deref(),
+                        Rejection::Malformed,
+                        Code::InvalidArgument,
+                        message,
+                    )
+                    .await;
             }
         };
         let Some(id) = frame.id.as_deref().filter(|id| !id.is_empty()) else {
-            self.refuse(None, Code::InvalidArgument, "frame has no `id`")
+            let message = "frame has no `id`";
+            return self
+                .refuse(None, Rejection::Malformed, Code::InvalidArgument, message)
                 .await;
-            return;
         };
         if id.len() > MAX_ID_LEN {
-            self.refuse(
-                None,
-                Code::InvalidArgument,
-                format!("`id` is longer than {MAX_ID_LEN} bytes"),
-            )
-            .await;
-            return;
+            let message = format!("`id` is longer than {MAX_ID_LEN} bytes");
+            return self
+                .refuse(None, Rejection::Malformed, Code::InvalidArgument, message)
+                .await;
         }
         match frame.frame_type {
             Some(FrameType::Request) => self.open(id, &frame).await,
@@ -199,11 +240,23 @@ impl Connection {
             Some(FrameType::Cancel) => self.cancel(id).await,
             Some(other @ (FrameType::Response | FrameType::Error)) => {
                 let message = format!("clients do not send `{other:?}` frames").to_lowercase();
-                self.refuse(Some(id), Code::InvalidArgument, message).await;
+                self.refuse(
+                    Some(id),
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
+                .await;
             }
             None => {
-                self.refuse(Some(id), Code::InvalidArgument, "frame has no `type`")
-                    .await
+                let message = "frame has no `type`";
+                self.refuse(
+                    Some(id),
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
+                .await;
             }
         }
     }
@@ -211,65 +264,99 @@ impl Connection {
     async fn open(&mut self, id: &str, frame: &Envelope<'_>) {
         if self.open_call(id).is_some() {
             let message = format!("call `{id}` is still open; choose a new id");
-            self.refuse(Some(id), Code::AlreadyExists, message).await;
-            return;
+            return self
+                .refuse(
+                    Some(id),
+                    Rejection::DuplicateId,
+                    Code::AlreadyExists,
+                    message,
+                )
+                .await;
         }
         let method_echo = frame.method.as_deref().unwrap_or_default();
         // From here on the client waits for a `response` frame on `id`.
-        let refused = |code: Code, message: String| Refused {
+        let refuse_call = |code: Code, message: String| Refused {
             id,
             method_echo,
             status: Status::new(code, message),
         };
+        match self.prepare(id, method_echo, frame) {
+            Ok((spec, first)) => self.start(spec, first, frame.end),
+            Err((code, message)) => self.end_refused(refuse_call(code, message)).await,
+        }
+    }
+
+    /// Checks a request frame and turns it into a call, or says why not.
+    fn prepare(
+        &mut self,
+        id: &str,
+        method_echo: &str,
+        frame: &Envelope<'_>,
+    ) -> Result<(CallSpec, Option<Bytes>), (Code, String)> {
+        if self.draining {
+            return Err((Code::Unavailable, "bridge is shutting down".into()));
+        }
         let route = match self.shared.registry.resolve(method_echo) {
             Ok(route) => route.clone(),
             Err(ResolveError::Unknown) => {
-                return self
-                    .end_refused(refused(
-                        Code::Unimplemented,
-                        format!("unknown method `{method_echo}`"),
-                    ))
-                    .await;
+                return Err((
+                    Code::Unimplemented,
+                    format!("unknown method `{method_echo}`"),
+                ));
             }
             Err(ResolveError::Ambiguous) => {
-                let message = format!(
-                    "method name `{method_echo}` is ambiguous; use its full name `package.Service/{method_echo}`"
-                );
-                return self
-                    .end_refused(refused(Code::Unimplemented, message))
-                    .await;
+                return Err((
+                    Code::Unimplemented,
+                    format!(
+                        "method name `{method_echo}` is ambiguous; use `package.Service/{method_echo}`"
+                    ),
+                ));
             }
         };
         self.reap_finished();
-        if self.calls.len() >= self.shared.limits.max_calls_per_connection {
-            let message = format!(
-                "too many calls in flight on this connection (limit {})",
-                self.shared.limits.max_calls_per_connection
-            );
-            return self
-                .end_refused(refused(Code::ResourceExhausted, message))
-                .await;
+        let limits = &self.shared.limits;
+        if self.calls.len() >= limits.max_calls_per_connection {
+            let limit = limits.max_calls_per_connection;
+            let message = format!("too many calls in flight on this connection (limit {limit})");
+            return Err((Code::ResourceExhausted, message));
         }
 
-        let mut grpc_metadata = MetadataMap::new();
-        if let Some(client_metadata) = &frame.metadata {
-            if let Err(message) = metadata::to_grpc(client_metadata, &mut grpc_metadata) {
-                return self
-                    .end_refused(refused(Code::InvalidArgument, message))
-                    .await;
+        let client_metadata = frame.metadata.clone().unwrap_or_default();
+        if let Some(auth) = &self.shared.authenticator {
+            auth.authorize_call(&self.identity, &route.full_name, &client_metadata)
+                .map_err(|status| (status.code(), status.message().to_owned()))?;
+            if let Some(key) = client_metadata
+                .keys()
+                .find(|key| self.identity.contains_key(*key))
+            {
+                return Err((
+                    Code::PermissionDenied,
+                    format!("metadata key `{key}` is set by the bridge"),
+                ));
             }
         }
-        let timeout = match frame.timeout_ms {
-            Some(0) => {
-                return self
-                    .end_refused(refused(
-                        Code::InvalidArgument,
-                        "`timeoutMs` must be positive".into(),
-                    ))
-                    .await;
-            }
-            Some(ms) => Some(Duration::from_millis(ms)),
+        let mut grpc_metadata = MetadataMap::new();
+        metadata::to_grpc(&client_metadata, &mut grpc_metadata)
+            .map_err(|message| (Code::InvalidArgument, message))?;
+        metadata::to_grpc(&self.identity, &mut grpc_metadata)
+            .map_err(|message| (Code::Internal, message))?;
+
+        let client_deadline = match frame.timeout_ms {
+            Some(0) => return Err((Code::InvalidArgument, "`timeoutMs` must be positive".into())),
+            Some(ms) => Some(Deadline {
+                after: Duration::from_millis(ms),
+                bridge_limit: false,
+            }),
             None => None,
+        };
+        let bridge_deadline = limits.max_call_duration.map(|after| Deadline {
+            after,
+            bridge_limit: true,
+        });
+        let deadline = match (client_deadline, bridge_deadline) {
+            (Some(client), Some(bridge)) if bridge.after < client.after => Some(bridge),
+            (Some(client), _) => Some(client),
+            (None, bridge) => bridge,
         };
 
         let kind = route.method.kind();
@@ -279,46 +366,53 @@ impl Connection {
             None if !kind.client_streams() => Some("{}"),
             None => None,
         };
-        let first = match first
+        let first = first
             .map(|json| route.method.decode_request(json))
             .transpose()
-        {
-            Ok(first) => first,
-            Err(err) => {
-                let message = format!("invalid request payload for `{}`: {err}", route.full_name);
-                return self
-                    .end_refused(refused(Code::InvalidArgument, message))
-                    .await;
-            }
-        };
-
+            .map_err(|err| {
+                (
+                    Code::InvalidArgument,
+                    format!("invalid request payload for `{}`: {err}", route.full_name),
+                )
+            })?;
         let spec = CallSpec {
             id: id.to_owned(),
             method_echo: method_echo.to_owned(),
-            route: route.clone(),
+            route,
             metadata: grpc_metadata,
-            timeout,
+            deadline,
         };
+        Ok((spec, first))
+    }
+
+    /// Spawns the call's task and remembers the call.
+    fn start(&mut self, spec: CallSpec, first: Option<Bytes>, half_closed: bool) {
+        let id = spec.id.clone();
+        let route = spec.route.clone();
+        let method_echo = spec.method_echo.clone();
         let finish = Finish::default();
         let first = stream::iter(first);
-        let (requests, task) = if kind.client_streams() && !frame.end {
+        let (requests, task) = if route.method.kind().client_streams() && !half_closed {
             let (sender, receiver) = mpsc::channel(self.shared.limits.call_queue_messages);
-            let more = tokio_stream_from(receiver);
-            let task = self.spawn(spec, first.chain(more), finish.clone());
-            (Some(sender), task)
+            let more = stream::poll_fn({
+                let mut receiver = receiver;
+                move |cx| receiver.poll_recv(cx)
+            });
+            (
+                Some(sender),
+                self.spawn(spec, first.chain(more), finish.clone()),
+            )
         } else {
             (None, self.spawn(spec, first, finish.clone()))
         };
-        self.calls.insert(
-            id.to_owned(),
-            OpenCall {
-                route,
-                method_echo: method_echo.to_owned(),
-                requests,
-                task,
-                finish,
-            },
-        );
+        let call = OpenCall {
+            route,
+            method_echo,
+            requests,
+            task,
+            finish,
+        };
+        self.calls.insert(id, call);
     }
 
     fn spawn(
@@ -327,9 +421,18 @@ impl Connection {
         requests: impl futures_util::Stream<Item = Bytes> + Send + 'static,
         finish: Finish,
     ) -> AbortHandle {
-        tracing::debug!(id = %spec.id, method = %spec.route.full_name, "call opened");
-        let channel = self.shared.channel.clone();
-        tokio::spawn(call::run(spec, requests, channel, self.out.clone(), finish)).abort_handle()
+        let span = tracing::info_span!("call", id = %spec.id, method = %spec.route.full_name);
+        span.in_scope(|| tracing::debug!("call opened"));
+        let in_flight = self.shared.metrics.in_flight(&spec.route.full_name);
+        let task = call::run(
+            spec,
+            requests,
+            self.shared.clone(),
+            self.out.clone(),
+            finish,
+            in_flight,
+        );
+        tokio::spawn(task.instrument(span)).abort_handle()
     }
 
     /// One more request message on an open call.
@@ -345,18 +448,25 @@ impl Connection {
                 format!("`{}` takes exactly one request message", route.full_name)
             };
             return self
-                .refuse(Some(id), Code::FailedPrecondition, message)
+                .refuse(
+                    Some(id),
+                    Rejection::NotAccepted,
+                    Code::FailedPrecondition,
+                    message,
+                )
                 .await;
         };
         let Some(payload) = frame.payload else {
             if frame.end {
                 return self.half_close(id).await;
             }
+            let message = "`message` frame has no `payload`";
             return self
                 .refuse(
                     Some(id),
+                    Rejection::Malformed,
                     Code::InvalidArgument,
-                    "`message` frame has no `payload`",
+                    message,
                 )
                 .await;
         };
@@ -370,10 +480,9 @@ impl Connection {
         match requests.try_send(message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let message = format!(
-                    "client sent more than {} messages ahead of the backend",
-                    self.shared.limits.call_queue_messages
-                );
+                let limit = self.shared.limits.call_queue_messages;
+                let message =
+                    format!("client sent more than {limit} messages ahead of the backend");
                 return self.fail(id, Status::resource_exhausted(message)).await;
             }
             // The call is finishing; its final frame is on its way.
@@ -409,8 +518,19 @@ impl Connection {
         call.task.abort();
         if call.finish.claim() {
             tracing::debug!(id, method = %call.route.full_name, code = ?status.code(), "call ended by the bridge");
+            self.shared
+                .metrics
+                .call_ended(&call.route.full_name, status.code());
             self.send(call::error_frame(id, &call.method_echo, &status, None))
                 .await;
+        }
+    }
+
+    /// Ends every open call with `status`, telling the client.
+    async fn fail_all(&mut self, status: Status) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.fail(&id, status.clone()).await;
         }
     }
 
@@ -421,14 +541,26 @@ impl Connection {
             status,
         } = refused;
         tracing::info!(id, method = method_echo, code = ?status.code(), message = status.message(), "refused call");
+        let method_label = match self.shared.registry.resolve(method_echo) {
+            Ok(route) => route.full_name.as_str(),
+            Err(_) => "unknown",
+        };
+        self.shared.metrics.call_ended(method_label, status.code());
         self.send(call::error_frame(id, method_echo, &status, None))
             .await;
     }
 
     /// A frame that is refused without ending any call.
-    async fn refuse(&mut self, id: Option<&str>, code: Code, message: impl Into<String>) {
+    async fn refuse(
+        &mut self,
+        id: Option<&str>,
+        reason: Rejection,
+        code: Code,
+        message: impl Into<String>,
+    ) {
         let message = message.into();
         tracing::info!(id, ?code, %message, "refused frame");
+        self.shared.metrics.rejected(reason);
         let frame = Envelope {
             frame_type: Some(FrameType::Error),
             id: id.map(Into::into),
@@ -442,8 +574,13 @@ impl Connection {
 
     async fn refuse_not_open(&mut self, id: &str) {
         let message = format!("no open call has id `{id}`");
-        self.refuse(Some(id), Code::FailedPrecondition, message)
-            .await;
+        self.refuse(
+            Some(id),
+            Rejection::NotOpen,
+            Code::FailedPrecondition,
+            message,
+        )
+        .await;
     }
 
     async fn send(&self, frame: Message) {
@@ -468,9 +605,24 @@ impl Connection {
         }
     }
 
+    /// Whether a unary or client-streaming call is still running; those are
+    /// let finish when the bridge shuts down.
+    fn has_unary_calls(&mut self) -> bool {
+        self.calls.retain(|_, call| !call.finish.is_claimed());
+        self.calls
+            .values()
+            .any(|call| !call.route.method.kind().server_streams())
+    }
+
+    /// Cancels every open call at the backend; the client is gone.
     fn cancel_all(&mut self) {
         for (_, call) in self.calls.drain() {
             call.task.abort();
+            if call.finish.claim() {
+                self.shared
+                    .metrics
+                    .call_ended(&call.route.full_name, Code::Cancelled);
+            }
         }
     }
 }
@@ -493,10 +645,4 @@ fn salvage_id(text: &str) -> Option<String> {
         .ok()
         .map(|frame| frame.id)
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
-}
-
-fn tokio_stream_from(
-    mut receiver: mpsc::Receiver<Bytes>,
-) -> impl futures_util::Stream<Item = Bytes> {
-    stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

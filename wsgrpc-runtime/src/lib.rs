@@ -26,12 +26,16 @@ mod call;
 mod connection;
 pub mod envelope;
 mod metadata;
+mod metrics;
 mod service;
 mod transcode;
 pub mod well_known;
 
-pub use bridge::{AllowedOrigins, Bridge, BridgeBuilder, BuildError};
+pub use bridge::{
+    AllowedOrigins, Authenticator, Bridge, BridgeBuilder, BuildError, UpgradeRequest,
+};
 pub use service::{Method, MethodKind, Registry, ResolveError, Route, Service};
+pub use tokio_util::sync::CancellationToken;
 pub use transcode::{BytesCodec, TranscodeError, json_to_proto, proto_to_json};
 
 /// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.
