@@ -90,7 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_stream_interval(args.stream_interval)
                 .into_service();
             tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let server = tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming(incoming);
@@ -122,6 +123,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.bridge_addr).await?;
     let addr = listener.local_addr()?;
     println!("wsgrpc example: open http://{addr}/ (WebSocket at ws://{addr}/ws)");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 /// How long a test waits for a frame before it fails.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +27,9 @@ pub enum NotText {
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
-        let (socket, _) = connect_async(url).await.expect("connects to the bridge");
+        let (socket, _) = connect_async_with_config(url, None, true)
+            .await
+            .expect("connects to the bridge");
         Self { socket }
     }
 

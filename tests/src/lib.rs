@@ -68,7 +68,8 @@ impl RunningBackend {
                 let example = wsgrpc_example::ExampleServer::default()
                     .with_stream_interval(Duration::ZERO)
                     .into_service();
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let server = tonic::transport::Server::builder()
                     .add_service(service)
                     .add_service(example)

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use http::{HeaderMap, StatusCode, Uri, header};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
@@ -23,6 +24,10 @@ use crate::connection;
 use crate::envelope::Metadata;
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Registry, Service};
+
+/// HTTP/2 flow-control windows of the backend channel.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+const STREAM_WINDOW: u32 = 256 * 1024;
 
 /// Which pages may open a socket.
 ///
@@ -333,6 +338,15 @@ impl BridgeBuilder {
             Some(Backend::Channel(channel)) => channel,
             Some(Backend::Uri(uri)) => Endpoint::from_shared(uri.clone())
                 .map_err(|err| BuildError(format!("backend `{uri}`: {err}")))?
+                // Every call of every socket shares this one HTTP/2
+                // connection. A client that stops reading stops its call
+                // from reading too; with h2's default 64 KiB connection
+                // window that one call would stall all the others. So the
+                // connection window is as large as HTTP/2 allows, and each
+                // stream's own window bounds what a stalled call holds.
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .tcp_nodelay(true)
                 .connect_lazy(),
         };
         Ok(Bridge {
@@ -424,6 +438,12 @@ impl Bridge {
                 _ = token.cancelled() => {}
             }
         };
+        // Frames are small and latency matters more than packet count.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(stop_accepting)
             .await?;

@@ -30,6 +30,8 @@ use crate::service::{ResolveError, Route};
 const MAX_ID_LEN: usize = 256;
 /// Frames queued for the writer before call tasks wait.
 const OUTBOX_FRAMES: usize = 128;
+/// Frames the writer hands to the socket before it flushes.
+const MAX_FRAMES_PER_FLUSH: usize = 32;
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection looks whether its unary calls are done.
@@ -131,7 +133,10 @@ async fn write_frames(
         if sink.feed(first).await.is_err() {
             return;
         }
-        while let Ok(next) = outgoing.try_recv() {
+        // Bounded, so that a fast stream cannot postpone the flush (and the
+        // client's first frame) indefinitely.
+        for _ in 1..MAX_FRAMES_PER_FLUSH {
+            let Ok(next) = outgoing.try_recv() else { break };
             count(&next);
             if sink.feed(next).await.is_err() {
                 return;
