@@ -1,0 +1,303 @@
+//! Run with `cargo run --release -p wsgrpc-bench`.
+//!
+//! Starts the example's tonic backend and the bridge as processes of their
+//! own, then runs every workload twice in the same run: through the bridge
+//! over WebSocket, and straight against the backend over gRPC. Prints a
+//! table and writes `BENCHMARKS.md` and `docs/benchmarks.svg`.
+//! `--smoke` runs each workload for a moment, to keep the benchmark working.
+
+mod load;
+mod procfs;
+mod report;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use report::{Report, Row};
+use tonic::transport::{Channel, Endpoint};
+use wsgrpc_runtime::{AllowedOrigins, Bridge};
+
+const USAGE: &str = "\
+Usage: wsgrpc-bench [--smoke] [--out DIR]
+       wsgrpc-bench backend --addr ADDR
+       wsgrpc-bench bridge --addr ADDR --backend URI";
+
+struct Settings {
+    unary_time: Duration,
+    stream_messages: i32,
+    idle_sockets: Vec<usize>,
+    ping_pong_time: Duration,
+}
+
+impl Settings {
+    fn full() -> Self {
+        Self {
+            unary_time: Duration::from_secs(3),
+            stream_messages: 1_000_000,
+            idle_sockets: vec![1_000, 10_000],
+            ping_pong_time: Duration::from_secs(3),
+        }
+    }
+
+    fn smoke() -> Self {
+        Self {
+            unary_time: Duration::from_millis(200),
+            stream_messages: 2_000,
+            idle_sockets: vec![50],
+            ping_pong_time: Duration::from_millis(200),
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    let mut flag = |name: &str| -> Result<String, String> {
+        match (args.next(), args.next()) {
+            (Some(key), Some(value)) if key == name => Ok(value),
+            _ => Err(USAGE.into()),
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    match first.as_deref() {
+        Some("backend") => {
+            let addr: SocketAddr = flag("--addr")?.parse()?;
+            runtime.block_on(serve_backend(addr))
+        }
+        Some("bridge") => {
+            let addr: SocketAddr = flag("--addr")?.parse()?;
+            let backend = flag("--backend")?;
+            runtime.block_on(serve_bridge(addr, backend))
+        }
+        _ => {
+            let mut smoke = false;
+            let mut out = PathBuf::from(".");
+            let mut rest = std::env::args().skip(1);
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--smoke" => smoke = true,
+                    "--out" => out = rest.next().ok_or(USAGE)?.into(),
+                    _ => return Err(USAGE.into()),
+                }
+            }
+            let settings = if smoke {
+                Settings::smoke()
+            } else {
+                Settings::full()
+            };
+            let report = runtime.block_on(run(&settings))?;
+            println!("{}", report.table());
+            if smoke {
+                println!("smoke run: figures not written");
+            } else {
+                report.write(&out)?;
+                println!("wrote {}", out.join("BENCHMARKS.md").display());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve_backend(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("LISTENING {}", listener.local_addr()?);
+    let service = wsgrpc_example::ExampleServer::default()
+        .with_stream_interval(Duration::ZERO)
+        .into_service();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
+async fn serve_bridge(addr: SocketAddr, backend: String) -> Result<(), Box<dyn std::error::Error>> {
+    let bridge = Bridge::builder()
+        .backend_uri(backend)
+        .service(wsgrpc_example::proto::example_service_bridge::service())
+        .allowed_origins(AllowedOrigins::Any)
+        .max_connections(50_000)
+        .max_calls_per_connection(1_000)
+        .ping_interval(None)
+        .idle_timeout(None)
+        .build()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("LISTENING {}", listener.local_addr()?);
+    bridge.serve_with(listener, std::future::pending()).await?;
+    Ok(())
+}
+
+/// A child process of this binary, killed when dropped.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .ok_or_else(|| format!("unexpected first line: {line}"))?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+}
+
+async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> {
+    let backend = Process::start(&["backend", "--addr", "127.0.0.1:0"])?;
+    let backend_uri = format!("http://{}", backend.addr);
+    let bridge = Process::start(&["bridge", "--addr", "127.0.0.1:0", "--backend", &backend_uri])?;
+    let url = format!("ws://{}/ws", bridge.addr);
+    let grpc = channel(backend.addr).await?;
+    let mut report = Report::new(procfs::machine());
+
+    // Warm both paths up: connections, allocator, branch predictors.
+    load::ws_unary(&url, 8, Duration::from_millis(300)).await;
+    load::grpc_unary(grpc.clone(), 8, Duration::from_millis(300)).await;
+
+    let t = settings.unary_time;
+    let secs = t.as_secs_f64();
+
+    // W1: unary, three shapes.
+    let mut ws = load::ws_unary(&url, 1, t).await;
+    let mut direct = load::grpc_unary(grpc.clone(), 1, t).await;
+    report.unary(
+        "W1 unary, 1 call at a time",
+        &mut ws,
+        &mut direct,
+        secs,
+        None,
+    );
+
+    let cpu_before = procfs::cpu_seconds(bridge.pid());
+    let mut ws = load::ws_unary(&url, 32, t).await;
+    let bridge_cpu = procfs::cpu_seconds(bridge.pid()) - cpu_before;
+    let mut direct = load::grpc_unary(grpc.clone(), 32, t).await;
+    let cpu_per_call_us = bridge_cpu * 1e6 / ws.count().max(1) as f64;
+    report.unary(
+        "W1 unary, 32 in flight on 1 connection",
+        &mut ws,
+        &mut direct,
+        secs,
+        Some(0.6),
+    );
+    report.push(Row::single(
+        "Bridge CPU per unary call (32 in flight)",
+        cpu_per_call_us,
+        "µs",
+        Some(("≤ 100 µs", cpu_per_call_us <= 100.0)),
+    ));
+
+    let shards: Vec<_> = (0..32)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { load::ws_unary(&url, 1, t).await })
+        })
+        .collect();
+    let mut ws = load::Latencies::default();
+    for shard in shards {
+        ws = ws.merge(shard.await?);
+    }
+    let mut direct = load::Latencies::default();
+    let mut channels = Vec::new();
+    for _ in 0..32 {
+        channels.push(channel(backend.addr).await?);
+    }
+    let shards: Vec<_> = channels
+        .into_iter()
+        .map(|channel| tokio::spawn(load::grpc_unary(channel, 1, t)))
+        .collect();
+    for shard in shards {
+        direct = direct.merge(shard.await?);
+    }
+    report.unary(
+        "W1 unary, 32 connections, 1 call each",
+        &mut ws,
+        &mut direct,
+        secs,
+        None,
+    );
+
+    // W2: one long server stream.
+    let (ws_messages, ws_time) = load::ws_stream(&url, settings.stream_messages).await;
+    let (direct_messages, direct_time) =
+        load::grpc_stream(grpc.clone(), settings.stream_messages).await;
+    assert_eq!(ws_messages, settings.stream_messages as usize);
+    assert_eq!(direct_messages, settings.stream_messages as usize);
+    report.stream(settings.stream_messages, ws_time, direct_time);
+
+    // W4: bidi ping-pong on one call.
+    let ws_trips = load::ws_ping_pong(&url, settings.ping_pong_time).await;
+    let direct_trips = load::grpc_ping_pong(grpc.clone(), settings.ping_pong_time).await;
+    let pp = settings.ping_pong_time.as_secs_f64();
+    report.push(Row::compare(
+        "W4 bidi ping-pong, round trips/s",
+        ws_trips as f64 / pp,
+        direct_trips as f64 / pp,
+        None,
+    ));
+
+    // W3: idle sockets, then one call on each.
+    for &count in &settings.idle_sockets {
+        let before = procfs::rss_kib(bridge.pid());
+        let mut sockets = load::open_sockets(&url, count).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle = procfs::rss_kib(bridge.pid());
+        load::one_call_each(&mut sockets).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let used = procfs::rss_kib(bridge.pid());
+        let per_idle = (idle.saturating_sub(before)) as f64 / count as f64;
+        let per_used = (used.saturating_sub(before)) as f64 / count as f64;
+        let backend_connections = procfs::connections_to_port(backend.addr.port());
+        report.push(Row::single(
+            &format!("W3 {count} idle sockets: bridge RSS per socket"),
+            per_idle,
+            "KiB",
+            Some(("≤ 16 KiB", per_idle <= 16.0)),
+        ));
+        report.push(Row::single(
+            &format!("W3 {count} sockets after one call each: RSS per socket"),
+            per_used,
+            "KiB",
+            None,
+        ));
+        // This process holds one channel plus 32 from W1; the bridge adds one.
+        report.push(Row::single(
+            &format!("W3 {count} sockets: TCP connections to the backend, all processes"),
+            backend_connections as f64,
+            "",
+            Some(("bridge: 1", backend_connections <= 34)),
+        ));
+        drop(sockets);
+    }
+    Ok(report)
+}
