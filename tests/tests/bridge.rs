@@ -29,9 +29,9 @@ impl Setup {
         WsClient::connect(&self.bridge.url()).await
     }
 
-    /// Waits until the backend has seen `count` calls cancelled.
+    /// Waits until the backend has seen `count` calls cancelled, at most 1 s.
     async fn backend_sees_cancelled(&self, count: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while self.backend.backend.cancelled() < count {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -457,40 +457,71 @@ async fn ids_can_be_reused_once_their_call_has_ended() {
 
 #[tokio::test]
 async fn the_bridge_outlives_its_backend() {
-    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
-    let backend_addr: SocketAddr = backend.addr;
-    let bridge = RunningBridge::start(test_bridge(&backend.uri()), ANY_PORT.into())
-        .await
-        .unwrap();
+    // A port that nothing listens on yet: the backend is down at start.
+    let backend_addr: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let bridge = RunningBridge::start(
+        test_bridge(&format!("http://{backend_addr}")),
+        ANY_PORT.into(),
+    )
+    .await
+    .unwrap();
     let mut client = WsClient::connect(&bridge.url()).await;
     client
-        .send(request("1", "SayHello", json!({"name": "a"})))
-        .await;
-    assert_eq!(client.recv().await["payload"]["message"], "Hello a");
-
-    backend.kill();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    client
-        .send(request("2", "SayHello", json!({"name": "b"})))
+        .send(request("0", "SayHello", json!({"name": "early"})))
         .await;
     let frame = client.recv().await;
     assert_eq!(frame["codeName"], "UNAVAILABLE", "{frame}");
+    assert!(!frame["error"].as_str().unwrap().is_empty());
 
+    let backend = RunningBackend::start(backend_addr).await.unwrap();
+    assert!(
+        eventually_answers(&mut client, "up").await,
+        "calls succeed once the backend is up"
+    );
+
+    // Killed in the middle of a stream.
+    client
+        .send(request(
+            "s",
+            "wsgrpc.test.v1.TestService/ServerStream",
+            json!({"count": 1000, "delayMs": 10}),
+        ))
+        .await;
+    assert_eq!(client.recv().await["id"], "s");
+    backend.kill();
+    let frames = client.recv_call("s").await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["codeName"], "UNAVAILABLE", "{last}");
+    client
+        .send(request("1", "SayHello", json!({"name": "b"})))
+        .await;
+    assert_eq!(client.recv().await["codeName"], "UNAVAILABLE");
+
+    // Back again, without restarting the bridge or reconnecting.
     let _backend = RunningBackend::start(backend_addr).await.unwrap();
-    let mut answered = false;
+    assert!(
+        eventually_answers(&mut client, "again").await,
+        "calls succeed once the backend is back"
+    );
+}
+
+/// Whether SayHello succeeds within five seconds of retrying.
+async fn eventually_answers(client: &mut WsClient, name: &str) -> bool {
     for attempt in 0..50 {
-        let id = format!("retry{attempt}");
+        let id = format!("{name}{attempt}");
         client
-            .send(request(&id, "SayHello", json!({"name": "c"})))
+            .send(request(&id, "SayHello", json!({"name": name})))
             .await;
         let frame = client.recv().await;
-        if frame["payload"]["message"] == "Hello c" {
-            answered = true;
-            break;
+        if frame["payload"]["message"] == format!("Hello {name}") {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(answered, "calls succeed again once the backend is back");
+    false
 }
 
 #[tokio::test]

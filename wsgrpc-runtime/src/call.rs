@@ -153,6 +153,7 @@ pub(crate) async fn run(
         }
         None => exchange.run(requests, channel).await,
     };
+    let result = result.map_err(unavailable_if_transport_failed);
     let headers = exchange.unsent_headers();
     drop(in_flight);
     if !finish.claim() {
@@ -309,5 +310,28 @@ mod tests {
         assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
         assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
+    }
+}
+
+/// tonic reports a backend connection that breaks in the middle of a call
+/// as UNKNOWN; gRPC says a transport failure is UNAVAILABLE, which is also
+/// what clients retry on.
+fn unavailable_if_transport_failed(status: Status) -> Status {
+    if status.code() != Code::Unknown {
+        return status;
+    }
+    let mut source = std::error::Error::source(&status);
+    let mut transport = status.message().starts_with("h2 protocol error");
+    while let Some(err) = source {
+        transport |= err.is::<std::io::Error>();
+        source = err.source();
+    }
+    if transport {
+        Status::unavailable(format!(
+            "connection to the backend broke: {}",
+            status.message()
+        ))
+    } else {
+        status
     }
 }
