@@ -414,3 +414,35 @@ async fn a_client_that_stops_reading_holds_memory_bounded() {
     assert_eq!(frame["payload"]["index"], 1);
     client.send(json!({"type": "cancel", "id": "flood"})).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_sockets_each_make_calls() {
+    // The benchmark opens 10 000; the test suite keeps to fewer for time.
+    let sockets: usize = std::env::var("WSGRPC_TEST_SOCKETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let builder = test_bridge(&backend.uri()).max_connections(sockets + 10);
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    let mut clients = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
+        clients.push(WsClient::connect(&bridge.url()).await);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .send(request("1", "SayHello", json!({"name": i.to_string()})))
+            .await;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let frame = client.recv().await;
+        assert_eq!(frame["payload"]["message"], format!("Hello {i}"), "{frame}");
+    }
+    let (_, text) = http_get(bridge.addr, "/metrics").await;
+    assert!(
+        text.contains(&format!("wsgrpc_connections_open {sockets}")),
+        "{text}"
+    );
+}
