@@ -61,6 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => Err(USAGE.into()),
         }
     };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     match first.as_deref() {
         Some("backend") => {

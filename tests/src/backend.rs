@@ -3,10 +3,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use http_body::Body;
+use tonic::codegen::{Service, http};
 use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::NamedService;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::test_v1::test_service_server::{TestService, TestServiceServer};
@@ -24,11 +29,22 @@ pub struct TestBackend {
 struct Counters {
     cancelled: AtomicU64,
     active: AtomicU64,
+    half_closed: AtomicU64,
 }
 
 impl TestBackend {
-    pub fn into_service(self) -> TestServiceServer<Self> {
-        TestServiceServer::new(self)
+    pub fn into_service(self) -> WatchInput<TestServiceServer<Self>> {
+        WatchInput {
+            counters: self.counters.clone(),
+            inner: TestServiceServer::new(self),
+        }
+    }
+
+    /// Streams of requests (client streaming, bidi) that the client ended
+    /// with a clean END_STREAM. tonic shows a handler a reset stream as a
+    /// clean end too; this counts what arrived on the wire.
+    pub fn half_closed(&self) -> u64 {
+        self.counters.half_closed.load(Ordering::SeqCst)
     }
 
     /// Calls that ended because their client went away or cancelled.
@@ -219,6 +235,11 @@ impl TestService for TestBackend {
             count += 1;
             last = request;
         }
+        // tonic's server reports a client's RST_STREAM(CANCEL) as a clean end
+        // of the requests. Yielding once lets hyper see the reset and drop
+        // this call, as it would if the handler had any work left to do; a
+        // real half-close goes on to finish.
+        tokio::task::yield_now().await;
         guard.finish();
         if let Some(status) = failure(&last) {
             return Err(status);
@@ -297,5 +318,72 @@ impl TestService for TestBackend {
             cancelled: self.cancelled(),
             active: self.active(),
         }))
+    }
+}
+
+/// The test service, with an eye on how each stream of requests ends.
+#[derive(Debug, Clone)]
+pub struct WatchInput<S> {
+    counters: Arc<Counters>,
+    inner: S,
+}
+
+impl<S> NamedService for WatchInput<S>
+where
+    S: NamedService,
+{
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<tonic::body::Body>> for WatchInput<S>
+where
+    S: Service<http::Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path();
+        let streams_requests = path.ends_with("/ClientStream") || path.ends_with("/Bidi");
+        let counters = streams_requests.then(|| self.counters.clone());
+        self.inner.call(request.map(|body| {
+            tonic::body::Body::new(WatchedBody {
+                inner: body,
+                counters,
+            })
+        }))
+    }
+}
+
+struct WatchedBody {
+    inner: tonic::body::Body,
+    /// Where to count a clean end; taken when counted.
+    counters: Option<Arc<Counters>>,
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled
+            && let Some(counters) = self.counters.take()
+        {
+            counters.half_closed.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 }

@@ -150,6 +150,8 @@ async fn all_four_kinds_of_call() {
     assert_eq!(frames[1]["payload"], json!({"text": "last", "index": 1}));
     assert_eq!(frames[2]["end"], true);
     assert_eq!(frames[2]["payload"], json!({"end": true}));
+    // Both half-closes reached the backend as END_STREAM.
+    assert_eq!(setup.backend.backend.half_closed(), 2);
 }
 
 #[tokio::test]
@@ -190,23 +192,36 @@ async fn cancel_reaches_the_backend() {
             json!({"count": 1000000}),
         ))
         .await;
-    // Let both calls reach the backend before cancelling them.
-    let frame = client.recv().await;
-    assert_eq!(frame["id"], "s");
-    while setup.backend.backend.active() < 2 {
+    // Streams of requests left open: a cancel must reach the backend as a
+    // reset, never as a clean end of input that would let the call finish.
+    for (id, method) in [("c", "ClientStream"), ("b", "Bidi")] {
+        client
+            .send(request(
+                id,
+                &format!("wsgrpc.test.v1.TestService/{method}"),
+                json!({"text": "open"}),
+            ))
+            .await;
+    }
+    // Let every call reach the backend before cancelling them.
+    while setup.backend.backend.active() < 4 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    client.send(json!({"type": "cancel", "id": "h"})).await;
-    client.send(json!({"type": "cancel", "id": "s"})).await;
+    for id in ["h", "s", "c", "b"] {
+        client.send(json!({"type": "cancel", "id": id})).await;
+    }
     let hang = client.recv_call("h").await;
     assert_eq!(
         hang.last().unwrap(),
         &json!({"type": "response", "method": "wsgrpc.test.v1.TestService/Hang", "id": "h",
                 "error": "cancelled by the client", "code": 1, "codeName": "CANCELLED", "end": true})
     );
-    let stream = client.recv_call("s").await;
-    assert_eq!(stream.last().unwrap()["codeName"], "CANCELLED");
-    setup.backend_sees_cancelled(2).await;
+    for id in ["s", "c", "b"] {
+        let frames = client.recv_call(id).await;
+        assert_eq!(frames.last().unwrap()["codeName"], "CANCELLED", "{id}");
+    }
+    setup.backend_sees_cancelled(4).await;
+    assert_eq!(setup.backend.backend.half_closed(), 0);
 }
 
 #[tokio::test]

@@ -204,6 +204,20 @@ impl End {
     }
 }
 
+/// Resets the call's HTTP/2 stream when the exchange is dropped before its
+/// end (cancel, deadline, client gone). Dropping the response alone would
+/// not: the task that pipes the request body holds the stream open too.
+/// After a graceful end, cancelling is a no-op.
+struct ResetOnDrop(Option<tonic::CancellationHandle>);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel();
+        }
+    }
+}
+
 struct Exchange<'a> {
     spec: &'a CallSpec,
     out: &'a Outbox,
@@ -223,6 +237,7 @@ impl Exchange<'_> {
             .await
             .map_err(|err| Status::unavailable(format!("backend not ready: {err}")))?;
         let mut request = tonic::Request::new(requests);
+        let _reset = ResetOnDrop(Some(request.cancellation_handle()));
         *request.metadata_mut() = spec.metadata.clone();
         if let Some(deadline) = spec.deadline {
             // Not `set_timeout`: tonic would enforce it too and report its

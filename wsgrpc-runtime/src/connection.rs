@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
@@ -193,9 +195,22 @@ struct OpenCall {
     method_echo: String,
     /// Further request messages; `None` once the client half-closed or
     /// where the method takes one request.
-    requests: Option<mpsc::Sender<Bytes>>,
+    requests: Option<RequestQueue>,
     task: AbortHandle,
     finish: Finish,
+}
+
+/// Where further request messages of a client-streaming call go.
+struct RequestQueue {
+    sender: mpsc::Sender<Bytes>,
+    /// Set before the queue is dropped by a half-close.
+    half_closed: Arc<AtomicBool>,
+}
+
+impl RequestQueue {
+    fn half_close(self) {
+        self.half_closed.store(true, Ordering::Release);
+    }
 }
 
 struct Connection {
@@ -398,13 +413,22 @@ impl Connection {
         let finish = Finish::default();
         let first = stream::iter(first);
         let (requests, task) = if route.method.kind().client_streams() && !half_closed {
-            let (sender, receiver) = mpsc::channel(self.shared.limits.call_queue_messages);
-            let more = stream::poll_fn({
-                let mut receiver = receiver;
-                move |cx| receiver.poll_recv(cx)
+            let (sender, mut receiver) = mpsc::channel(self.shared.limits.call_queue_messages);
+            let queue = RequestQueue {
+                sender,
+                half_closed: Arc::default(),
+            };
+            let half_closed = queue.half_closed.clone();
+            // The input ends only where the client half-closed it. A queue
+            // dropped because the call was cancelled leaves it open, so
+            // that the backend learns of the cancel by the stream's reset
+            // rather than by a clean end of input that completes the call.
+            let more = stream::poll_fn(move |cx| match receiver.poll_recv(cx) {
+                Poll::Ready(None) if !half_closed.load(Ordering::Acquire) => Poll::Pending,
+                polled => polled,
             });
             (
-                Some(sender),
+                Some(queue),
                 self.spawn(spec, first.chain(more), finish.clone()),
             )
         } else {
@@ -446,7 +470,7 @@ impl Connection {
             return self.refuse_not_open(id).await;
         };
         let route = call.route.clone();
-        let Some(requests) = call.requests.clone() else {
+        let Some(requests) = call.requests.as_ref().map(|queue| queue.sender.clone()) else {
             let message = if route.method.kind().client_streams() {
                 format!("call `{id}` is half-closed; it takes no more messages")
             } else {
@@ -500,7 +524,11 @@ impl Connection {
 
     async fn half_close(&mut self, id: &str) {
         match self.open_call(id) {
-            Some(call) => call.requests = None,
+            Some(call) => {
+                if let Some(queue) = call.requests.take() {
+                    queue.half_close();
+                }
+            }
             None => self.refuse_not_open(id).await,
         }
     }
