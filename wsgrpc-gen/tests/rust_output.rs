@@ -2,9 +2,11 @@
 //! same output from the real protoc with the plugin as from the build.rs
 //! path.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::{read_tree, repo_root};
 
 /// One set of .proto files to generate from.
 struct Fixture {
@@ -31,35 +33,6 @@ const FIXTURES: &[Fixture] = &[
     },
 ];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// Every file in `dir`, by name relative to it.
-fn read_tree(dir: &Path) -> BTreeMap<String, String> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let name = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(name, std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 /// What the build.rs path writes for a fixture.
 fn build_rs_output(fixture: &Fixture) -> BTreeMap<String, String> {
     let out = tempfile::tempdir().unwrap();
@@ -81,34 +54,9 @@ fn generated_rust_matches_the_snapshots() {
     }
 }
 
-/// The protoc Debian ships; the test command installs it.
-fn protoc() -> PathBuf {
-    let path = std::env::var_os("PROTOC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "protoc".into());
-    let version = Command::new(&path).arg("--version").output();
-    assert!(
-        version.is_ok_and(|output| output.status.success()),
-        "protoc not found: install protobuf-compiler (the test command does) or set PROTOC"
-    );
-    path
-}
-
 fn run_protoc(fixture: &Fixture, parameter: &str) -> Result<BTreeMap<String, String>, String> {
     let out = tempfile::tempdir().unwrap();
-    let plugin = env!("CARGO_BIN_EXE_protoc-gen-wsgrpc");
-    let output = Command::new(protoc())
-        .current_dir(repo_root().join(fixture.include))
-        .arg(format!("--plugin=protoc-gen-wsgrpc={plugin}"))
-        .arg(format!("--wsgrpc_out={}", out.path().display()))
-        .arg(format!("--wsgrpc_opt={parameter}"))
-        .arg("-I.")
-        .args(fixture.protos)
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
+    common::run_protoc(fixture.include, fixture.protos, parameter, out.path())?;
     Ok(read_tree(out.path()))
 }
 

@@ -1,0 +1,965 @@
+/**
+ * The wsgrpc transport: gRPC calls from a browser (or Node ≥ 20) over one
+ * WebSocket to a wsgrpc bridge, speaking wire protocol version 1
+ * (docs/PROTOCOL.md). Generated clients (`*_wsgrpc.ts`) call it; it has no
+ * dependency beyond the platform.
+ *
+ * ```ts
+ * const transport = new WebSocketGRPCClient("wss://example.com/ws", {
+ *   reconnect: { initialDelayMs: 500, maxDelayMs: 10_000 },
+ * });
+ * const client = new ExampleServiceClient(transport);
+ * const { message } = await client.sayHello({ name: "World" });
+ * for await (const item of client.streamMessages({ message: "hi", count: 3 })) { … }
+ * ```
+ *
+ * Messages are plain objects in the proto3 JSON mapping, exactly as the
+ * bridge writes and reads them:
+ *
+ * - field names in lowerCamelCase; every field optional, since JSON leaves
+ *   out fields that hold their default value (`0`, `""`, `false`, `[]`);
+ * - 64-bit integers (`int64`, `uint64`, `sint64`, `fixed64`, `sfixed64`) as
+ *   decimal strings, so that no precision is lost;
+ * - `float` and `double` as `number` (the bridge cannot carry NaN or
+ *   infinities: it writes them as `null`);
+ * - `bytes` as base64 strings; enums by value name; maps as objects whose
+ *   keys are strings, whatever the proto key type;
+ * - a `oneof` as plain optional fields side by side (set at most one);
+ * - well-known types in their JSON forms: Timestamp and Duration as
+ *   strings (`"2024-01-01T00:00:00Z"`, `"1.5s"`), FieldMask as a string of
+ *   comma-separated lowerCamelCase paths, Struct as {@link JsonObject}, Value
+ *   as {@link JsonValue}, ListValue as `JsonValue[]`, the wrappers as the
+ *   value they wrap, Empty as `{}`, Any as {@link AnyJson}.
+ *
+ * @module
+ */
+
+/** The gRPC status codes. */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** A gRPC status code: `Code.NOT_FOUND` is `5`. */
+export type Code = (typeof Code)[keyof typeof Code];
+
+/** The canonical name of a status code: `"NOT_FOUND"`. */
+export type CodeName = keyof typeof Code;
+
+const codeNames = new Map<number, CodeName>(
+  (Object.keys(Code) as CodeName[]).map((name): [number, CodeName] => [Code[name], name]),
+);
+
+/** The canonical name of `code`, or `"UNKNOWN"` for a number that is none. */
+export function codeNameOf(code: number): CodeName {
+  return codeNames.get(code) ?? "UNKNOWN";
+}
+
+/** Headers or trailers: lower-case keys; `-bin` keys carry base64. */
+export type Metadata = Record<string, string>;
+
+/** How a call ended when it did not succeed. */
+export class RpcError extends Error {
+  /** The gRPC status code, e.g. `Code.NOT_FOUND`. */
+  readonly code: number;
+  /** Its canonical name, e.g. `"NOT_FOUND"`. */
+  readonly codeName: string;
+  /** The response headers and trailers that came with the status. */
+  readonly metadata: Metadata;
+  /** `grpc-status-details-bin`, base64: a serialized `google.rpc.Status`. */
+  readonly details: string | undefined;
+
+  constructor(
+    code: number,
+    message: string,
+    init: { codeName?: string; metadata?: Metadata; details?: string } = {},
+  ) {
+    super(message);
+    this.name = "RpcError";
+    this.code = code;
+    this.codeName = init.codeName ?? codeNameOf(code);
+    this.metadata = init.metadata ?? {};
+    this.details = init.details;
+  }
+}
+
+/** Any JSON value; the JSON form of `google.protobuf.Value`. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+
+/** A JSON object; the JSON form of `google.protobuf.Struct`. */
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+/**
+ * `google.protobuf.Any` as the bridge writes it: the type URL and the
+ * serialized message in base64. (The proto3 JSON mapping would embed the
+ * message with an `"@type"` key; the bridge's JSON library does not.)
+ */
+export interface AnyJson {
+  typeUrl?: string;
+  value?: string;
+}
+
+/** Per-call options; every method of a generated client takes them. */
+export interface CallOptions {
+  /** Aborting cancels the call, which then fails with `CANCELLED`. */
+  signal?: AbortSignal;
+  /**
+   * The call's deadline, from now. The bridge enforces it; should its answer
+   * not come, the call fails here shortly after with `DEADLINE_EXCEEDED`.
+   */
+  timeoutMs?: number;
+  /** Request metadata: lower-case keys; keys ending in `-bin` take base64. */
+  metadata?: Metadata;
+  /** Called once with the response headers, when the first frame arrives. */
+  onHeader?: (headers: Metadata) => void;
+  /** Called once with the trailers, when the call ends. */
+  onTrailer?: (trailers: Metadata) => void;
+}
+
+/** How many messages flow each way in a call. */
+export type MethodKind = "unary" | "serverStreaming" | "clientStreaming" | "bidiStreaming";
+
+/** A method as generated service descriptors list it. */
+export interface MethodDescriptor {
+  /** As declared: `SayHello`. */
+  readonly name: string;
+  /** What the client sends: `example.ExampleService/SayHello`. */
+  readonly path: string;
+  readonly kind: MethodKind;
+}
+
+/** Where the client's connection is. */
+export type ConnectionState = "connecting" | "open" | "closed" | "reconnecting";
+
+/** Backoff between connection attempts: the delay doubles up to a cap. */
+export interface ReconnectOptions {
+  /** The delay before the first reconnection attempt; default 500 ms. */
+  initialDelayMs?: number;
+  /** The longest delay between two attempts; default 30 s. */
+  maxDelayMs?: number;
+  /** Attempts in a row before giving up; default unlimited. */
+  maxAttempts?: number;
+}
+
+/** What the transport needs of a WebSocket: browsers' and `ws`'s both fit. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "open" | "message" | "close" | "error", listener: (event: unknown) => void): void;
+}
+
+/** `WebSocket` in browsers and Node ≥ 22; `WebSocket` from `ws` in Node 20. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface ClientOptions {
+  /** The WebSocket implementation; default the global `WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /**
+   * Reconnect with exponential backoff when the connection drops or cannot
+   * be made; `false` (the default) makes one attempt per connect.
+   */
+  reconnect?: ReconnectOptions | false;
+  /**
+   * Told of frames that concern no call: the bridge's `error` frames and
+   * anything it sends that cannot be read. Default: `console.warn`.
+   */
+  onProtocolError?: (error: RpcError, frame: unknown) => void;
+}
+
+/** A call's inputs, for client and bidi streaming. */
+export type StreamInput<I> = AsyncIterable<I> | Iterable<I>;
+
+// How long past its deadline a call waits for the bridge's own
+// DEADLINE_EXCEEDED before failing on its own.
+const DEADLINE_GRACE_MS = 200;
+// Input is paused while the socket has this much unsent.
+const SEND_HIGH_WATER_BYTES = 1 << 20;
+const SOCKET_OPEN = 1;
+
+/**
+ * A connection to a wsgrpc bridge that many calls share. It connects on
+ * the first call (or `connect()`); calls made while it (re)connects wait.
+ */
+export class WebSocketGRPCClient {
+  readonly url: string;
+  readonly #WebSocket: WebSocketConstructor;
+  readonly #reconnect: Required<ReconnectOptions> | null;
+  readonly #onProtocolError: (error: RpcError, frame: unknown) => void;
+  readonly #stateListeners = new Set<(state: ConnectionState) => void>();
+  #state: ConnectionState = "closed";
+  #connection: Connection | null = null;
+  #opening: Promise<Connection> | null = null;
+  // The socket of the attempt in progress, so that close() can stop it.
+  #pendingSocket: WebSocketLike | null = null;
+  // Bumped by close(): loops started before it stop.
+  #generation = 0;
+  #wakeFromBackoff: (() => void) | null = null;
+
+  constructor(url: string, options: ClientOptions = {}) {
+    this.url = url;
+    const WebSocket =
+      options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (WebSocket === undefined) {
+      throw new TypeError(
+        "WebSocketGRPCClient: this platform has no global WebSocket; pass one: new WebSocketGRPCClient(url, { WebSocket }) with WebSocket from the `ws` package",
+      );
+    }
+    this.#WebSocket = WebSocket;
+    this.#reconnect =
+      options.reconnect === undefined || options.reconnect === false
+        ? null
+        : {
+            initialDelayMs: options.reconnect.initialDelayMs ?? 500,
+            maxDelayMs: options.reconnect.maxDelayMs ?? 30_000,
+            maxAttempts: options.reconnect.maxAttempts ?? Infinity,
+          };
+    this.#onProtocolError =
+      options.onProtocolError ??
+      ((error) => console.warn(`wsgrpc: ${error.codeName}: ${error.message}`));
+  }
+
+  /** Where the connection is now. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Calls `listener` on every change of state; returns the unsubscriber. */
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
+  }
+
+  /**
+   * Opens the connection, if it is not open. Fails with `UNAVAILABLE` when
+   * it cannot (after the configured attempts).
+   */
+  async connect(): Promise<void> {
+    await this.#open();
+  }
+
+  /**
+   * Closes the connection: open calls fail with `CANCELLED`, and the bridge
+   * cancels them at the backend. A later call or `connect()` opens a new one.
+   */
+  close(): void {
+    this.#generation += 1;
+    this.#opening = null;
+    this.#wakeFromBackoff?.();
+    this.#pendingSocket?.close(1000);
+    this.#pendingSocket = null;
+    const connection = this.#connection;
+    this.#connection = null;
+    if (connection !== null) {
+      connection.failAll(new RpcError(Code.CANCELLED, "the client was closed"));
+      connection.socket.close(1000);
+    }
+    this.#setState("closed");
+  }
+
+  /** Calls a unary method: one request, one response. */
+  unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      new Call<I, O>(this.#context(), method, "unary", options, {
+        message: () => {},
+        end: resolve,
+        fail: reject,
+      }).start({ request });
+    });
+  }
+
+  /** Calls a server-streaming method: one request, the responses as they come. */
+  serverStream<I, O>(method: string, request: I, options?: CallOptions): AsyncIterable<O> {
+    return new ResponseStream<O>((sink) =>
+      new Call<I, O>(this.#context(), method, "serverStreaming", options, sink).start({ request }),
+    );
+  }
+
+  /** Calls a client-streaming method: the requests, then one response. */
+  clientStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      new Call<I, O>(this.#context(), method, "clientStreaming", options, {
+        message: () => {},
+        end: resolve,
+        fail: reject,
+      }).start({ requests });
+    });
+  }
+
+  /** Calls a bidi-streaming method: requests and responses flow at once. */
+  bidiStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): AsyncIterable<O> {
+    return new ResponseStream<O>((sink) =>
+      new Call<I, O>(this.#context(), method, "bidiStreaming", options, sink).start({ requests }),
+    );
+  }
+
+  #context(): CallContext {
+    return {
+      open: () => this.#open(),
+      protocolError: (error, frame) => this.#onProtocolError(error, frame),
+    };
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) {
+      return;
+    }
+    this.#state = state;
+    for (const listener of [...this.#stateListeners]) {
+      try {
+        listener(state);
+      } catch (error) {
+        console.error("wsgrpc: a state listener threw", error);
+      }
+    }
+  }
+
+  #open(): Promise<Connection> {
+    if (this.#connection !== null) {
+      return Promise.resolve(this.#connection);
+    }
+    return this.#opening ?? this.#startOpening(false);
+  }
+
+  #startOpening(afterDrop: boolean): Promise<Connection> {
+    const opening = this.#openWithRetries(afterDrop);
+    this.#opening = opening;
+    // Handled here too, as nobody may be waiting (a reconnect after a
+    // drop); failures reach whoever is through `opening`.
+    const settled = () => {
+      if (this.#opening === opening) {
+        this.#opening = null;
+      }
+    };
+    opening.then(settled, settled);
+    return opening;
+  }
+
+  async #openWithRetries(afterDrop: boolean): Promise<Connection> {
+    const generation = this.#generation;
+    const stopped = () => new RpcError(Code.CANCELLED, "the client was closed");
+    let failures = 0;
+    let lastError: unknown = undefined;
+    for (;;) {
+      if (afterDrop || failures > 0) {
+        const reconnect = this.#reconnect;
+        if (reconnect === null || failures >= reconnect.maxAttempts) {
+          this.#setState("closed");
+          const why = lastError instanceof Error ? lastError.message : `could not connect to ${this.url}`;
+          throw unavailable(reconnect === null ? why : `${why}; gave up after ${failures} attempts`);
+        }
+        this.#setState("reconnecting");
+        await this.#backoff(backoffDelay(reconnect, afterDrop ? failures : failures - 1));
+        if (generation !== this.#generation) {
+          throw stopped();
+        }
+      } else {
+        this.#setState("connecting");
+      }
+      try {
+        const connection = await this.#openSocket();
+        if (generation !== this.#generation) {
+          connection.socket.close(1000);
+          throw stopped();
+        }
+        if (!connection.isOpen) {
+          throw new Error(`the connection to ${this.url} closed as it opened`);
+        }
+        this.#connection = connection;
+        this.#setState("open");
+        return connection;
+      } catch (error) {
+        if (generation !== this.#generation) {
+          throw stopped();
+        }
+        failures += 1;
+        lastError = error;
+      }
+    }
+  }
+
+  /** Waits `delayMs`, or until close() cuts it short. */
+  #backoff(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakeFromBackoff = null;
+        resolve();
+      };
+      const timer = setTimeout(wake, delayMs);
+      this.#wakeFromBackoff = wake;
+    });
+  }
+
+  #openSocket(): Promise<Connection> {
+    return new Promise((resolve, reject) => {
+      const socket = new this.#WebSocket(this.url);
+      this.#pendingSocket = socket;
+      const connection = new Connection(socket, this.#onProtocolError);
+      let opened = false;
+      let settled = false;
+      const failBeforeOpen = (reason: string) => {
+        if (!settled) {
+          settled = true;
+          this.#pendingSocket = null;
+          reject(new Error(reason));
+        }
+      };
+      socket.addEventListener("open", () => {
+        opened = true;
+        settled = true;
+        this.#pendingSocket = null;
+        resolve(connection);
+      });
+      socket.addEventListener("message", (event) => {
+        connection.receive(property(event, "data"));
+      });
+      socket.addEventListener("error", () => {
+        failBeforeOpen(`could not connect to ${this.url}`);
+      });
+      socket.addEventListener("close", (event) => {
+        const code = property(event, "code");
+        const reason = property(event, "reason");
+        if (!opened) {
+          failBeforeOpen(`could not connect to ${this.url} (close code ${String(code)})`);
+          return;
+        }
+        this.#dropped(
+          connection,
+          typeof code === "number" ? code : 1006,
+          typeof reason === "string" ? reason : "",
+        );
+      });
+    });
+  }
+
+  #dropped(connection: Connection, code: number, reason: string): void {
+    const why = reason === "" ? `code ${code}` : `code ${code}: ${reason}`;
+    connection.failAll(unavailable(`the connection to the bridge closed (${why})`));
+    if (this.#connection !== connection) {
+      return;
+    }
+    this.#connection = null;
+    if (this.#reconnect !== null) {
+      this.#startOpening(true);
+    } else {
+      this.#setState("closed");
+    }
+  }
+}
+
+/** `event[key]`, for events whose type each WebSocket implementation declares its own way. */
+function property(event: unknown, key: string): unknown {
+  return typeof event === "object" && event !== null ? (event as Record<string, unknown>)[key] : undefined;
+}
+
+function unavailable(message: string): RpcError {
+  return new RpcError(Code.UNAVAILABLE, message);
+}
+
+/** Exponential backoff with jitter: between half and all of the full delay. */
+function backoffDelay(options: Required<ReconnectOptions>, retry: number): number {
+  const full = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** retry);
+  return full / 2 + (Math.random() * full) / 2;
+}
+
+/** What a call needs of its client. */
+interface CallContext {
+  open(): Promise<Connection>;
+  protocolError(error: RpcError, frame: unknown): void;
+}
+
+/** What a connection needs of the calls on it. */
+interface CallHandle {
+  /** Whether any frame of the call has arrived. */
+  readonly acknowledged: boolean;
+  receive(frame: InboundFrame): void;
+  refused(error: RpcError): void;
+  fail(error: RpcError): void;
+}
+
+/** Where a call delivers what happens to it. */
+interface CallSink<O> {
+  /** A response of a streaming call. */
+  message(payload: O): void;
+  /** The call succeeded; `payload` is the response of a unary call. */
+  end(payload: O): void;
+  fail(error: unknown): void;
+}
+
+/** The envelope, as far as the bridge sends it; every field unchecked. */
+interface InboundFrame {
+  type?: unknown;
+  id?: unknown;
+  payload?: unknown;
+  end?: unknown;
+  error?: unknown;
+  code?: unknown;
+  codeName?: unknown;
+  details?: unknown;
+  headers?: unknown;
+  trailers?: unknown;
+}
+
+type OutboundFrame =
+  | {
+      type: "request";
+      id: string;
+      method: string;
+      payload?: unknown;
+      metadata?: Metadata;
+      timeoutMs?: number;
+    }
+  | { type: "message"; id: string; payload: unknown }
+  | { type: "end"; id: string }
+  | { type: "cancel"; id: string };
+
+/** One open WebSocket and the calls on it. */
+class Connection {
+  readonly socket: WebSocketLike;
+  readonly #calls = new Map<string, CallHandle>();
+  readonly #onProtocolError: (error: RpcError, frame: unknown) => void;
+  #nextId = 1;
+  #closed = false;
+
+  constructor(socket: WebSocketLike, onProtocolError: (error: RpcError, frame: unknown) => void) {
+    this.socket = socket;
+    this.#onProtocolError = onProtocolError;
+  }
+
+  get isOpen(): boolean {
+    return !this.#closed && this.socket.readyState === SOCKET_OPEN;
+  }
+
+  /** Registers a call under a fresh id, unique on this connection. */
+  add(call: CallHandle): string {
+    const id = String(this.#nextId++);
+    this.#calls.set(id, call);
+    return id;
+  }
+
+  remove(id: string): void {
+    this.#calls.delete(id);
+  }
+
+  /**
+   * Sends a frame; false when the socket can no longer take one. Throws
+   * what JSON.stringify throws for a payload it cannot write (a BigInt).
+   */
+  send(frame: OutboundFrame): boolean {
+    const text = JSON.stringify(frame);
+    if (!this.isOpen) {
+      return false;
+    }
+    try {
+      this.socket.send(text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  failAll(error: RpcError): void {
+    this.#closed = true;
+    const calls = [...this.#calls.values()];
+    this.#calls.clear();
+    for (const call of calls) {
+      call.fail(error);
+    }
+  }
+
+  receive(data: unknown): void {
+    if (typeof data !== "string") {
+      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a binary frame"), data);
+      return;
+    }
+    let frame: InboundFrame;
+    try {
+      frame = JSON.parse(data) as InboundFrame;
+    } catch {
+      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a frame that is not JSON"), data);
+      return;
+    }
+    if (typeof frame !== "object" || frame === null || Array.isArray(frame)) {
+      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a frame that is not an object"), data);
+      return;
+    }
+    const call = typeof frame.id === "string" ? this.#calls.get(frame.id) : undefined;
+    if (frame.type === "error") {
+      // A refused frame. If nothing has arrived for its call yet, what was
+      // refused is the request itself (ALREADY_EXISTS, say): the call
+      // never opened and no other frame will end it.
+      const error = errorFromFrame(frame, {});
+      if (call !== undefined && !call.acknowledged) {
+        call.refused(error);
+      } else {
+        this.#onProtocolError(error, frame);
+      }
+      return;
+    }
+    if (frame.type !== "response") {
+      this.#onProtocolError(
+        new RpcError(Code.INTERNAL, `the bridge sent a frame of unknown type ${JSON.stringify(frame.type)}`),
+        frame,
+      );
+      return;
+    }
+    // Frames of calls already over (cancelled, say) still arrive: ignored.
+    call?.receive(frame);
+  }
+}
+
+function stringMap(value: unknown): Metadata {
+  const result: Metadata = {};
+  if (typeof value === "object" && value !== null) {
+    for (const [key, entry] of Object.entries(value)) {
+      if (typeof entry === "string") {
+        result[key] = entry;
+      }
+    }
+  }
+  return result;
+}
+
+function errorFromFrame(frame: InboundFrame, metadata: Metadata): RpcError {
+  const code = typeof frame.code === "number" ? frame.code : Code.UNKNOWN;
+  const init: { codeName?: string; metadata: Metadata; details?: string } = { metadata };
+  if (typeof frame.codeName === "string") {
+    init.codeName = frame.codeName;
+  }
+  if (typeof frame.details === "string") {
+    init.details = frame.details;
+  }
+  return new RpcError(code, typeof frame.error === "string" ? frame.error : "", init);
+}
+
+function isAsyncIterable<T>(value: StreamInput<T>): value is AsyncIterable<T> {
+  return typeof (value as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === "function";
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** One call, from its start until it ends one way or another. */
+class Call<I, O> implements CallHandle {
+  readonly #context: CallContext;
+  readonly #method: string;
+  readonly #kind: MethodKind;
+  readonly #options: CallOptions;
+  readonly #sink: CallSink<O>;
+  readonly #deadline: number | undefined;
+  #connection: Connection | null = null;
+  #id = "";
+  #done = false;
+  #headers: Metadata = {};
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #onAbort: (() => void) | undefined;
+  /** Whether any frame of this call has arrived. */
+  acknowledged = false;
+
+  constructor(context: CallContext, method: string, kind: MethodKind, options: CallOptions | undefined, sink: CallSink<O>) {
+    this.#context = context;
+    this.#method = method;
+    this.#kind = kind;
+    this.#options = options ?? {};
+    this.#sink = sink;
+    const timeoutMs = this.#options.timeoutMs;
+    this.#deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  }
+
+  /** Starts the call; it reports to its sink from then on. */
+  start(input: { request: I } | { requests: StreamInput<I> }): this {
+    const { signal, timeoutMs } = this.#options;
+    if (signal?.aborted) {
+      this.#finish(cancelled());
+      return this;
+    }
+    if (signal !== undefined) {
+      this.#onAbort = () => this.abandon(cancelled());
+      signal.addEventListener("abort", this.#onAbort);
+    }
+    if (timeoutMs !== undefined) {
+      this.#deadlineTimer = setTimeout(
+        () => this.abandon(deadlineExceeded(timeoutMs)),
+        Math.max(0, timeoutMs) + DEADLINE_GRACE_MS,
+      );
+    }
+    this.#context.open().then(
+      (connection) => this.#send(connection, input),
+      (error: unknown) => this.#finish(error),
+    );
+    return this;
+  }
+
+  #send(connection: Connection, input: { request: I } | { requests: StreamInput<I> }): void {
+    if (this.#done) {
+      return;
+    }
+    const request: OutboundFrame = { type: "request", id: "", method: this.#method };
+    if (this.#deadline !== undefined) {
+      const remaining = Math.ceil(this.#deadline - Date.now());
+      if (remaining <= 0) {
+        this.#finish(deadlineExceeded(this.#options.timeoutMs ?? 0));
+        return;
+      }
+      request.timeoutMs = remaining;
+    }
+    if (this.#options.metadata !== undefined) {
+      request.metadata = this.#options.metadata;
+    }
+    if ("request" in input) {
+      request.payload = input.request;
+    }
+    this.#connection = connection;
+    this.#id = request.id = connection.add(this);
+    let sent: boolean;
+    try {
+      sent = connection.send(request);
+    } catch (error) {
+      this.#finish(error);
+      return;
+    }
+    if (!sent) {
+      this.#finish(unavailable("the connection to the bridge closed"));
+      return;
+    }
+    if ("requests" in input) {
+      void this.#pump(connection, input.requests);
+    }
+  }
+
+  /** Sends each input as a `message` frame, then `end`, while the call lasts. */
+  async #pump(connection: Connection, requests: StreamInput<I>): Promise<void> {
+    const iterator: AsyncIterator<I> | Iterator<I> = isAsyncIterable(requests)
+      ? requests[Symbol.asyncIterator]()
+      : requests[Symbol.iterator]();
+    try {
+      for (;;) {
+        const step = await iterator.next();
+        if (this.#done) {
+          break;
+        }
+        if (step.done === true) {
+          connection.send({ type: "end", id: this.#id });
+          return;
+        }
+        // The protocol has no flow control; at least do not pile up
+        // megabytes in the socket.
+        while (connection.isOpen && connection.socket.bufferedAmount > SEND_HIGH_WATER_BYTES && !this.#done) {
+          await sleep(10);
+        }
+        if (this.#done) {
+          break;
+        }
+        connection.send({ type: "message", id: this.#id, payload: step.value });
+      }
+      await iterator.return?.();
+    } catch (error) {
+      // The input failed (or a payload would not serialize): the call
+      // fails with that error, and the bridge cancels it.
+      this.abandon(error);
+    }
+  }
+
+  /** A frame of this call from the bridge. */
+  receive(frame: InboundFrame): void {
+    if (this.#done) {
+      return;
+    }
+    try {
+      if (!this.acknowledged) {
+        this.acknowledged = true;
+        this.#headers = stringMap(frame.headers);
+        this.#options.onHeader?.(this.#headers);
+      }
+      const failed = frame.error !== undefined || frame.code !== undefined;
+      if (failed || frame.end === true) {
+        const trailers = stringMap(frame.trailers);
+        this.#options.onTrailer?.(trailers);
+        if (failed) {
+          this.#finish(errorFromFrame(frame, { ...this.#headers, ...trailers }));
+        } else {
+          // The response of a unary or client-streaming call rides on the
+          // end frame; a stream's end frame carries no message.
+          this.#finish(undefined, (frame.payload ?? {}) as O);
+        }
+        return;
+      }
+      if (this.#kind === "serverStreaming" || this.#kind === "bidiStreaming") {
+        this.#sink.message((frame.payload ?? {}) as O);
+      } else {
+        this.#context.protocolError(
+          new RpcError(Code.INTERNAL, `a response without end for ${this.#kind} call ${this.#id}`),
+          frame,
+        );
+      }
+    } catch (error) {
+      // onHeader or onTrailer threw: the call fails with that.
+      this.abandon(error);
+    }
+  }
+
+  /** The bridge refused the request frame: the call never opened. */
+  refused(error: RpcError): void {
+    if (error.code !== Code.ALREADY_EXISTS && (this.#kind === "clientStreaming" || this.#kind === "bidiStreaming")) {
+      // It may have been a message that was refused, with the call open.
+      this.abandon(error);
+    } else {
+      this.#finish(error);
+    }
+  }
+
+  /** The connection dropped. */
+  fail(error: RpcError): void {
+    this.#finish(error);
+  }
+
+  /**
+   * Ends the call from this side: tells the bridge to cancel it, if it was
+   * sent, and reports `error` (or, without one, a quiet end).
+   */
+  abandon(error?: unknown): void {
+    if (this.#done) {
+      return;
+    }
+    if (this.#connection !== null) {
+      this.#connection.send({ type: "cancel", id: this.#id });
+    }
+    this.#finish(error);
+  }
+
+  #finish(error: unknown, response?: O): void {
+    if (this.#done) {
+      return;
+    }
+    this.#done = true;
+    this.#connection?.remove(this.#id);
+    clearTimeout(this.#deadlineTimer);
+    if (this.#onAbort !== undefined) {
+      this.#options.signal?.removeEventListener("abort", this.#onAbort);
+    }
+    if (error !== undefined) {
+      this.#sink.fail(error);
+    } else {
+      this.#sink.end(response as O);
+    }
+  }
+}
+
+function cancelled(): RpcError {
+  return new RpcError(Code.CANCELLED, "the call was cancelled");
+}
+
+function deadlineExceeded(timeoutMs: number): RpcError {
+  return new RpcError(Code.DEADLINE_EXCEEDED, `the deadline of ${timeoutMs} ms passed`);
+}
+
+/**
+ * The responses of a streaming call, buffered so that a slow reader loses
+ * none. The call starts when iteration does; leaving the loop early
+ * cancels it.
+ */
+class ResponseStream<O> implements AsyncIterableIterator<O> {
+  readonly #startCall: (sink: CallSink<O>) => { abandon(): void };
+  #call: { abandon(): void } | null = null;
+  readonly #buffer: O[] = [];
+  readonly #waiting: { resolve: (result: IteratorResult<O>) => void; reject: (error: unknown) => void }[] = [];
+  #ended = false;
+  #failure: { error: unknown } | null = null;
+
+  constructor(startCall: (sink: CallSink<O>) => { abandon(): void }) {
+    this.#startCall = startCall;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<O>> {
+    if (this.#call === null && !this.#ended) {
+      this.#call = this.#startCall({
+        message: (payload) => this.#push(payload),
+        end: () => this.#end(null),
+        fail: (error) => this.#end({ error }),
+      });
+    }
+    const buffered = this.#buffer.shift();
+    if (buffered !== undefined) {
+      return Promise.resolve({ value: buffered, done: false });
+    }
+    if (this.#failure !== null) {
+      const { error } = this.#failure;
+      // The error is thrown once; after it the stream is done.
+      this.#failure = null;
+      return Promise.reject(error);
+    }
+    if (this.#ended) {
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  /** Called when a `for await` loop is left early: cancels the call. */
+  return(): Promise<IteratorResult<O>> {
+    this.#buffer.length = 0;
+    this.#failure = null;
+    if (!this.#ended) {
+      this.#ended = true;
+      this.#call?.abandon();
+      for (const waiter of this.#waiting.splice(0)) {
+        waiter.resolve({ value: undefined, done: true });
+      }
+    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  #push(payload: O): void {
+    const waiter = this.#waiting.shift();
+    if (waiter !== undefined) {
+      waiter.resolve({ value: payload, done: false });
+    } else {
+      this.#buffer.push(payload);
+    }
+  }
+
+  #end(failure: { error: unknown } | null): void {
+    if (this.#ended) {
+      return;
+    }
+    this.#ended = true;
+    // A failure reaches the first waiting reader, or the next to come.
+    const waiters = this.#waiting.splice(0);
+    const first = waiters.shift();
+    if (failure !== null) {
+      if (first !== undefined) {
+        first.reject(failure.error);
+      } else {
+        this.#failure = failure;
+      }
+    } else {
+      first?.resolve({ value: undefined, done: true });
+    }
+    for (const waiter of waiters) {
+      waiter.resolve({ value: undefined, done: true });
+    }
+  }
+}

@@ -1,0 +1,95 @@
+// The generated ExampleService client against the real bridge and backend:
+// all four kinds of method.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+
+import { type ChatMessage, ExampleService, ExampleServiceClient } from "./gen/example_wsgrpc.js";
+import { WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
+import { startServer, type TestServer } from "./support/server.js";
+
+let server: TestServer;
+let transport: WebSocketGRPCClient;
+let client: ExampleServiceClient;
+
+beforeAll(async () => {
+  server = await startServer();
+  transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+  client = new ExampleServiceClient(transport);
+});
+
+afterAll(async () => {
+  transport.close();
+  await server.kill();
+});
+
+describe("ExampleService", () => {
+  it("unary: SayHello", async () => {
+    await expect(client.sayHello({ name: "World" })).resolves.toEqual({ message: "Hello World" });
+  });
+
+  it("server streaming: StreamMessages, in order, until the envelope's end", async () => {
+    const received = [];
+    for await (const response of client.streamMessages({ message: "hi", count: 3 })) {
+      received.push(response);
+    }
+    // index 0 is the default, which JSON leaves out.
+    expect(received).toEqual([{ message: "hi" }, { message: "hi", index: 1 }, { message: "hi", index: 2 }]);
+  });
+
+  it("client streaming: CollectMessages from an async generator", async () => {
+    async function* words() {
+      yield { message: "a" };
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      yield { message: "b" };
+      yield { message: "c" };
+    }
+    await expect(client.collectMessages(words())).resolves.toEqual({ count: 3, joined: "a b c" });
+  });
+
+  it("client streaming: CollectMessages from an array, and from nothing", async () => {
+    await expect(client.collectMessages([{ message: "x" }, { message: "y" }])).resolves.toEqual({
+      count: 2,
+      joined: "x y",
+    });
+    await expect(client.collectMessages([])).resolves.toEqual({});
+  });
+
+  it("bidi streaming: Chat answers each message as it arrives", async () => {
+    // The next message goes out only after the answer to the previous one
+    // came back: proof that the streams are really interleaved.
+    let answered: () => void = () => {};
+    async function* conversation(): AsyncGenerator<ChatMessage> {
+      for (let seq = 1; seq <= 3; seq++) {
+        const answer = new Promise<void>((resolve) => (answered = resolve));
+        yield { text: `m${seq}`, seq };
+        await answer;
+      }
+    }
+    const replies = [];
+    for await (const reply of client.chat(conversation())) {
+      replies.push(reply);
+      answered();
+    }
+    expect(replies).toEqual([
+      { text: "echo: m1", seq: 1 },
+      { text: "echo: m2", seq: 2 },
+      { text: "echo: m3", seq: 3 },
+    ]);
+  });
+
+  it("calls run side by side on one connection", async () => {
+    const names = ["a", "b", "c", "d"];
+    const answers = await Promise.all(names.map((name) => client.sayHello({ name })));
+    expect(answers.map((answer) => answer.message)).toEqual(["Hello a", "Hello b", "Hello c", "Hello d"]);
+  });
+
+  it("exports a descriptor of the service", () => {
+    expect(ExampleService.typeName).toBe("example.ExampleService");
+    expect(ExampleService.methods.chat).toEqual({
+      name: "Chat",
+      path: "example.ExampleService/Chat",
+      kind: "bidiStreaming",
+    });
+  });
+});

@@ -1,0 +1,178 @@
+// The generated TestService client against the real bridge and backend:
+// the four kinds, statuses, metadata, 64-bit integers, and messages that
+// look like the legacy end marker.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+
+import { type TestResponse, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
+import { Code, RpcError, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
+import { startServer, type TestServer } from "./support/server.js";
+
+let server: TestServer;
+let transport: WebSocketGRPCClient;
+let client: TestServiceClient;
+
+beforeAll(async () => {
+  server = await startServer();
+  transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+  client = new TestServiceClient(transport);
+});
+
+afterAll(async () => {
+  transport.close();
+  await server.kill();
+});
+
+async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = [];
+  for await (const item of stream) {
+    items.push(item);
+  }
+  return items;
+}
+
+/** The error a promise rejects with; fails if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<RpcError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(RpcError);
+    return error as RpcError;
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("TestService: the four kinds", () => {
+  it("unary", async () => {
+    await expect(client.unary({ text: "one" })).resolves.toEqual({ text: "one" });
+  });
+
+  it("server streaming", async () => {
+    const responses = await collect(client.serverStream({ text: "s", count: 3 }));
+    expect(responses).toEqual([{ text: "s" }, { text: "s", index: 1 }, { text: "s", index: 2 }]);
+  });
+
+  it("client streaming sums 64-bit integers as strings", async () => {
+    const response = await client.clientStream([
+      { text: "a", big: "9007199254740993" },
+      { text: "b", big: "1" },
+    ]);
+    // 2^53 + 2: more than a double holds exactly.
+    expect(response).toEqual({ text: "a b", index: 2, sum: "9007199254740994" });
+  });
+
+  it("bidi streaming answers each request with `count` responses", async () => {
+    const responses = await collect(
+      client.bidi([
+        { text: "x", count: 2 },
+        { text: "y", count: 1 },
+      ]),
+    );
+    expect(responses).toEqual([{ text: "x" }, { text: "x", index: 1 }, { text: "y" }]);
+  });
+
+  it("a slow reader loses nothing: stream output is buffered", async () => {
+    const stream = client.serverStream({ text: "b", count: 20 });
+    const iterator = stream[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    // Everything else arrives while nobody reads.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const rest: TestResponse[] = [];
+    for (let step = await iterator.next(); step.done !== true; step = await iterator.next()) {
+      rest.push(step.value);
+    }
+    expect(first.value).toEqual({ text: "b" });
+    expect(rest.map((response) => response.index)).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
+  });
+});
+
+describe("statuses", () => {
+  it("a backend status becomes an RpcError with code, name, message and trailers", async () => {
+    let trailers: Record<string, string> | undefined;
+    const error = await rejection(
+      client.unary({ failCode: 5, failMessage: "no such thing" }, { onTrailer: (t) => (trailers = t) }),
+    );
+    expect(error.code).toBe(Code.NOT_FOUND);
+    expect(error.code).toBe(5);
+    expect(error.codeName).toBe("NOT_FOUND");
+    expect(error.message).toBe("no such thing");
+    expect(error.name).toBe("RpcError");
+    expect(error.metadata["x-failed-by"]).toBe("test-backend");
+    expect(trailers?.["x-failed-by"]).toBe("test-backend");
+  });
+
+  it("a stream delivers its messages, then fails", async () => {
+    const received: TestResponse[] = [];
+    let failure: unknown;
+    try {
+      for await (const response of client.serverStream({ text: "f", count: 2, failCode: 9, failMessage: "stop" })) {
+        received.push(response);
+      }
+    } catch (error) {
+      failure = error;
+    }
+    expect(received).toHaveLength(2);
+    expect(failure).toBeInstanceOf(RpcError);
+    expect((failure as RpcError).codeName).toBe("FAILED_PRECONDITION");
+    expect((failure as RpcError).message).toBe("stop");
+  });
+
+  it("an invalid request fails with INVALID_ARGUMENT naming the field", async () => {
+    // Through the types' back door: the bridge still checks.
+    const error = await rejection(client.unary({ count: "many" } as never));
+    expect(error.code).toBe(Code.INVALID_ARGUMENT);
+    expect(error.message).toContain("count");
+  });
+
+  it("reserved metadata is refused", async () => {
+    const error = await rejection(client.unary({}, { metadata: { "grpc-timeout": "1S" } }));
+    expect(error.code).toBe(Code.INVALID_ARGUMENT);
+  });
+});
+
+describe("metadata", () => {
+  it("goes to the backend, and headers come back through onHeader", async () => {
+    const headers: Record<string, string>[] = [];
+    const trailers: Record<string, string>[] = [];
+    const response = await client.unary(
+      { echoMetadata: true },
+      {
+        metadata: { "x-user": "ada", "x-trace-bin": "AAEC" },
+        onHeader: (h) => headers.push(h),
+        onTrailer: (t) => trailers.push(t),
+      },
+    );
+    expect(response.metadata?.["x-user"]).toBe("ada");
+    expect(headers).toHaveLength(1);
+    expect(headers[0]?.["echo-x-user"]).toBe("ada");
+    expect(trailers).toHaveLength(1);
+  });
+
+  it("headers arrive with the first message of a stream", async () => {
+    const events: string[] = [];
+    for await (const response of client.serverStream(
+      { text: "h", count: 2, echoMetadata: true },
+      { metadata: { "x-n": "1" }, onHeader: (h) => events.push(`header ${h["echo-x-n"]}`) },
+    )) {
+      events.push(`message ${response.index ?? 0}`);
+    }
+    expect(events).toEqual(["header 1", "message 0", "message 1"]);
+  });
+});
+
+describe("the end of a stream is the envelope's, never the payload's", () => {
+  it("messages that are {\"end\": true} are delivered as messages", async () => {
+    const responses = await collect(client.serverStream({ count: 3, markEnd: true }));
+    expect(responses).toEqual([{ end: true }, { end: true }, { end: true }]);
+  });
+
+  it("in bidi streams too", async () => {
+    const responses = await collect(client.bidi([{ count: 2, markEnd: true }, { text: "after" }]));
+    expect(responses).toEqual([{ end: true }, { end: true }, { text: "after" }]);
+  });
+
+  it("a unary response {\"end\": true} is the response", async () => {
+    await expect(client.unary({ markEnd: true })).resolves.toEqual({ end: true });
+  });
+});

@@ -1,0 +1,82 @@
+//! What the output tests share: the repository's layout, the real protoc
+//! with the plugin, and whole output directories read into maps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every file under `dir`, by path relative to it with `/` separators; an
+/// absent `dir` reads as empty.
+pub fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .components()
+                    .map(|part| part.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                files.insert(name, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// The protoc Debian ships; the test command installs it.
+fn protoc() -> PathBuf {
+    let path = std::env::var_os("PROTOC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "protoc".into());
+    let version = Command::new(&path).arg("--version").output();
+    assert!(
+        version.is_ok_and(|output| output.status.success()),
+        "protoc not found: install protobuf-compiler (the test command does) or set PROTOC"
+    );
+    path
+}
+
+/// Runs the real protoc with this crate's plugin on `protos` (relative to
+/// `include`, under the repository root), writing into `out`; protoc's
+/// stderr on failure.
+pub fn run_protoc(
+    include: &str,
+    protos: &[&str],
+    parameter: &str,
+    out: &Path,
+) -> Result<(), String> {
+    let output = Command::new(protoc())
+        .current_dir(repo_root().join(include))
+        .arg(format!(
+            "--plugin=protoc-gen-wsgrpc={}",
+            env!("CARGO_BIN_EXE_protoc-gen-wsgrpc")
+        ))
+        .arg(format!("--wsgrpc_out={}", out.display()))
+        .arg(format!("--wsgrpc_opt={parameter}"))
+        .arg("-I.")
+        .args(protos)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
