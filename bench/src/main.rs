@@ -21,11 +21,14 @@ use tonic::transport::{Channel, Endpoint};
 use wsgrpc_runtime::{AllowedOrigins, Bridge};
 
 const USAGE: &str = "\
-Usage: wsgrpc-bench [--smoke] [--out DIR]
+Usage: wsgrpc-bench [--smoke] [--only W1,W2,W3,W4] [--out DIR]
        wsgrpc-bench backend --addr ADDR
        wsgrpc-bench bridge --addr ADDR --backend URI";
 
 struct Settings {
+    /// Run only these workloads (W1…W4, comma-separated); figures are then
+    /// not written.
+    only: Option<String>,
     unary_time: Duration,
     stream_messages: i32,
     idle_sockets: Vec<usize>,
@@ -33,8 +36,15 @@ struct Settings {
 }
 
 impl Settings {
+    fn runs(&self, workload: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|name| name == workload))
+    }
+
     fn full() -> Self {
         Self {
+            only: None,
             unary_time: Duration::from_secs(3),
             stream_messages: 1_000_000,
             idle_sockets: vec![1_000, 10_000],
@@ -44,6 +54,7 @@ impl Settings {
 
     fn smoke() -> Self {
         Self {
+            only: None,
             unary_time: Duration::from_millis(200),
             stream_messages: 2_000,
             idle_sockets: vec![50],
@@ -80,24 +91,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => {
             let mut smoke = false;
+            let mut only = None;
             let mut out = PathBuf::from(".");
             let mut rest = std::env::args().skip(1);
             while let Some(arg) = rest.next() {
                 match arg.as_str() {
                     "--smoke" => smoke = true,
                     "--out" => out = rest.next().ok_or(USAGE)?.into(),
+                    "--only" => only = Some(rest.next().ok_or(USAGE)?.to_uppercase()),
                     _ => return Err(USAGE.into()),
                 }
             }
-            let settings = if smoke {
+            let mut settings = if smoke {
                 Settings::smoke()
             } else {
                 Settings::full()
             };
+            settings.only = only;
             let report = runtime.block_on(run(&settings))?;
             println!("{}", report.table());
-            if smoke {
-                println!("smoke run: figures not written");
+            if smoke || settings.only.is_some() {
+                println!("partial run: figures not written");
             } else {
                 report.write(&out)?;
                 println!("wrote {}", out.join("BENCHMARKS.md").display());
@@ -194,116 +208,121 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
     let secs = t.as_secs_f64();
 
     // W1: unary, three shapes.
-    let mut ws = load::ws_unary(&url, 1, t).await;
-    let mut direct = load::grpc_unary(grpc.clone(), 1, t).await;
-    report.unary(
-        "W1 unary, 1 call at a time",
-        &mut ws,
-        &mut direct,
-        secs,
-        None,
-    );
+    if settings.runs("W1") {
+        let mut ws = load::ws_unary(&url, 1, t).await;
+        let mut direct = load::grpc_unary(grpc.clone(), 1, t).await;
+        report.unary(
+            "W1 unary, 1 call at a time",
+            &mut ws,
+            &mut direct,
+            secs,
+            None,
+        );
 
-    let cpu_before = procfs::cpu_seconds(bridge.pid());
-    let mut ws = load::ws_unary(&url, 32, t).await;
-    let bridge_cpu = procfs::cpu_seconds(bridge.pid()) - cpu_before;
-    let mut direct = load::grpc_unary(grpc.clone(), 32, t).await;
-    let cpu_per_call_us = bridge_cpu * 1e6 / ws.count().max(1) as f64;
-    report.unary(
-        "W1 unary, 32 in flight on 1 connection",
-        &mut ws,
-        &mut direct,
-        secs,
-        Some(0.6),
-    );
-    report.push(Row::single(
-        "Bridge CPU per unary call (32 in flight)",
-        cpu_per_call_us,
-        "µs",
-        Some(("≤ 100 µs", cpu_per_call_us <= 100.0)),
-    ));
-
-    let shards: Vec<_> = (0..32)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { load::ws_unary(&url, 1, t).await })
-        })
-        .collect();
-    let mut ws = load::Latencies::default();
-    for shard in shards {
-        ws = ws.merge(shard.await?);
-    }
-    let mut direct = load::Latencies::default();
-    let mut channels = Vec::new();
-    for _ in 0..32 {
-        channels.push(channel(backend.addr).await?);
-    }
-    let shards: Vec<_> = channels
-        .into_iter()
-        .map(|channel| tokio::spawn(load::grpc_unary(channel, 1, t)))
-        .collect();
-    for shard in shards {
-        direct = direct.merge(shard.await?);
-    }
-    report.unary(
-        "W1 unary, 32 connections, 1 call each",
-        &mut ws,
-        &mut direct,
-        secs,
-        None,
-    );
-
-    // W2: one long server stream.
-    let (ws_messages, ws_time) = load::ws_stream(&url, settings.stream_messages).await;
-    let (direct_messages, direct_time) =
-        load::grpc_stream(grpc.clone(), settings.stream_messages).await;
-    assert_eq!(ws_messages, settings.stream_messages as usize);
-    assert_eq!(direct_messages, settings.stream_messages as usize);
-    report.stream(settings.stream_messages, ws_time, direct_time);
-
-    // W4: bidi ping-pong on one call.
-    let ws_trips = load::ws_ping_pong(&url, settings.ping_pong_time).await;
-    let direct_trips = load::grpc_ping_pong(grpc.clone(), settings.ping_pong_time).await;
-    let pp = settings.ping_pong_time.as_secs_f64();
-    report.push(Row::compare(
-        "W4 bidi ping-pong, round trips/s",
-        ws_trips as f64 / pp,
-        direct_trips as f64 / pp,
-        None,
-    ));
-
-    // W3: idle sockets, then one call on each.
-    for &count in &settings.idle_sockets {
-        let before = procfs::rss_kib(bridge.pid());
-        let mut sockets = load::open_sockets(&url, count).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let idle = procfs::rss_kib(bridge.pid());
-        load::one_call_each(&mut sockets).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let used = procfs::rss_kib(bridge.pid());
-        let per_idle = (idle.saturating_sub(before)) as f64 / count as f64;
-        let per_used = (used.saturating_sub(before)) as f64 / count as f64;
-        let backend_connections = procfs::connections_to_port(backend.addr.port());
+        let cpu_before = procfs::cpu_seconds(bridge.pid());
+        let mut ws = load::ws_unary(&url, 32, t).await;
+        let bridge_cpu = procfs::cpu_seconds(bridge.pid()) - cpu_before;
+        let mut direct = load::grpc_unary(grpc.clone(), 32, t).await;
+        let cpu_per_call_us = bridge_cpu * 1e6 / ws.count().max(1) as f64;
+        report.unary(
+            "W1 unary, 32 in flight on 1 connection",
+            &mut ws,
+            &mut direct,
+            secs,
+            Some(0.6),
+        );
         report.push(Row::single(
-            &format!("W3 {count} idle sockets: bridge RSS per socket"),
-            per_idle,
-            "KiB",
-            Some(("≤ 16 KiB", per_idle <= 16.0)),
+            "Bridge CPU per unary call (32 in flight)",
+            cpu_per_call_us,
+            "µs",
+            Some(("≤ 100 µs", cpu_per_call_us <= 100.0)),
         ));
-        report.push(Row::single(
-            &format!("W3 {count} sockets after one call each: RSS per socket"),
-            per_used,
-            "KiB",
+
+        let shards: Vec<_> = (0..32)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { load::ws_unary(&url, 1, t).await })
+            })
+            .collect();
+        let mut ws = load::Latencies::default();
+        for shard in shards {
+            ws = ws.merge(shard.await?);
+        }
+        let mut direct = load::Latencies::default();
+        let mut channels = Vec::new();
+        for _ in 0..32 {
+            channels.push(channel(backend.addr).await?);
+        }
+        let shards: Vec<_> = channels
+            .into_iter()
+            .map(|channel| tokio::spawn(load::grpc_unary(channel, 1, t)))
+            .collect();
+        for shard in shards {
+            direct = direct.merge(shard.await?);
+        }
+        report.unary(
+            "W1 unary, 32 connections, 1 call each",
+            &mut ws,
+            &mut direct,
+            secs,
+            None,
+        );
+    }
+    // W2: one long server stream.
+    if settings.runs("W2") {
+        let (ws_messages, ws_time) = load::ws_stream(&url, settings.stream_messages).await;
+        let (direct_messages, direct_time) =
+            load::grpc_stream(grpc.clone(), settings.stream_messages).await;
+        assert_eq!(ws_messages, settings.stream_messages as usize);
+        assert_eq!(direct_messages, settings.stream_messages as usize);
+        report.stream(settings.stream_messages, ws_time, direct_time);
+    }
+    // W4: bidi ping-pong on one call.
+    if settings.runs("W4") {
+        let ws_trips = load::ws_ping_pong(&url, settings.ping_pong_time).await;
+        let direct_trips = load::grpc_ping_pong(grpc.clone(), settings.ping_pong_time).await;
+        let pp = settings.ping_pong_time.as_secs_f64();
+        report.push(Row::compare(
+            "W4 bidi ping-pong, round trips/s",
+            ws_trips as f64 / pp,
+            direct_trips as f64 / pp,
             None,
         ));
-        // This process holds one channel plus 32 from W1; the bridge adds one.
-        report.push(Row::single(
-            &format!("W3 {count} sockets: TCP connections to the backend, all processes"),
-            backend_connections as f64,
-            "",
-            Some(("bridge: 1", backend_connections <= 34)),
-        ));
-        drop(sockets);
+    }
+    // W3: idle sockets, then one call on each.
+    if settings.runs("W3") {
+        for &count in &settings.idle_sockets {
+            let before = procfs::rss_kib(bridge.pid());
+            let mut sockets = load::open_sockets(&url, count).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let idle = procfs::rss_kib(bridge.pid());
+            load::one_call_each(&mut sockets).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let used = procfs::rss_kib(bridge.pid());
+            let per_idle = (idle.saturating_sub(before)) as f64 / count as f64;
+            let per_used = (used.saturating_sub(before)) as f64 / count as f64;
+            let backend_connections = procfs::connections_to_port(backend.addr.port());
+            report.push(Row::single(
+                &format!("W3 {count} idle sockets: bridge RSS per socket"),
+                per_idle,
+                "KiB",
+                Some(("≤ 16 KiB", per_idle <= 16.0)),
+            ));
+            report.push(Row::single(
+                &format!("W3 {count} sockets after one call each: RSS per socket"),
+                per_used,
+                "KiB",
+                None,
+            ));
+            // This process holds one channel plus 32 from W1; the bridge adds one.
+            report.push(Row::single(
+                &format!("W3 {count} sockets: TCP connections to the backend, all processes"),
+                backend_connections as f64,
+                "",
+                Some(("bridge: 1", backend_connections <= 34)),
+            ));
+            drop(sockets);
+        }
     }
     Ok(report)
 }

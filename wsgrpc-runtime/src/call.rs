@@ -14,6 +14,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::backend::Backend;
 use crate::bridge::Shared;
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, code_name};
 use crate::metadata;
@@ -232,7 +233,7 @@ impl Exchange<'_> {
         channel: Channel,
     ) -> Result<End, Status> {
         let spec = self.spec;
-        let mut grpc = tonic::client::Grpc::new(channel);
+        let mut grpc = tonic::client::Grpc::new(Backend(channel));
         grpc.ready()
             .await
             .map_err(|err| Status::unavailable(format!("backend not ready: {err}")))?;
