@@ -25,6 +25,9 @@ use crate::envelope::Metadata;
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Registry, Service};
 
+/// What each socket reads into at first.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// HTTP/2 flow-control windows of the backend channel.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -492,6 +495,9 @@ async fn upgrade(
     let max = shared.limits.max_frame_size;
     ws.max_message_size(max)
         .max_frame_size(max)
+        // Most sockets sit idle most of the time: start each with a small
+        // read buffer (the default is 128 KiB) that grows for large frames.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
