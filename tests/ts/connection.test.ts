@@ -3,43 +3,13 @@
 
 import { type AddressInfo, createServer, type Socket } from "node:net";
 
-import { afterEach, describe, expect, it } from "vitest";
-import WebSocket from "ws";
+import { describe, expect, it } from "vitest";
 
 import { ExampleServiceClient } from "./gen/example_wsgrpc.js";
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, type ConnectionState, RpcError, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
-import { eventually, freePort, startServer, type TestServer } from "./support/server.js";
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    await cleanup();
-  }
-});
-
-async function server(options: { bridgeAddr?: string } = {}): Promise<TestServer> {
-  const started = await startServer(options);
-  cleanups.push(() => started.kill());
-  return started;
-}
-
-function transportFor(url: string, options: ConstructorParameters<typeof WebSocketGRPCClient>[1] = {}) {
-  const transport = new WebSocketGRPCClient(url, { WebSocket, ...options });
-  const states: ConnectionState[] = [];
-  transport.onStateChange((state) => states.push(state));
-  cleanups.push(() => transport.close());
-  return { transport, states };
-}
-
-async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
-  const error = await promise.then(
-    () => new Error("expected the call to fail"),
-    (error: unknown) => error,
-  );
-  expect(error).toBeInstanceOf(RpcError);
-  return error as RpcError;
-}
+import { Code, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
+import { eventually, freePort, startServer } from "./support/server.js";
+import { onCleanup, rpcError, server, transportFor } from "./support/harness.js";
 
 describe("connecting", () => {
   it("the first call connects; connect() is there to do it early", async () => {
@@ -157,7 +127,7 @@ describe("losing the bridge", () => {
     const accepted: Socket[] = [];
     const silent = createServer((socket) => accepted.push(socket));
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-    cleanups.push(() => {
+    onCleanup(() => {
       accepted.forEach((socket) => socket.destroy());
       return new Promise<void>((resolve) => silent.close(() => resolve()));
     });

@@ -9,6 +9,7 @@ import WebSocket, { WebSocketServer } from "ws";
 
 import { Code, RpcError, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
 import { eventually } from "./support/server.js";
+import { rpcError } from "./support/harness.js";
 
 type Frame = Record<string, unknown>;
 
@@ -73,15 +74,6 @@ afterAll(async () => {
 
 function response(request: Frame, fields: Frame): Frame {
   return { type: "response", method: request["method"], id: request["id"], ...fields };
-}
-
-async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
-  const error = await promise.then(
-    () => new Error("expected the call to fail"),
-    (error: unknown) => error,
-  );
-  expect(error).toBeInstanceOf(RpcError);
-  return error as RpcError;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,12 +1,16 @@
 //! The test backend and a bridge in front of it, for the TypeScript tests.
+//! With `--backend URI`, only a bridge, in front of that backend: a second
+//! bridge replica sharing the first one's backend.
 //!
-//! Prints `READY bridge=ws://…/ws grpc=http://…` once both listen.
+//! Prints `READY bridge=ws://…/ws grpc=http://…` (the backend it uses) once
+//! everything it runs listens.
 
 use std::net::SocketAddr;
 
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
-const USAGE: &str = "Usage: wsgrpc-test-server [--bridge-addr ADDR] [--grpc-addr ADDR]";
+const USAGE: &str =
+    "Usage: wsgrpc-test-server [--bridge-addr ADDR] [--grpc-addr ADDR | --backend URI]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,19 +21,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let mut bridge_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut grpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut grpc_addr = None;
+    let mut backend_uri = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(USAGE)?;
         match flag.as_str() {
             "--bridge-addr" => bridge_addr = value.parse()?,
-            "--grpc-addr" => grpc_addr = value.parse()?,
+            "--grpc-addr" => grpc_addr = Some(value.parse()?),
+            "--backend" => backend_uri = Some(value),
             _ => return Err(USAGE.into()),
         }
     }
-    let backend = RunningBackend::start(grpc_addr).await?;
-    let bridge = RunningBridge::start(test_bridge(&backend.uri()), bridge_addr).await?;
-    println!("READY bridge={} grpc={}", bridge.url(), backend.uri());
+    // Kept alive until the process ends; None when the backend is elsewhere.
+    let (_backend, backend_uri) = match (backend_uri, grpc_addr) {
+        (Some(_), Some(_)) => return Err(USAGE.into()),
+        (Some(uri), None) => (None, uri),
+        (None, grpc_addr) => {
+            let addr = grpc_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let backend = RunningBackend::start(addr).await?;
+            let uri = backend.uri();
+            (Some(backend), uri)
+        }
+    };
+    let bridge = RunningBridge::start(test_bridge(&backend_uri), bridge_addr).await?;
+    println!("READY bridge={} grpc={}", bridge.url(), backend_uri);
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

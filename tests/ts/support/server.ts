@@ -1,12 +1,12 @@
 // Starts the real bridge and test backend (the `wsgrpc-test-server` binary
 // of the `wsgrpc-tests` crate) for the TypeScript tests.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+
+import { Process } from "./process.js";
 
 export const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 
@@ -19,64 +19,67 @@ export function serverBinary(): string {
 export interface TestServer {
   /** `ws://127.0.0.1:PORT/ws` */
   readonly bridgeUrl: string;
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`: the backend, its own or the one given. */
   readonly grpcUrl: string;
   /** Kills the process (SIGKILL: no goodbye to any client) and waits for it. */
   kill(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const child of running) {
-    child.kill("SIGKILL");
-  }
-});
+export interface ServerOptions {
+  /** Pins the bridge's address (`127.0.0.1:PORT`). */
+  bridgeAddr?: string;
+  /** A backend to use (`http://…`) instead of starting one: a bridge alone. */
+  backend?: string;
+}
 
-/** Starts a server; `bridgeAddr` pins the bridge's address (`127.0.0.1:PORT`). */
-export async function startServer(options: { bridgeAddr?: string } = {}): Promise<TestServer> {
+/** Starts a server: the test backend and a bridge, or a bridge alone. */
+export async function startServer(options: ServerOptions = {}): Promise<TestServer> {
   const binary = serverBinary();
   if (!existsSync(binary)) {
     throw new Error(
       `${binary} does not exist: build it with \`cargo build -p wsgrpc-tests --bin wsgrpc-test-server\``,
     );
   }
-  const args = options.bridgeAddr === undefined ? [] : ["--bridge-addr", options.bridgeAddr];
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
-  running.add(child);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  void exited.then(() => running.delete(child));
-
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-
-  const lines = createInterface({ input: child.stdout! });
-  const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${binary} did not get ready in 10 s:\n${stderr}`)), 10_000);
-    lines.on("line", (line) => {
-      const match = /^READY bridge=(\S+) grpc=(\S+)$/.exec(line);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve(match);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${binary} exited with ${code} before it was ready:\n${stderr}`));
-    });
-  });
-
+  const args: string[] = [];
+  if (options.bridgeAddr !== undefined) {
+    args.push("--bridge-addr", options.bridgeAddr);
+  }
+  if (options.backend !== undefined) {
+    args.push("--backend", options.backend);
+  }
+  const server = Process.start("wsgrpc-test-server", binary, args);
+  let ready: RegExpMatchArray;
+  try {
+    ready = await server.waitForOutput(/^READY bridge=(\S+) grpc=(\S+)$/m);
+  } catch (error) {
+    await server.kill();
+    throw error;
+  }
   return {
     bridgeUrl: ready[1]!,
     grpcUrl: ready[2]!,
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGKILL");
-      }
-      await exited;
-    },
+    kill: () => server.kill("SIGKILL"),
   };
+}
+
+/**
+ * A metric of the bridge, from the Prometheus text it serves at `/metrics`:
+ * `name` without labels, e.g. `wsgrpc_connections_open`.
+ */
+export async function bridgeMetric(server: TestServer, name: string): Promise<number> {
+  const url = new URL("/metrics", server.bridgeUrl.replace(/^ws/, "http"));
+  const response = await fetch(url);
+  const text = await response.text();
+  if (!response.ok) {
+    throw new Error(`${url}: HTTP ${response.status}: ${text}`);
+  }
+  for (const line of text.split("\n")) {
+    const [key, value] = line.split(" ");
+    if (key === name && value !== undefined) {
+      return Number(value);
+    }
+  }
+  throw new Error(`${url} has no ${name}:\n${text}`);
 }
 
 /** A loopback port that was free a moment ago. */
@@ -99,5 +102,18 @@ export async function eventually(check: () => Promise<boolean>, what: string, ti
       throw new Error(`timed out waiting until ${what}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** What `promise` settles to, or a failure if that takes over `timeoutMs`. */
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 5_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
