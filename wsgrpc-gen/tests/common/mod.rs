@@ -1,5 +1,8 @@
 //! What the output tests share: the repository's layout, the real protoc
-//! with the plugin, and whole output directories read into maps.
+//! with the plugin, the real buf with it, and whole output directories
+//! read into maps.
+
+#![allow(dead_code, reason = "each test crate uses a part of it")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +78,45 @@ pub fn run_protoc(
         .output()
         .unwrap();
     if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// The buf CLI from the npm packages (`@bufbuild/buf` in the repository's
+/// package.json).
+fn buf() -> PathBuf {
+    let path = repo_root().join("node_modules/.bin/buf");
+    let version = Command::new(&path).arg("--version").output();
+    assert!(
+        version.is_ok_and(|output| output.status.success()),
+        "buf not found at {}: run npm ci in the repository root (the test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs the real `buf generate` in `dir` (relative to the repository root)
+/// with the buf.gen.yaml text `template`, under `out` (buf's `--output`,
+/// which every plugin's `out` is relative to); `args` follow, such as an
+/// input that replaces the template's `inputs`. buf's stderr when it fails
+/// or warns.
+pub fn run_buf(dir: &str, template: &str, args: &[&str], out: &Path) -> Result<(), String> {
+    let scratch = tempfile::tempdir().unwrap();
+    let template_path = scratch.path().join("buf.gen.yaml");
+    std::fs::write(&template_path, template).unwrap();
+    let output = Command::new(buf())
+        .current_dir(repo_root().join(dir))
+        .arg("generate")
+        .arg("--template")
+        .arg(&template_path)
+        .arg("--output")
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    if output.status.success() && output.stderr.is_empty() {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).into_owned())
