@@ -270,12 +270,31 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
     }
     // W2: one long server stream.
     if settings.runs("W2") {
+        let processes = [
+            ("bridge", bridge.pid()),
+            ("backend", backend.pid()),
+            ("load generator", std::process::id()),
+        ];
+        let cpu_before = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
         let (ws_messages, ws_time) = load::ws_stream(&url, settings.stream_messages).await;
+        let cpu_after = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
         let (direct_messages, direct_time) =
             load::grpc_stream(grpc.clone(), settings.stream_messages).await;
         assert_eq!(ws_messages, settings.stream_messages as usize);
         assert_eq!(direct_messages, settings.stream_messages as usize);
         report.stream(settings.stream_messages, ws_time, direct_time);
+        // Where the time goes on the bridge's path: every process shares
+        // the two cores.
+        for (index, (name, _)) in processes.iter().enumerate() {
+            let per_message =
+                (cpu_after[index] - cpu_before[index]) * 1e9 / f64::from(settings.stream_messages);
+            report.push(Row::single(
+                &format!("W2 over the bridge: CPU of the {name} per message"),
+                per_message,
+                "ns",
+                None,
+            ));
+        }
     }
     // W4: bidi ping-pong on one call.
     if settings.runs("W4") {

@@ -33,7 +33,7 @@ const MAX_ID_LEN: usize = 256;
 /// Frames queued for the writer before call tasks wait.
 const OUTBOX_FRAMES: usize = 128;
 /// Frames the writer hands to the socket before it flushes.
-const MAX_FRAMES_PER_FLUSH: usize = 32;
+const MAX_FRAMES_PER_FLUSH: usize = 256;
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection looks whether its unary calls are done.
