@@ -2,6 +2,9 @@
 //! a tonic implementation of `example.ExampleService` and the generated
 //! bridge table that lets browsers call it over a WebSocket.
 //!
+//! [`auth::TokenAuth`] is a shared-secret authenticator for the bridge; the
+//! service greets the user it forwards.
+//!
 //! Run with `cargo run -p wsgrpc-example`.
 
 use std::pin::Pin;
@@ -11,6 +14,10 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt, stream};
 use tonic::{Request, Response, Status, Streaming};
+
+pub mod auth;
+
+pub use auth::TokenAuth;
 
 /// The generated code for the `example` package: messages, the tonic
 /// server and `example_service_bridge`.
@@ -85,10 +92,19 @@ impl ExampleService for ExampleServer {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloResponse>, Status> {
+        // Set by an authenticating bridge; absent without one, and then the
+        // reply stays exactly `Hello {name}`.
+        let user = request
+            .metadata()
+            .get(auth::USER_ID_KEY)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let name = request.into_inner().name;
-        Ok(Response::new(HelloResponse {
-            message: format!("Hello {name}"),
-        }))
+        let message = match user {
+            Some(user) => format!("Hello {name} (signed in as {user})"),
+            None => format!("Hello {name}"),
+        };
+        Ok(Response::new(HelloResponse { message }))
     }
 
     type StreamMessagesStream = ResponseStream<StreamResponse>;

@@ -3,14 +3,17 @@
 //! One process runs the example's gRPC server (port 50051), the WebSocket
 //! bridge in front of it (port 50052, path `/ws`) and, on the bridge's port,
 //! the built web page, so that page and socket share one origin.
+//!
+//! With `--token SECRET` (or `WSGRPC_TOKEN=SECRET`) every socket must
+//! present that token; open the page as `http://127.0.0.1:50052/?token=SECRET`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tower_http::services::ServeDir;
-use wsgrpc_example::ExampleServer;
 use wsgrpc_example::proto::example_service_bridge;
+use wsgrpc_example::{ExampleServer, TokenAuth};
 use wsgrpc_runtime::{AllowedOrigins, Bridge};
 
 const USAGE: &str = "\
@@ -23,6 +26,9 @@ Options:
   --static-dir DIR      web page to serve [default: example/client/dist]
   --allow-origin URL    also accept sockets from pages of this origin (repeatable)
   --stream-interval-ms  pause between StreamMessages messages [default: 100]
+  --token SECRET        require this token on every socket: `Authorization: Bearer`,
+                        `?token=` (open the page as /?token=SECRET) or the
+                        `wsgrpc_token` cookie [default: $WSGRPC_TOKEN, else none]
   -h, --help            print this help
 ";
 
@@ -33,6 +39,7 @@ struct Args {
     static_dir: PathBuf,
     allowed_origins: Vec<String>,
     stream_interval: Duration,
+    token: Option<String>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -44,6 +51,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         static_dir: PathBuf::from("example/client/dist"),
         allowed_origins: Vec::new(),
         stream_interval: Duration::from_millis(100),
+        token: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -56,12 +64,19 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("stream-interval-ms") => {
                 args.stream_interval = Duration::from_millis(parser.value()?.parse()?);
             }
+            Long("token") => args.token = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    if args.token.is_none() {
+        args.token = std::env::var("WSGRPC_TOKEN").ok();
+    }
+    if args.token.as_deref() == Some("") {
+        return Err("the token must not be empty".into());
     }
     Ok(args)
 }
@@ -109,11 +124,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         AllowedOrigins::List(args.allowed_origins)
     };
-    let bridge = Bridge::builder()
+    let mut bridge = Bridge::builder()
         .backend_uri(backend)
         .service(example_service_bridge::service())
-        .allowed_origins(origins)
-        .build()?;
+        .allowed_origins(origins);
+    let token_required = args.token.is_some();
+    if let Some(token) = args.token {
+        bridge = bridge.authenticator(TokenAuth::new(token));
+    }
+    let bridge = bridge.build()?;
     if !args.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %args.static_dir.display(), "no built page; run `npm run build --workspace example/client`");
     }
@@ -123,6 +142,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.bridge_addr).await?;
     let addr = listener.local_addr()?;
     println!("wsgrpc example: open http://{addr}/ (WebSocket at ws://{addr}/ws)");
+    if token_required {
+        // The secret itself stays out of the output.
+        println!("sockets need the token: open http://{addr}/?token=<your token>");
+    }
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });

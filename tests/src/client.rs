@@ -7,6 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
@@ -27,7 +28,12 @@ pub enum NotText {
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
-        let (socket, _) = connect_async_with_config(url, None, true)
+        Self::connect_with(url).await
+    }
+
+    /// Connects with a request of the caller's making, e.g. with headers.
+    pub async fn connect_with(request: impl IntoClientRequest + Unpin) -> Self {
+        let (socket, _) = connect_async_with_config(request, None, true)
             .await
             .expect("connects to the bridge");
         Self { socket }

@@ -341,6 +341,59 @@ describe.each([
   });
 });
 
+describe("the page against a bridge started with --token", () => {
+  // Needs percent-encoding: the page must pass it on intact.
+  const secret = "e2e secret+/&";
+  let example: Service | undefined;
+  let origin = "";
+
+  beforeAll(async () => {
+    const started = await startExample([`--token=${secret}`]);
+    example = started.service;
+    origin = `http://${started.address}`;
+  });
+
+  afterAll(async () => {
+    await example?.stop();
+  });
+
+  test("without the token, or with a wrong one, the socket is refused", async () => {
+    for (const query of ["", "?token=guess"]) {
+      const page = await browser.newPage();
+      try {
+        await page.goto(`${origin}/${query}`);
+        const beforeConnect = example!.output.length;
+        await page.click("#connect-btn");
+        await expect.poll(() => text(page, "#status"), { timeout: 5_000 }).toMatch(/^Disconnected: .+/);
+        expect(await isDisabled(page, "#hello-btn")).toBe(true);
+        // Refused by the authenticator, not for some other reason.
+        await example!.waitForOutput(/refused unauthenticated WebSocket/, 3_000, beforeConnect);
+      } finally {
+        await page.close();
+      }
+    }
+  });
+
+  test("with ?token= the page connects and the backend greets the signed-in user", async () => {
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    try {
+      await page.goto(`${origin}/?token=${encodeURIComponent(secret)}`);
+      // The secret is not shown.
+      expect(await text(page, "#socket-url")).toBe(`ws://${new URL(origin).host}/ws?token=…`);
+      await page.click("#connect-btn");
+      await expect.poll(() => text(page, "#status")).toBe("Connected");
+      await page.fill("#name-input", "Playwright");
+      await page.click("#hello-btn");
+      await expect.poll(() => text(page, "#hello-result")).toBe("Response: Hello Playwright (signed in as demo)");
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
 describe("the proxy configurations", () => {
   test("envoy --mode validate accepts example/envoy.yaml", async () => {
     const output = await run(envoyBinary(), ["--mode", "validate", "-c", join(repoRoot, "example", "envoy.yaml")]);

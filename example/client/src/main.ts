@@ -7,7 +7,12 @@ import { MessageQueue } from "./queue.js";
 
 // The page and its socket share an origin: the bridge serves both, or a
 // proxy (Envoy, nginx, the Vite dev server) in front of it does.
-const socketUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+const socketBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+// A bridge started with --token wants it on every socket. Browsers cannot
+// set headers on a WebSocket, so a token the page was opened with
+// (`/?token=…`) travels in the socket's query string.
+const token = new URLSearchParams(location.search).get("token");
+const socketUrl = token === null ? socketBase : `${socketBase}?${new URLSearchParams({ token }).toString()}`;
 const transport = new WebSocketGRPCClient(socketUrl);
 const service = new ExampleServiceClient(transport);
 
@@ -249,5 +254,6 @@ ui.chatEnd.addEventListener("click", () => {
   render();
 });
 
-ui.socketUrl.textContent = socketUrl;
+// The token is a secret: the page does not show it.
+ui.socketUrl.textContent = token === null ? socketBase : `${socketBase}?token=…`;
 render();
