@@ -178,6 +178,12 @@ impl Report {
                 row.name, row.bridge, row.unit
             );
         }
+        let _ = writeln!(
+            md,
+            "\nWhere the time goes, what was changed and what it gained: \
+             [docs/PERFORMANCE.md](docs/PERFORMANCE.md). Micro-benchmarks of the envelope and \
+             of JSON ⇄ protobuf per message size: `cargo bench -p wsgrpc-bench --bench codec`."
+        );
         std::fs::write(dir.join("BENCHMARKS.md"), md)?;
         std::fs::create_dir_all(dir.join("docs"))?;
         std::fs::write(dir.join("docs/benchmarks.svg"), self.chart())
