@@ -122,8 +122,8 @@ impl Report {
         let _ = writeln!(out, "machine: {}", self.machine);
         let _ = writeln!(
             out,
-            "{:<62} {:>10} {:>12} {:>12}  {}",
-            "workload", "ratio", "bridge", "direct", "target"
+            "{:<62} {:>10} {:>12} {:>12}  target",
+            "workload", "ratio", "bridge", "direct"
         );
         for row in &self.rows {
             let ratio = row.ratio().map_or("".into(), |r| format!("{r:.2}"));

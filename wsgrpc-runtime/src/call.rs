@@ -317,18 +317,6 @@ fn grpc_timeout(timeout: Duration) -> AsciiMetadataValue {
         .expect("digits and a unit are a valid header value")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeout_fits_eight_digits() {
-        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
-        assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
-        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
-    }
-}
-
 /// tonic reports a backend connection that breaks in the middle of a call
 /// as UNKNOWN; gRPC says a transport failure is UNAVAILABLE, which is also
 /// what clients retry on.
@@ -349,5 +337,17 @@ fn unavailable_if_transport_failed(status: Status) -> Status {
         ))
     } else {
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_fits_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
+        assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
     }
 }
