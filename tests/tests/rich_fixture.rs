@@ -58,7 +58,7 @@ fn full_order() -> shop::Order {
                 seconds: 1_700_000_000,
                 nanos: 123_000_000,
             }),
-            ttl: Some(pbjson_types::Duration {
+            ttl: Some(wsgrpc_runtime::well_known::Duration {
                 seconds: 90,
                 nanos: 500_000_000,
             }),

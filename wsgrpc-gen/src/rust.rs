@@ -17,12 +17,17 @@ use crate::model::{self, MethodKind};
 use crate::{Error, GeneratedFile};
 
 /// Where the well-known types come from: pbjson's copies carry proto3 JSON,
-/// but for FieldMask, whose JSON form pbjson-types lacks.
-const EXTERN_PATHS: [(&str, &str); 2] = [
+/// but for FieldMask, whose JSON form pbjson-types lacks, and Duration,
+/// whose JSON pbjson-types reads too leniently (two minus signs pass).
+const EXTERN_PATHS: [(&str, &str); 3] = [
     (".google.protobuf", "::pbjson_types"),
     (
         ".google.protobuf.FieldMask",
         "::wsgrpc_runtime::well_known::FieldMask",
+    ),
+    (
+        ".google.protobuf.Duration",
+        "::wsgrpc_runtime::well_known::Duration",
     ),
 ];
 
