@@ -104,10 +104,100 @@ proptest! {
         let mut text: String = frame.chars().take(cut).collect();
         text.push_str(&insert);
         text.extend(frame.chars().skip(cut));
-        if let Ok(envelope) = Envelope::parse(&text) {
-            if let Some(payload) = envelope.payload {
-                let _ = json_to_proto::<shop::GetOrderRequest>(payload.get());
-            }
+        if let Ok(envelope) = Envelope::parse(&text)
+            && let Some(payload) = envelope.payload
+        {
+            let _ = json_to_proto::<shop::GetOrderRequest>(payload.get());
         }
+    }
+}
+
+// Inputs that coverage-guided fuzzing (`scripts/fuzz`, fuzz/) turned up,
+// each as it reached the decoders.
+
+/// proto3 JSON writes non-finite floats as "NaN", "Infinity", "-Infinity";
+/// pbjson writes `null`, which comes back as an error in a list and as 0 in
+/// a field. Ignored until that is fixed: `-- --ignored` runs it.
+#[test]
+#[ignore = "pbjson writes NaN and ±Infinity as null"]
+fn non_finite_floats_come_back_as_they_went() {
+    use wsgrpc_runtime::proto_to_json;
+    for (input, expected) in [
+        (r#"{"rDouble":["NaN"]}"#, r#"{"rDouble":["NaN"]}"#),
+        (r#"{"fDouble":"Infinity"}"#, r#"{"fDouble":"Infinity"}"#),
+        (r#"{"fFloat":1e39}"#, r#"{"fFloat":"Infinity"}"#),
+    ] {
+        let proto = json_to_proto::<shop::Scalars>(input).unwrap();
+        let json = proto_to_json::<shop::Scalars>(&proto).unwrap();
+        assert_eq!(json.get(), expected, "{input}");
+        assert_eq!(json_to_proto::<shop::Scalars>(json.get()), Ok(proto));
+    }
+}
+
+/// pbjson-types stripped one `-` and parsed the rest as a signed number, so
+/// a second sign got through: seconds and nanos of opposite signs, which the
+/// bridge forwarded and could not render back.
+#[test]
+fn a_duration_with_two_minus_signs_is_refused() {
+    let err = json_to_proto::<shop::WellKnown>(r#"{"ttl":"--5.5s"}"#).unwrap_err();
+    assert!(err.to_string().starts_with("field `ttl`"), "{err}");
+}
+
+/// The same path negated i64::MIN: a panic where overflow checks are on
+/// (debug builds, this test), i64::MIN seconds where they are off.
+#[test]
+fn a_duration_that_overflows_is_refused_without_panic() {
+    let err = json_to_proto::<shop::WellKnown>(r#"{"ttl":"--9223372036854775808s"}"#).unwrap_err();
+    assert!(err.to_string().starts_with("field `ttl`"), "{err}");
+}
+
+/// serde_json parses some numbers (long, or with an exponent) one ULP off
+/// unless its `float_roundtrip` feature is on: the backend got another
+/// double than the client wrote, and the bridge's JSON of it did not come
+/// back the same.
+#[test]
+fn numbers_decode_to_the_nearest_double() {
+    use prost::Message;
+    use wsgrpc_runtime::proto_to_json;
+    let proto = json_to_proto::<shop::Scalars>(r#"{"fDouble":6.666666666666667e38}"#).unwrap();
+    let scalars = shop::Scalars::decode(proto).unwrap();
+    assert_eq!(scalars.f_double, 6.666666666666667e38);
+
+    let input = r#"{"attributes":{"":666666666666666666666666666666666666666}}"#;
+    let proto = json_to_proto::<shop::WellKnown>(input).unwrap();
+    let json = proto_to_json::<shop::WellKnown>(&proto).unwrap();
+    assert_eq!(json_to_proto::<shop::WellKnown>(json.get()), Ok(proto));
+}
+
+/// A backend's Duration of i64::MIN seconds (or i32::MIN nanos) overflowed
+/// `abs` in the range check: a panic where overflow checks are on.
+#[test]
+fn a_response_duration_of_i64_min_is_refused_without_panic() {
+    use wsgrpc_runtime::proto_to_json;
+    let seconds = b"\x12\x0b\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01";
+    let nanos = b"\x12\x0b\x10\x80\x80\x80\x80\xf8\xff\xff\xff\xff\x01";
+    for proto in [&seconds[..], &nanos[..]] {
+        let err = proto_to_json::<shop::WellKnown>(proto).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
+}
+
+/// pbjson-types writes a Timestamp before year 0 or after 9999 with a signed
+/// or five-digit year ("-2225-…"), which is not RFC 3339 and which it does
+/// not read back; it reads years 0 and 9999 with offsets that take them out
+/// of range. proto3 JSON has Timestamps from 0001-01-01 to 9999-12-31 only.
+#[test]
+#[ignore = "pbjson-types reads and writes Timestamps outside years 1 to 9999"]
+fn timestamps_outside_years_1_to_9999_are_refused() {
+    use wsgrpc_runtime::proto_to_json;
+    // createdAt { seconds: -69252277504 }, as found.
+    let proto = b"\x0a\x0b\x08\x80\xb6\xf8\x81\xfe\xfd\xff\xff\xff\x01";
+    assert!(proto_to_json::<shop::WellKnown>(proto).is_err());
+    for input in [
+        r#"{"createdAt":"0000-01-01T00:00:00+01:00"}"#,
+        r#"{"createdAt":"9999-12-31T23:59:59-01:00"}"#,
+    ] {
+        let err = json_to_proto::<shop::WellKnown>(input).unwrap_err();
+        assert!(err.to_string().starts_with("field `createdAt`"), "{err}");
     }
 }

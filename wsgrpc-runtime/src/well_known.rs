@@ -116,8 +116,8 @@ impl Duration {
 
     /// Whether the fields are in range and of one sign.
     pub fn is_valid(&self) -> bool {
-        self.seconds.abs() <= MAX_DURATION_SECONDS
-            && self.nanos.abs() < NANOS_PER_SECOND
+        self.seconds.unsigned_abs() <= MAX_DURATION_SECONDS.unsigned_abs()
+            && self.nanos.unsigned_abs() < NANOS_PER_SECOND.unsigned_abs()
             && (self.seconds == 0 || self.nanos == 0 || (self.seconds < 0) == (self.nanos < 0))
     }
 
