@@ -182,12 +182,11 @@ fn a_response_duration_of_i64_min_is_refused_without_panic() {
     }
 }
 
-/// pbjson-types writes a Timestamp before year 0 or after 9999 with a signed
-/// or five-digit year ("-2225-…"), which is not RFC 3339 and which it does
-/// not read back; it reads years 0 and 9999 with offsets that take them out
+/// pbjson-types wrote a Timestamp before year 0 or after 9999 with a signed
+/// or five-digit year ("-2225-…"), which is not RFC 3339 and which it did
+/// not read back, and read years 0 and 9999 with offsets that took them out
 /// of range. proto3 JSON has Timestamps from 0001-01-01 to 9999-12-31 only.
 #[test]
-#[ignore = "pbjson-types reads and writes Timestamps outside years 1 to 9999"]
 fn timestamps_outside_years_1_to_9999_are_refused() {
     use wsgrpc_runtime::proto_to_json;
     // createdAt { seconds: -69252277504 }, as found.

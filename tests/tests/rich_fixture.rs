@@ -54,7 +54,7 @@ fn full_order() -> shop::Order {
             m_bool_bytes: HashMap::from([(true, vec![1]), (false, vec![])]),
         }),
         well_known: Some(shop::WellKnown {
-            created_at: Some(pbjson_types::Timestamp {
+            created_at: Some(wsgrpc_runtime::well_known::Timestamp {
                 seconds: 1_700_000_000,
                 nanos: 123_000_000,
             }),
@@ -147,7 +147,8 @@ fn json_follows_the_proto3_mapping() {
     assert_eq!(scalars["oUint64"], "0");
     assert_eq!(scalars["mBoolBytes"]["true"], "AQ==");
     let wkt = &json["wellKnown"];
-    assert_eq!(wkt["createdAt"], "2023-11-14T22:13:20.123+00:00");
+    // In UTC with `Z`, as the proto3 JSON mapping writes it.
+    assert_eq!(wkt["createdAt"], "2023-11-14T22:13:20.123Z");
     assert_eq!(wkt["ttl"], "90.500s");
     assert_eq!(wkt["attributes"], json!({"color": "red"}));
     assert_eq!(wkt["anyValue"], 2.5);

@@ -17,9 +17,10 @@ use crate::model::{self, MethodKind};
 use crate::{Error, GeneratedFile};
 
 /// Where the well-known types come from: pbjson's copies carry proto3 JSON,
-/// but for FieldMask, whose JSON form pbjson-types lacks, and Duration,
-/// whose JSON pbjson-types reads too leniently (two minus signs pass).
-const EXTERN_PATHS: [(&str, &str); 3] = [
+/// but for FieldMask, whose JSON form pbjson-types lacks, and Duration and
+/// Timestamp, whose JSON pbjson-types checks too little (two minus signs,
+/// years outside 1 to 9999).
+const EXTERN_PATHS: [(&str, &str); 4] = [
     (".google.protobuf", "::pbjson_types"),
     (
         ".google.protobuf.FieldMask",
@@ -28,6 +29,10 @@ const EXTERN_PATHS: [(&str, &str); 3] = [
     (
         ".google.protobuf.Duration",
         "::wsgrpc_runtime::well_known::Duration",
+    ),
+    (
+        ".google.protobuf.Timestamp",
+        "::wsgrpc_runtime::well_known::Timestamp",
     ),
 ];
 

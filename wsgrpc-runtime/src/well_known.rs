@@ -1,5 +1,6 @@
 //! Well-known types whose proto3 JSON form `pbjson-types` does not produce,
-//! or does not check: it takes `"--5s"` for a Duration.
+//! or does not check: it takes `"--5s"` for a Duration, and Timestamps
+//! outside years 1 to 9999 both ways.
 //!
 //! Generated code refers to these through an extern path, so messages that
 //! use them speak the canonical JSON.
@@ -201,6 +202,88 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// `google.protobuf.Timestamp`. In JSON an RFC 3339 date and time: written
+/// in UTC with `Z` and 0, 3, 6 or 9 decimals, read with any offset. Years
+/// 1 to 9999 only, as the proto3 JSON mapping has it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
+pub struct Timestamp {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds into the second, 0 to 999,999,999.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+impl Timestamp {
+    pub fn new(seconds: i64, nanos: i32) -> Self {
+        Self { seconds, nanos }
+    }
+
+    /// Whether it lies in years 1 to 9999 with nanos in range.
+    pub fn is_valid(&self) -> bool {
+        TIMESTAMP_SECONDS.contains(&self.seconds) && (0..NANOS_PER_SECOND).contains(&self.nanos)
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let time = chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|err| format!("`{text}` is not an RFC 3339 timestamp: {err}"))?
+            .to_utc();
+        let nanos = time.timestamp_subsec_nanos();
+        if nanos >= NANOS_PER_SECOND.unsigned_abs() {
+            return Err(format!(
+                "`{text}` is a leap second, which a Timestamp cannot hold"
+            ));
+        }
+        let timestamp = Self::new(time.timestamp(), nanos as i32);
+        if !timestamp.is_valid() {
+            return Err(format!("`{text}` is outside years 1 to 9999 in UTC"));
+        }
+        Ok(timestamp)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = self
+            .is_valid()
+            .then(|| chrono::DateTime::from_timestamp(self.seconds, self.nanos as u32))
+            .flatten()
+            .ok_or_else(|| {
+                serde::ser::Error::custom(format!(
+                    "Timestamp of {}s and {}ns is outside years 1 to 9999",
+                    self.seconds, self.nanos
+                ))
+            })?;
+        serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TimestampVisitor;
+
+        impl Visitor<'_> for TimestampVisitor {
+            type Value = Timestamp;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a Timestamp: an RFC 3339 date and time, as in \"2024-05-01T12:00:00Z\"",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(value).map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_str(TimestampVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +351,70 @@ mod tests {
     fn a_duration_of_mixed_signs_is_not_written() {
         assert!(serde_json::to_string(&Duration::new(1, -1)).is_err());
         assert!(serde_json::to_string(&Duration::new(315_576_000_001, 0)).is_err());
+    }
+
+    fn timestamp_json(text: &str) -> Result<Timestamp, serde_json::Error> {
+        serde_json::from_str(&format!("\"{text}\""))
+    }
+
+    #[test]
+    fn timestamps_read_any_offset_and_write_utc() {
+        for (text, seconds, nanos, canonical) in [
+            ("1970-01-01T00:00:00Z", 0, 0, "1970-01-01T00:00:00Z"),
+            (
+                "1972-01-01T10:00:20.021Z",
+                63_108_020,
+                21_000_000,
+                "1972-01-01T10:00:20.021Z",
+            ),
+            ("1970-01-01T01:00:00+01:00", 0, 0, "1970-01-01T00:00:00Z"),
+            (
+                "1969-12-31T23:59:59.000000001Z",
+                -1,
+                1,
+                "1969-12-31T23:59:59.000000001Z",
+            ),
+            (
+                "0001-01-01T00:00:00Z",
+                -62_135_596_800,
+                0,
+                "0001-01-01T00:00:00Z",
+            ),
+            (
+                "9999-12-31T23:59:59.999999Z",
+                253_402_300_799,
+                999_999_000,
+                "9999-12-31T23:59:59.999999Z",
+            ),
+        ] {
+            let timestamp = timestamp_json(text).unwrap();
+            assert_eq!(timestamp, Timestamp::new(seconds, nanos), "{text}");
+            let written = serde_json::to_string(&timestamp).unwrap();
+            assert_eq!(written, format!("\"{canonical}\""));
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_years_1_to_9999_or_malformed_are_refused() {
+        for text in [
+            "0000-01-01T00:00:00+01:00",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "2016-12-31T23:59:60Z",
+            "2024-05-01",
+            "2024-05-01T12:00:00",
+            "yesterday",
+        ] {
+            assert!(timestamp_json(text).is_err(), "{text}");
+        }
+        for (seconds, nanos) in [
+            (-62_135_596_801, 0),
+            (253_402_300_800, 0),
+            (0, -1),
+            (0, 1_000_000_000),
+            (i64::MIN, 0),
+        ] {
+            assert!(serde_json::to_string(&Timestamp::new(seconds, nanos)).is_err());
+        }
     }
 }
