@@ -116,10 +116,9 @@ proptest! {
 // each as it reached the decoders.
 
 /// proto3 JSON writes non-finite floats as "NaN", "Infinity", "-Infinity";
-/// pbjson writes `null`, which comes back as an error in a list and as 0 in
-/// a field. Ignored until that is fixed: `-- --ignored` runs it.
+/// pbjson wrote `null`, which came back as an error in a list and as 0 in
+/// a field.
 #[test]
-#[ignore = "pbjson writes NaN and ±Infinity as null"]
 fn non_finite_floats_come_back_as_they_went() {
     use wsgrpc_runtime::proto_to_json;
     for (input, expected) in [

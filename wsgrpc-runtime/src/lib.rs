@@ -28,6 +28,7 @@ mod connection;
 pub mod envelope;
 mod metadata;
 mod metrics;
+mod non_finite;
 mod service;
 mod transcode;
 pub mod well_known;

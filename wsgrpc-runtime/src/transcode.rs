@@ -8,6 +8,8 @@ use serde_json::value::RawValue;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
+use crate::non_finite::Spelled;
+
 /// A payload that is not a valid message of the expected type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranscodeError {
@@ -59,7 +61,7 @@ where
 {
     let message = M::decode(proto)
         .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
-    serde_json::value::to_raw_value(&message)
+    serde_json::value::to_raw_value(&Spelled(&message))
         .map_err(|err| TranscodeError::new(format!("message has no JSON form: {err}")))
 }
 
