@@ -4,9 +4,9 @@ use wsgrpc_tests::rich::common::v1 as common;
 use wsgrpc_tests::rich::shop::v1 as shop;
 use wsgrpc_tests::test_v1;
 
-/// Whether a message holds only values whose proto3 JSON, as pbjson writes
-/// it, reads back. NaN and ±Infinity do not (pbjson writes them as `null`),
-/// and are skipped so that fuzzing looks past them.
+/// Whether a message holds only values that equal themselves once decoded
+/// again: not NaN (a map's entries may come back in another order, so
+/// messages are compared, not bytes). ±Infinity is excluded with it.
 pub trait Representable {
     fn representable(&self) -> bool {
         true
