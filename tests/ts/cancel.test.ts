@@ -1,26 +1,16 @@
 // Cancellation and deadlines through the generated client, against the real
 // bridge and backend: the backend must see every call cancelled.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
+import { describe, expect, it } from "vitest";
 
 import { type TestRequest, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, RpcError, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
-import { eventually, startServer, type TestServer } from "./support/server.js";
+import { Code, RpcError } from "./gen/wsgrpc_runtime.js";
+import { eventually } from "./support/server.js";
+import { sharedServer } from "./support/harness.js";
 
-let server: TestServer;
-let transport: WebSocketGRPCClient;
 let client: TestServiceClient;
-
-beforeAll(async () => {
-  server = await startServer();
-  transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+sharedServer((transport) => {
   client = new TestServiceClient(transport);
-});
-
-afterAll(async () => {
-  transport.close();
-  await server.kill();
 });
 
 async function stats(): Promise<{ cancelled: number; active: number }> {

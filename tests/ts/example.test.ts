@@ -1,26 +1,14 @@
 // The generated ExampleService client against the real bridge and backend:
 // all four kinds of method.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
+import { describe, expect, it } from "vitest";
 
 import { type ChatMessage, ExampleService, ExampleServiceClient } from "./gen/example_wsgrpc.js";
-import { WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
-import { startServer, type TestServer } from "./support/server.js";
+import { sharedServer } from "./support/harness.js";
 
-let server: TestServer;
-let transport: WebSocketGRPCClient;
 let client: ExampleServiceClient;
-
-beforeAll(async () => {
-  server = await startServer();
-  transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+sharedServer((transport) => {
   client = new ExampleServiceClient(transport);
-});
-
-afterAll(async () => {
-  transport.close();
-  await server.kill();
 });
 
 describe("ExampleService", () => {

@@ -2,26 +2,15 @@
 // the four kinds, statuses, metadata, 64-bit integers, and messages that
 // look like the legacy end marker.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
+import { describe, expect, it } from "vitest";
 
 import { type TestResponse, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, RpcError, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
-import { startServer, type TestServer } from "./support/server.js";
+import { Code, RpcError } from "./gen/wsgrpc_runtime.js";
+import { sharedServer } from "./support/harness.js";
 
-let server: TestServer;
-let transport: WebSocketGRPCClient;
 let client: TestServiceClient;
-
-beforeAll(async () => {
-  server = await startServer();
-  transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+sharedServer((transport) => {
   client = new TestServiceClient(transport);
-});
-
-afterAll(async () => {
-  transport.close();
-  await server.kill();
 });
 
 async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {

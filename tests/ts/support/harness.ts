@@ -1,7 +1,7 @@
 // What the tests of the transport share: processes and clients that are
 // cleaned up after each test, and failures read as RpcError.
 
-import { afterEach, expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import WebSocket from "ws";
 
 import { type ConnectionState, RpcError, WebSocketGRPCClient } from "../gen/wsgrpc_runtime.js";
@@ -26,6 +26,24 @@ export async function server(options: ServerOptions = {}): Promise<TestServer> {
   const started = await startServer(options);
   onCleanup(() => started.kill());
   return started;
+}
+
+/**
+ * One test server for all the tests of a file, stopped after them; once it
+ * is up, `connected` gets a transport to it over `ws`.
+ */
+export function sharedServer(connected: (transport: WebSocketGRPCClient) => void): void {
+  let server: TestServer | undefined;
+  let transport: WebSocketGRPCClient | undefined;
+  beforeAll(async () => {
+    server = await startServer();
+    transport = new WebSocketGRPCClient(server.bridgeUrl, { WebSocket });
+    connected(transport);
+  });
+  afterAll(async () => {
+    transport?.close();
+    await server?.kill();
+  });
 }
 
 /** A transport over `ws`, closed after the current test, with the states it went through. */
