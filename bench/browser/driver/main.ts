@@ -165,10 +165,11 @@ function measures(sizes: Sizes): Measure[] {
 
 /** Why `result` is no figure of `spec`, if it is not. */
 function problems(spec: RunSpec, result: RunResult): string[] {
-  const found: string[] = [];
+  // An error is the whole story; the figures that follow from it would only repeat it.
   if (result.error !== undefined) {
-    found.push(result.error);
+    return [result.error];
   }
+  const found: string[] = [];
   // A v2 run that fell back to v1 would be a v1 figure under a v2 label.
   if (spec.protocol === "v2" ? result.negotiated !== "wsgrpc.v2" : result.negotiated === "wsgrpc.v2") {
     found.push(`asked for ${spec.protocol}, the server selected ${JSON.stringify(result.negotiated)}`);

@@ -137,7 +137,7 @@ export function chart(report: Report): string {
   const values = rates.flatMap((row) => [row.v1, row.v2]).filter((v): v is number => v !== undefined && v > 0);
   const low = Math.floor(Math.log10(Math.min(...values)));
   const high = Math.ceil(Math.log10(Math.max(...values)));
-  const [labelWidth, barWidth, barHeight, rowHeight, top] = [360, 420, 11, 32, 40];
+  const [labelWidth, barWidth, barHeight, rowHeight, top] = [440, 420, 11, 32, 40];
   const x = (value: number) => labelWidth + (barWidth * (Math.log10(value) - low)) / Math.max(1, high - low);
   const height = top + rowHeight * rates.length + 30;
   const parts = [
@@ -153,13 +153,19 @@ export function chart(report: Report): string {
   }
   rates.forEach((row, index) => {
     const y = top + rowHeight * index;
-    parts.push(`<text x="8" y="${y + barHeight + 4}">${xmlEscape(row.label)}</text>`);
+    // The unit is in the title; without it the longest label fits.
+    const label = row.label.replace(/: [^:]*\/s$/, "");
+    parts.push(`<text x="8" y="${y + barHeight + 4}">${xmlEscape(label)}</text>`);
     (["v1", "v2"] as const).forEach((protocol, bar) => {
       const value = row[protocol];
+      const barY = y + bar * (barHeight + 2);
+      if (row.failed?.includes(protocol) === true) {
+        parts.push(`<text x="${labelWidth + 4}" y="${barY + barHeight - 1}" font-size="10">${protocol} failed</text>`);
+        return;
+      }
       if (value === undefined || value <= 0) {
         return;
       }
-      const barY = y + bar * (barHeight + 2);
       const end = x(value);
       parts.push(
         `<rect x="${labelWidth}" y="${barY}" width="${(end - labelWidth).toFixed(1)}" height="${barHeight}" fill="${COLOURS[protocol]}"/>` +
