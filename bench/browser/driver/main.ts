@@ -37,7 +37,11 @@ const FULL: Sizes = { streamCount: 300_000, unaryMs: 3_000, clientStreamCount: 1
 // Enough to warm the JIT and the connection paths, little enough to keep
 // the run short.
 const WARM_UP: Sizes = { streamCount: 20_000, unaryMs: 500, clientStreamCount: 10_000, pingPongMs: 500 };
-const SMOKE: Sizes = { streamCount: 3_000, unaryMs: 200, clientStreamCount: 2_000, pingPongMs: 200 };
+// The bridge fails a client stream that gets more than 64 messages (its
+// call queue) ahead of the backend, and a page that sends as fast as it can
+// gets there: the full run shows it. The smoke run keeps to what the bridge
+// always takes, so that it checks the benchmark, not that limit.
+const SMOKE: Sizes = { streamCount: 3_000, unaryMs: 200, clientStreamCount: 64, pingPongMs: 200 };
 
 interface Options {
   smoke: boolean;
