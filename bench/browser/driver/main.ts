@@ -132,6 +132,13 @@ function measures(sizes: Sizes): Measure[] {
       rows: (results) => streamRows(stream, results),
     },
     {
+      // The same stream with no client in the way: with the ceiling's
+      // figures, it splits the page's time between bridge and client.
+      label: "stream, bare WebSocket",
+      workload: (s) => ({ kind: "stream", count: s.streamCount, reader: "raw" }),
+      rows: (results) => streamRows(`${stream}, bare WebSocket`, results),
+    },
+    {
       label: "stream, ceiling server, generated client",
       ceiling: true,
       workload: (s) => ({ kind: "stream", count: s.streamCount, reader: "client" }),
