@@ -1,7 +1,7 @@
 /**
  * The wsgrpc transport: gRPC calls from a browser (or Node ≥ 20) over one
- * WebSocket to a wsgrpc bridge, speaking wire protocol version 1
- * (docs/PROTOCOL.md). Generated clients (`*_wsgrpc.ts`) call it; it has no
+ * WebSocket to a wsgrpc bridge, speaking wire protocol version 2 where the
+ * bridge does and version 1 where it does not (docs/PROTOCOL.md). Generated clients (`*_wsgrpc.ts`) call it; it has no
  * dependency beyond the platform.
  *
  * ```ts
@@ -162,13 +162,22 @@ export interface ReconnectOptions {
 export interface WebSocketLike {
   readonly readyState: number;
   readonly bufferedAmount: number;
+  /** The subprotocol the server chose; `""` for none. */
+  readonly protocol?: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: "open" | "message" | "close" | "error", listener: (event: unknown) => void): void;
 }
 
 /** `WebSocket` in browsers and Node ≥ 22; `WebSocket` from `ws` in Node 20. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/**
+ * The wire protocol: `"v2"` carries many envelopes in one frame, which a
+ * browser reads far faster than one frame per message; `"v1"` is the
+ * original one envelope per frame.
+ */
+export type Protocol = "v1" | "v2";
 
 export interface ClientOptions {
   /** The WebSocket implementation; default the global `WebSocket`. */
@@ -178,6 +187,13 @@ export interface ClientOptions {
    * be made; `false` (the default) makes one attempt per connect.
    */
   reconnect?: ReconnectOptions | false;
+  /**
+   * The protocol to speak. `"v2"` (the default) offers v2 and v1 and takes
+   * what the bridge picks; should a bridge that predates v2 refuse the
+   * offer, the client connects again with v1 and stays with it. `"v1"`
+   * offers nothing and speaks v1.
+   */
+  protocol?: Protocol;
   /**
    * Told of frames that concern no call: the bridge's `error` frames and
    * anything it sends that cannot be read. Default: `console.warn`.
@@ -194,6 +210,9 @@ const DEADLINE_GRACE_MS = 200;
 // Input is paused while the socket has this much unsent.
 const SEND_HIGH_WATER_BYTES = 1 << 20;
 const SOCKET_OPEN = 1;
+const SUBPROTOCOLS = ["wsgrpc.v2", "wsgrpc.v1"];
+// What a v2 frame from the client may hold until the bridge's settings say.
+const DEFAULT_MAX_FRAME_BYTES = 64 << 10;
 
 /**
  * A connection to a wsgrpc bridge that many calls share. It connects on
@@ -213,6 +232,8 @@ export class WebSocketGRPCClient {
   // Bumped by close(): loops started before it stop.
   #generation = 0;
   #wakeFromBackoff: (() => void) | null = null;
+  // v2 until a bridge refuses to hear of it.
+  #offerV2: boolean;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -224,6 +245,7 @@ export class WebSocketGRPCClient {
       );
     }
     this.#WebSocket = WebSocket;
+    this.#offerV2 = (options.protocol ?? "v2") === "v2";
     this.#reconnect =
       options.reconnect === undefined || options.reconnect === false
         ? null
@@ -375,7 +397,7 @@ export class WebSocketGRPCClient {
         this.#setState("connecting");
       }
       try {
-        const connection = await this.#openSocket();
+        const connection = await this.#openSocketFallingBack();
         if (generation !== this.#generation) {
           connection.socket.close(1000);
           throw stopped();
@@ -409,9 +431,33 @@ export class WebSocketGRPCClient {
     });
   }
 
-  #openSocket(): Promise<Connection> {
+  /**
+   * Opens a socket offering v2. A bridge that predates v2 answers without
+   * a subprotocol, which browsers and `ws` take as a failed handshake: then
+   * once more without the offer, and v1 from then on if that works.
+   */
+  async #openSocketFallingBack(): Promise<Connection> {
+    if (!this.#offerV2) {
+      return this.#openSocket(false);
+    }
+    const generation = this.#generation;
+    try {
+      return await this.#openSocket(true);
+    } catch (error) {
+      if (generation !== this.#generation) {
+        throw error;
+      }
+      const connection = await this.#openSocket(false).catch(() => {
+        throw error;
+      });
+      this.#offerV2 = false;
+      return connection;
+    }
+  }
+
+  #openSocket(offerV2: boolean): Promise<Connection> {
     return new Promise((resolve, reject) => {
-      const socket = new this.#WebSocket(this.url);
+      const socket = offerV2 ? new this.#WebSocket(this.url, SUBPROTOCOLS) : new this.#WebSocket(this.url);
       this.#pendingSocket = socket;
       const connection = new Connection(socket, this.#onProtocolError);
       let opened = false;
@@ -423,11 +469,19 @@ export class WebSocketGRPCClient {
           reject(new Error(reason));
         }
       };
-      socket.addEventListener("open", () => {
-        opened = true;
+      const ready = () => {
         settled = true;
         this.#pendingSocket = null;
         resolve(connection);
+      };
+      socket.addEventListener("open", () => {
+        opened = true;
+        if (socket.protocol === "wsgrpc.v2") {
+          // Nothing goes out before the bridge's settings, its first frame.
+          connection.awaitSettings(ready);
+        } else {
+          ready();
+        }
       });
       socket.addEventListener("message", (event) => {
         connection.receive(property(event, "data"));
@@ -438,7 +492,7 @@ export class WebSocketGRPCClient {
       socket.addEventListener("close", (event) => {
         const code = property(event, "code");
         const reason = property(event, "reason");
-        if (!opened) {
+        if (!opened || !settled) {
           failBeforeOpen(`could not connect to ${this.url} (close code ${String(code)})`);
           return;
         }
@@ -493,6 +547,8 @@ interface CallHandle {
   readonly acknowledged: boolean;
   receive(frame: InboundFrame): void;
   refused(error: RpcError): void;
+  /** v2: a `message` or `end` of the call was refused. */
+  inputRefused(error: RpcError): void;
   fail(error: RpcError): void;
 }
 
@@ -517,6 +573,12 @@ interface InboundFrame {
   details?: unknown;
   headers?: unknown;
   trailers?: unknown;
+  /** v2: the messages of a stream, in order. */
+  payloads?: unknown;
+  /** v2, on `error`: the type of the envelope that was refused. */
+  refused?: unknown;
+  /** v2, on `settings`. */
+  maxFrameBytes?: unknown;
 }
 
 type OutboundFrame =
@@ -529,6 +591,7 @@ type OutboundFrame =
       timeoutMs?: number;
     }
   | { type: "message"; id: string; payload: unknown }
+  | { type: "message"; id: string; payloads: unknown[] }
   | { type: "end"; id: string }
   | { type: "cancel"; id: string };
 
@@ -539,6 +602,16 @@ class Connection {
   readonly #onProtocolError: (error: RpcError, frame: unknown) => void;
   #nextId = 1;
   #closed = false;
+  // v2: told when the bridge's settings arrive; null once they have.
+  #onSettings: (() => void) | null = null;
+  #v2 = false;
+  #maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
+  // v2: envelopes (as JSON text) queued in this task, sent as one frame.
+  #queued: string[] = [];
+  #queuedBytes = 0;
+  #flushScheduled = false;
+  // How many were queued when the flush last looked.
+  #queuedAtLastLook = 0;
 
   constructor(socket: WebSocketLike, onProtocolError: (error: RpcError, frame: unknown) => void) {
     this.socket = socket;
@@ -547,6 +620,17 @@ class Connection {
 
   get isOpen(): boolean {
     return !this.#closed && this.socket.readyState === SOCKET_OPEN;
+  }
+
+  /** Bytes given to this connection and not yet sent. */
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount + this.#queuedBytes;
+  }
+
+  /** v2: calls `ready` once the bridge's settings have arrived. */
+  awaitSettings(ready: () => void): void {
+    this.#v2 = true;
+    this.#onSettings = ready;
   }
 
   /** Registers a call under a fresh id, unique on this connection. */
@@ -561,11 +645,69 @@ class Connection {
   }
 
   /**
-   * Sends a frame; false when the socket can no longer take one. Throws
-   * what JSON.stringify throws for a payload it cannot write (a BigInt).
+   * Sends an envelope; false when the socket can no longer take one.
+   * Throws what JSON.stringify throws for a payload it cannot write (a
+   * BigInt). In v2 the envelope waits for the end of the current task, so
+   * that everything the page sends in one task goes in one frame.
    */
   send(frame: OutboundFrame): boolean {
     const text = JSON.stringify(frame);
+    if (!this.isOpen) {
+      return false;
+    }
+    if (!this.#v2) {
+      return this.#write(text);
+    }
+    this.#queued.push(text);
+    this.#queuedBytes += text.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      this.#queuedAtLastLook = 0;
+      queueMicrotask(() => this.#flushWhenQuiet());
+    }
+    return true;
+  }
+
+  /**
+   * Waits while each turn of the microtask queue adds envelopes (calls
+   * started together, a client stream's input), then sends them. This is
+   * the end of the task without a new task's delay, and a lone call waits
+   * two microtask turns.
+   */
+  #flushWhenQuiet(): void {
+    const queued = this.#queued.length;
+    if (queued > this.#queuedAtLastLook && this.#queuedBytes * 3 < this.#maxFrameBytes) {
+      this.#queuedAtLastLook = queued;
+      queueMicrotask(() => this.#flushWhenQuiet());
+      return;
+    }
+    this.#flush();
+  }
+
+  /** v2: the queued envelopes as few frames as the bridge's limit allows. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const queued = this.#queued;
+    this.#queued = [];
+    this.#queuedBytes = 0;
+    let frame: string[] = [];
+    let bytes = 2;
+    for (const text of queued) {
+      // Lengths in UTF-16 units: at most a third of UTF-8 bytes short.
+      if (frame.length > 0 && (bytes + text.length + 1) * 3 > this.#maxFrameBytes) {
+        this.#write(`[${frame.join(",")}]`);
+        frame = [];
+        bytes = 2;
+      }
+      frame.push(text);
+      bytes += text.length + 1;
+    }
+    if (frame.length > 0) {
+      this.#write(`[${frame.join(",")}]`);
+    }
+  }
+
+  #write(text: string): boolean {
     if (!this.isOpen) {
       return false;
     }
@@ -579,6 +721,8 @@ class Connection {
 
   failAll(error: RpcError): void {
     this.#closed = true;
+    this.#queued = [];
+    this.#queuedBytes = 0;
     const calls = [...this.#calls.values()];
     this.#calls.clear();
     for (const call of calls) {
@@ -591,41 +735,75 @@ class Connection {
       this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a binary frame"), data);
       return;
     }
-    let frame: InboundFrame;
+    let parsed: unknown;
     try {
-      frame = JSON.parse(data) as InboundFrame;
+      parsed = JSON.parse(data);
     } catch {
       this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a frame that is not JSON"), data);
       return;
     }
-    if (typeof frame !== "object" || frame === null || Array.isArray(frame)) {
-      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a frame that is not an object"), data);
+    if (!this.#v2) {
+      this.#envelope(parsed);
       return;
     }
+    if (!Array.isArray(parsed)) {
+      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a v2 frame that is not an array"), data);
+      return;
+    }
+    for (const envelope of parsed) {
+      this.#envelope(envelope);
+    }
+  }
+
+  #envelope(parsed: unknown): void {
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a frame that is not an object"), parsed);
+      return;
+    }
+    const frame = parsed as InboundFrame;
     const call = typeof frame.id === "string" ? this.#calls.get(frame.id) : undefined;
+    if (frame.type === "response") {
+      // Frames of calls already over (cancelled, say) still arrive: ignored.
+      call?.receive(frame);
+      return;
+    }
     if (frame.type === "error") {
-      // A refused frame. If nothing has arrived for its call yet, what was
-      // refused is the request itself (ALREADY_EXISTS, say): the call
-      // never opened and no other frame will end it.
-      const error = errorFromFrame(frame, {});
-      if (call !== undefined && !call.acknowledged) {
-        call.refused(error);
-      } else {
-        this.#onProtocolError(error, frame);
+      this.#refused(frame, call);
+      return;
+    }
+    if (frame.type === "settings" && this.#v2) {
+      if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
+        this.#maxFrameBytes = frame.maxFrameBytes;
       }
+      const ready = this.#onSettings;
+      this.#onSettings = null;
+      ready?.();
       return;
     }
-    if (frame.type !== "response") {
-      this.#onProtocolError(
-        new RpcError(Code.INTERNAL, `the bridge sent a frame of unknown type ${JSON.stringify(frame.type)}`),
-        frame,
-      );
-      return;
+    this.#onProtocolError(
+      new RpcError(Code.INTERNAL, `the bridge sent a frame of unknown type ${JSON.stringify(frame.type)}`),
+      frame,
+    );
+  }
+
+  /** An `error` envelope: something the client sent was refused. */
+  #refused(frame: InboundFrame, call: CallHandle | undefined): void {
+    const error = errorFromFrame(frame, {});
+    if (call === undefined) {
+      this.#onProtocolError(error, frame);
+    } else if (frame.refused === "request" || (frame.refused === undefined && !call.acknowledged)) {
+      // The call never opened (ALREADY_EXISTS, say) and no other frame
+      // will end it. v1 does not say what was refused: if nothing has
+      // arrived for the call yet, it was the request.
+      call.refused(error);
+    } else if (frame.refused === "message" || frame.refused === "end") {
+      call.inputRefused(error);
+    } else {
+      this.#onProtocolError(error, frame);
     }
-    // Frames of calls already over (cancelled, say) still arrive: ignored.
-    call?.receive(frame);
   }
 }
+
 
 function stringMap(value: unknown): Metadata {
   const result: Metadata = {};
@@ -764,7 +942,7 @@ class Call<I, O> implements CallHandle {
         }
         // The protocol has no flow control; at least do not pile up
         // megabytes in the socket.
-        while (connection.isOpen && connection.socket.bufferedAmount > SEND_HIGH_WATER_BYTES && !this.#done) {
+        while (connection.isOpen && connection.bufferedAmount > SEND_HIGH_WATER_BYTES && !this.#done) {
           await sleep(10);
         }
         if (this.#done) {
@@ -792,6 +970,15 @@ class Call<I, O> implements CallHandle {
         this.#options.onHeader?.(this.#headers);
       }
       const failed = frame.error !== undefined || frame.code !== undefined;
+      if (Array.isArray(frame.payloads) && !failed) {
+        // v2: a run of stream messages, maybe with the call's end.
+        for (const payload of frame.payloads) {
+          this.#message(frame, payload);
+          if (this.#done) {
+            return;
+          }
+        }
+      }
       if (failed || frame.end === true) {
         const trailers = stringMap(frame.trailers);
         this.#options.onTrailer?.(trailers);
@@ -804,18 +991,28 @@ class Call<I, O> implements CallHandle {
         }
         return;
       }
-      if (this.#kind === "serverStreaming" || this.#kind === "bidiStreaming") {
-        this.#sink.message((frame.payload ?? {}) as O);
-      } else {
-        this.#context.protocolError(
-          new RpcError(Code.INTERNAL, `a response without end for ${this.#kind} call ${this.#id}`),
-          frame,
-        );
+      if (!Array.isArray(frame.payloads)) {
+        this.#message(frame, frame.payload ?? {});
       }
     } catch (error) {
       // onHeader or onTrailer threw: the call fails with that.
       this.abandon(error);
     }
+  }
+
+  #message(frame: InboundFrame, payload: unknown): void {
+    if (this.#kind === "serverStreaming" || this.#kind === "bidiStreaming") {
+      this.#sink.message(payload as O);
+    } else {
+      this.#context.protocolError(
+        new RpcError(Code.INTERNAL, `a response without end for ${this.#kind} call ${this.#id}`),
+        frame,
+      );
+    }
+  }
+
+  inputRefused(error: RpcError): void {
+    this.abandon(error);
   }
 
   /** The bridge refused the request frame: the call never opened. */

@@ -54,6 +54,8 @@ beforeAll(async () => {
   bridge = await FakeBridge.start();
   transport = new WebSocketGRPCClient(bridge.url, {
     WebSocket,
+    // The fake speaks v1, one envelope per frame.
+    protocol: "v1",
     onProtocolError: (error) => protocolErrors.push(error),
   });
 });

@@ -21,7 +21,7 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connection;
-use crate::envelope::Metadata;
+use crate::envelope::{Metadata, Protocol};
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Registry, Service};
 
@@ -83,6 +83,10 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     pub max_call_duration: Option<Duration>,
     pub call_queue_messages: usize,
+    /// Whether the bridge offers protocol v2 at all.
+    pub protocol_v2: bool,
+    pub batch_bytes: usize,
+    pub batch_linger: Duration,
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub drain_timeout: Duration,
@@ -205,6 +209,9 @@ impl Default for BridgeBuilder {
                 max_connections: 10_000,
                 max_call_duration: None,
                 call_queue_messages: 64,
+                protocol_v2: true,
+                batch_bytes: 64 << 10,
+                batch_linger: Duration::ZERO,
                 ping_interval: Some(Duration::from_secs(30)),
                 idle_timeout: Some(Duration::from_secs(90)),
                 drain_timeout: Duration::from_secs(10),
@@ -269,6 +276,31 @@ impl BridgeBuilder {
     /// default 64.
     pub fn call_queue_messages(mut self, messages: usize) -> Self {
         self.limits.call_queue_messages = messages.max(1);
+        self
+    }
+
+    /// Whether clients may choose wire protocol v2 (many envelopes per
+    /// frame); default yes. Without it the bridge answers no subprotocol,
+    /// as a bridge that predates v2 does, and every socket speaks v1.
+    pub fn protocol_v2(mut self, enabled: bool) -> Self {
+        self.limits.protocol_v2 = enabled;
+        self
+    }
+
+    /// v2: the most bytes the bridge puts into one frame; default 64 KiB.
+    /// Bigger frames cost a browser less per message; smaller ones let it
+    /// act on the first messages sooner. One envelope larger than this
+    /// still goes, alone in its frame.
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.limits.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// v2: how long the bridge waits for more envelopes before it sends a
+    /// frame that is not full; default zero, which sends what is ready at
+    /// once, so that a lone call is never slower than in v1.
+    pub fn batch_linger(mut self, linger: Duration) -> Self {
+        self.limits.batch_linger = linger;
         self
     }
 
@@ -493,6 +525,13 @@ async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
     let max = shared.limits.max_frame_size;
+    let ws = if shared.limits.protocol_v2 {
+        ws.protocols(Protocol::SUBPROTOCOLS)
+    } else {
+        ws
+    };
+    let protocol =
+        Protocol::from_subprotocol(ws.selected_protocol().and_then(|name| name.to_str().ok()));
     ws.max_message_size(max)
         .max_frame_size(max)
         // Most sockets sit idle most of the time: start each with a small
@@ -502,7 +541,7 @@ async fn upgrade(
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
                 let _permit = permit;
-                connection::serve(socket, shared, identity).await;
+                connection::serve(socket, shared, identity, protocol).await;
             })
         })
 }

@@ -5,25 +5,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::backend::Backend;
 use crate::bridge::Shared;
-use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, code_name};
+use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protocol, code_name};
 use crate::metadata;
 use crate::metrics::InFlight;
+use crate::outbox::Outbox;
 use crate::service::Route;
 use crate::transcode::BytesCodec;
 
-/// Frames on their way to the connection's one writer.
-pub(crate) type Outbox = mpsc::Sender<Message>;
+/// v2: the most bytes of messages one call gathers into one envelope
+/// before it hands them to the writer.
+const MAX_RUN_BYTES: usize = 16 << 10;
 
 /// Whether a call's final frame has been claimed. Whoever claims it first —
 /// the call's task, or the connection cancelling the call — sends it, so a
@@ -44,8 +44,9 @@ impl Finish {
 /// What the client asked for, checked and resolved.
 pub(crate) struct CallSpec {
     pub id: String,
-    /// The method exactly as the client wrote it; every response echoes it.
+    /// The method exactly as the client wrote it; every v1 response echoes it.
     pub method_echo: String,
+    pub protocol: Protocol,
     pub route: Arc<Route>,
     pub metadata: tonic::metadata::MetadataMap,
     pub deadline: Option<Deadline>,
@@ -72,32 +73,38 @@ impl Deadline {
 }
 
 impl CallSpec {
+    /// What every response envelope of the call starts from.
     fn frame(&self) -> Envelope<'_> {
         Envelope {
             frame_type: Some(FrameType::Response),
-            method: Some(self.method_echo.as_str().into()),
+            method: self.echo(),
             id: Some(self.id.as_str().into()),
             ..Envelope::default()
         }
     }
 
-    /// The frame that ends the call with `status`.
-    fn error_frame(&self, status: &Status, headers: Option<Metadata>) -> Message {
-        error_frame(&self.id, &self.method_echo, status, headers)
+    /// v1 responses echo the method; v2 clients know their calls by id.
+    fn echo(&self) -> Option<std::borrow::Cow<'_, str>> {
+        (self.protocol == Protocol::V1).then(|| self.method_echo.as_str().into())
+    }
+
+    /// The envelope that ends the call with `status`.
+    fn error_frame(&self, status: &Status, headers: Option<Metadata>) -> String {
+        error_frame(&self.id, self.echo().as_deref(), status, headers)
     }
 }
 
-/// The frame that ends call `id` with `status`.
+/// The envelope that ends call `id` with `status`; `method_echo` for v1.
 pub(crate) fn error_frame(
     id: &str,
-    method_echo: &str,
+    method_echo: Option<&str>,
     status: &Status,
     headers: Option<Metadata>,
-) -> Message {
+) -> String {
     let details = (!status.details().is_empty()).then(|| metadata::encode_base64(status.details()));
     let frame = Envelope {
         frame_type: Some(FrameType::Response),
-        method: Some(method_echo.into()),
+        method: method_echo.map(Into::into),
         id: Some(id.into()),
         error: Some(status_text(status).into()),
         code: Some(status.code() as i32),
@@ -108,7 +115,7 @@ pub(crate) fn error_frame(
         trailers: metadata::from_grpc(status.metadata()),
         ..Envelope::default()
     };
-    Message::Text(frame.to_json().into())
+    frame.to_json()
 }
 
 /// The error text a client sees: the status message, or the code's
@@ -136,6 +143,8 @@ pub(crate) async fn run(
         out: &out,
         headers: None,
         headers_sent: false,
+        run: String::new(),
+        max_run_bytes: (shared.limits.batch_bytes / 4).clamp(1 << 10, MAX_RUN_BYTES),
     };
     let started = tokio::time::Instant::now();
     let channel = shared.channel.clone();
@@ -156,6 +165,7 @@ pub(crate) async fn run(
     };
     let result = result.map_err(unavailable_if_transport_failed);
     let headers = exchange.unsent_headers();
+    let run = std::mem::take(&mut exchange.run);
     drop(in_flight);
     if !finish.claim() {
         return;
@@ -165,15 +175,33 @@ pub(crate) async fn run(
     let frame = match result {
         Ok(end) => {
             tracing::debug!("call ended");
-            end.into_frame(&spec, headers)
+            end.into_frame(&spec, headers, run)
         }
         Err(status) => {
             tracing::debug!(code = ?status.code(), message = status.message(), "call failed");
+            // The messages gathered before the failure still go first.
+            if !run.is_empty() {
+                let _ = out.send(close_run(run, None)).await;
+            }
             spec.error_frame(&status, headers)
         }
     };
     // The client may be gone; the connection is then closing anyway.
     let _ = out.send(frame).await;
+}
+
+/// Ends a v2 run of messages: `]}`, or with the call's end and trailers.
+fn close_run(mut run: String, end: Option<Option<Metadata>>) -> String {
+    run.push(']');
+    if let Some(trailers) = end {
+        run.push_str(r#","end":true"#);
+        if let Some(trailers) = trailers {
+            run.push_str(r#","trailers":"#);
+            run.push_str(&serde_json::to_string(&trailers).expect("metadata serializes"));
+        }
+    }
+    run.push('}');
+    run
 }
 
 /// How a call that succeeded ends.
@@ -184,24 +212,31 @@ struct End {
 }
 
 impl End {
-    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>) -> Message {
+    /// The envelope that ends the call; in v2, a stream's last messages
+    /// (`run`) ride on it.
+    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>, run: String) -> String {
+        if !run.is_empty() {
+            return close_run(run, Some(self.trailers));
+        }
         let legacy_end;
-        let payload = match &self.response {
-            Some(response) => response.as_ref(),
-            None => {
+        let payload = match (&self.response, spec.protocol) {
+            (Some(response), _) => Some(response.as_ref()),
+            // Only v1 clients may look for the end in the payload.
+            (None, Protocol::V2) => None,
+            (None, Protocol::V1) => {
                 legacy_end = RawValue::from_string(LEGACY_END_PAYLOAD.to_owned())
                     .expect("the legacy end marker is JSON");
-                legacy_end.as_ref()
+                Some(legacy_end.as_ref())
             }
         };
         let frame = Envelope {
-            payload: Some(payload),
+            payload,
             end: true,
             headers,
             trailers: self.trailers,
             ..spec.frame()
         };
-        Message::Text(frame.to_json().into())
+        frame.to_json()
     }
 }
 
@@ -224,6 +259,10 @@ struct Exchange<'a> {
     out: &'a Outbox,
     headers: Option<Metadata>,
     headers_sent: bool,
+    /// v2: an envelope of stream messages not yet handed to the writer,
+    /// open at its `payloads` array; empty when there is none.
+    run: String,
+    max_run_bytes: usize,
 }
 
 impl Exchange<'_> {
@@ -255,7 +294,18 @@ impl Exchange<'_> {
 
         let kind = spec.route.method.kind();
         let mut single = None;
-        while let Some(message) = stream.message().await? {
+        // A message that was already there when the last one was handled.
+        let mut ready = None;
+        loop {
+            let next = match ready.take() {
+                Some(next) => next,
+                None => {
+                    // Nothing more is there yet: what was gathered goes now.
+                    self.flush_run().await?;
+                    stream.message().await
+                }
+            };
+            let Some(message) = next? else { break };
             let json = spec
                 .route
                 .method
@@ -268,6 +318,9 @@ impl Exchange<'_> {
                     "backend sent more than one response to a unary call",
                 ));
             }
+            // Polled once, without waiting: the messages that came in one
+            // HTTP/2 DATA frame are all there at once.
+            ready = stream.message().now_or_never();
         }
         if !kind.server_streams() && single.is_none() {
             return Err(Status::internal(
@@ -281,14 +334,56 @@ impl Exchange<'_> {
         })
     }
 
+    /// One stream response: in v1 an envelope of its own; in v2 added to
+    /// the run, which goes to the writer when it is full or when nothing
+    /// more is there.
     async fn send_message(&mut self, payload: &RawValue) -> Result<(), Status> {
-        let frame = Envelope {
-            payload: Some(payload),
-            headers: self.unsent_headers(),
-            ..self.spec.frame()
-        };
+        if self.spec.protocol == Protocol::V1 {
+            let frame = Envelope {
+                payload: Some(payload),
+                headers: self.unsent_headers(),
+                ..self.spec.frame()
+            };
+            return self.hand_over(frame.to_json()).await;
+        }
+        if self.run.is_empty() {
+            self.open_run();
+        } else {
+            self.run.push(',');
+        }
+        self.run.push_str(payload.get());
+        if self.run.len() >= self.max_run_bytes {
+            self.flush_run().await?;
+        }
+        Ok(())
+    }
+
+    /// `{"type":"response","id":…,"payloads":[`, with the headers on the
+    /// call's first envelope.
+    fn open_run(&mut self) {
+        let run = &mut self.run;
+        run.reserve(self.max_run_bytes + 256);
+        run.push_str(r#"{"type":"response","id":"#);
+        run.push_str(&serde_json::to_string(&self.spec.id).expect("a string serializes"));
+        if let Some(headers) = self.unsent_headers() {
+            self.run.push_str(r#","headers":"#);
+            self.run
+                .push_str(&serde_json::to_string(&headers).expect("metadata serializes"));
+        }
+        self.run.push_str(r#","payloads":["#);
+    }
+
+    async fn flush_run(&mut self) -> Result<(), Status> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let run = close_run(std::mem::take(&mut self.run), None);
+        self.hand_over(run).await
+    }
+
+    async fn hand_over(&self, envelope: String) -> Result<(), Status> {
         self.out
-            .send(Message::Text(frame.to_json().into()))
+            .send(envelope)
             .await
             .map_err(|_| Status::cancelled("client connection closed"))
     }

@@ -1,9 +1,11 @@
-//! One WebSocket: a reader that dispatches frames to calls, and one writer.
+//! One WebSocket: a reader that dispatches envelopes to calls, and one
+//! writer.
 //!
 //! The reader owns the table of open calls, so it needs no lock; each call
-//! runs as its own task and hands its frames to the writer through a bounded
-//! queue. When the client stops reading, the queue fills, the call tasks
-//! wait, and HTTP/2 flow control pushes back on the backend.
+//! runs as its own task and hands its envelopes to the writer through a
+//! queue bounded in bytes ([`outbox`](crate::outbox)). When the client stops
+//! reading, the queue fills, the call tasks wait, and HTTP/2 flow control
+//! pushes back on the backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -22,35 +24,49 @@ use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::bridge::Shared;
-use crate::call::{self, CallSpec, Deadline, Finish, Outbox};
-use crate::envelope::{Envelope, FrameType, Metadata, code_name};
+use crate::call::{self, CallSpec, Deadline, Finish};
+use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, code_name};
 use crate::metadata;
 use crate::metrics::Rejection;
+use crate::outbox::{self, Framing, Outbox, Outgoing};
 use crate::service::{ResolveError, Route};
 
 /// Longest id a client may choose.
 const MAX_ID_LEN: usize = 256;
-/// Frames queued for the writer before call tasks wait.
-const OUTBOX_FRAMES: usize = 128;
-/// Frames the writer hands to the socket before it flushes.
-const MAX_FRAMES_PER_FLUSH: usize = 256;
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection looks whether its unary calls are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Serves one socket until either side closes it or the bridge shuts down.
-pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, identity: Metadata) {
+pub(crate) async fn serve(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    identity: Metadata,
+    protocol: Protocol,
+) {
     let (sink, mut incoming) = socket.split();
-    let (out, outgoing) = mpsc::channel(OUTBOX_FRAMES);
-    let writer = tokio::spawn(write_frames(sink, outgoing, shared.clone()));
+    let framing = Framing {
+        protocol,
+        batch_bytes: shared.limits.batch_bytes,
+        linger: shared.limits.batch_linger,
+    };
+    let (out, inbox) = outbox::outbox(&framing);
+    let writer = tokio::spawn({
+        let shared = shared.clone();
+        async move { outbox::write(sink, inbox, framing, &shared.metrics).await }
+    });
     let mut connection = Connection {
         shared: shared.clone(),
         identity,
+        protocol,
         calls: HashMap::new(),
         out,
         draining: false,
     };
+    if protocol == Protocol::V2 {
+        connection.send_settings().await;
+    }
 
     let limits = &shared.limits;
     let mut ping = limits.ping_interval.map(|every| {
@@ -72,7 +88,7 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, identity: Meta
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let message = "binary frames are not supported; send JSON envelopes as text frames";
-                        connection.refuse(None, Rejection::Binary, Code::InvalidArgument, message).await;
+                        connection.refuse(None, None, Rejection::Binary, Code::InvalidArgument, message).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break None,
@@ -80,7 +96,7 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, identity: Meta
                 }
             }
             _ = tick(&mut ping) => {
-                if connection.out.send(Message::Ping(Bytes::new())).await.is_err() {
+                if connection.out.control(Outgoing::Ping).is_err() {
                     break None;
                 }
             }
@@ -111,44 +127,10 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, identity: Meta
         connection.cancel_all();
     }
     if let Some(frame) = close {
-        let _ = connection.out.send(Message::Close(Some(frame))).await;
+        let _ = connection.out.control(Outgoing::Close(frame));
     }
     drop(connection);
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
-}
-
-/// The one task that writes to the socket. It takes every frame that is
-/// already waiting before it flushes, so a burst costs one flush.
-async fn write_frames(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut outgoing: mpsc::Receiver<Message>,
-    shared: Arc<Shared>,
-) {
-    let count = |message: &Message| {
-        if let Message::Text(text) = message {
-            shared.metrics.bytes_sent.inc_by(text.len() as u64);
-        }
-    };
-    while let Some(first) = outgoing.recv().await {
-        let closing = matches!(first, Message::Close(_));
-        count(&first);
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        // Bounded, so that a fast stream cannot postpone the flush (and the
-        // client's first frame) indefinitely.
-        for _ in 1..MAX_FRAMES_PER_FLUSH {
-            let Ok(next) = outgoing.try_recv() else { break };
-            count(&next);
-            if sink.feed(next).await.is_err() {
-                return;
-            }
-        }
-        if sink.flush().await.is_err() || closing {
-            return;
-        }
-    }
-    let _ = sink.close().await;
 }
 
 fn close_for_read_error(err: axum::Error, shared: &Shared) -> Option<CloseFrame> {
@@ -218,6 +200,7 @@ struct Connection {
     /// What the authenticator made of the upgrade request; sent to the
     /// backend with every call.
     identity: Metadata,
+    protocol: Protocol,
     calls: HashMap<String, OpenCall>,
     out: Outbox,
     /// Shutting down: no new calls.
@@ -225,43 +208,112 @@ struct Connection {
 }
 
 impl Connection {
+    async fn send_settings(&mut self) {
+        let limits = &self.shared.limits;
+        let settings = Settings {
+            frame_type: FrameType::Settings,
+            max_frame_bytes: limits.max_frame_size,
+            max_calls_per_connection: limits.max_calls_per_connection,
+            call_queue_messages: limits.call_queue_messages,
+        };
+        let text = serde_json::to_string(&settings).expect("settings serialize");
+        let _ = self.out.send(text).await;
+    }
+
+    /// A text frame: one envelope in v1, an array of them in v2.
     async fn on_text(&mut self, text: &str) {
-        let frame = match Envelope::parse(text) {
-            Ok(frame) => frame,
-            Err(err) => {
-                let id = salvage_id(text);
-                let message = format!("malformed frame: {err}");
-                return self
-                    .refuse(
-                        id.as_deref(),
+        match self.protocol {
+            Protocol::V1 => match Envelope::parse(text) {
+                Ok(frame) => self.on_envelope(&frame).await,
+                Err(err) => self.refuse_malformed(text, err).await,
+            },
+            Protocol::V2 => match envelope::parse_batch(text) {
+                Ok(envelopes) => {
+                    for envelope in envelopes {
+                        match envelope {
+                            Ok(frame) => self.on_envelope(&frame).await,
+                            Err((err, text)) => self.refuse_malformed(text, err).await,
+                        }
+                    }
+                }
+                Err(err) => {
+                    let message =
+                        format!("malformed frame: a v2 frame is a JSON array of envelopes: {err}");
+                    self.refuse(
+                        None,
+                        None,
                         Rejection::Malformed,
                         Code::InvalidArgument,
                         message,
                     )
                     .await;
-            }
-        };
+                }
+            },
+        }
+    }
+
+    async fn refuse_malformed(&mut self, text: &str, err: serde_json::Error) {
+        let id = salvage_id(text);
+        let message = format!("malformed frame: {err}");
+        self.refuse(
+            id.as_deref(),
+            None,
+            Rejection::Malformed,
+            Code::InvalidArgument,
+            message,
+        )
+        .await;
+    }
+
+    async fn on_envelope(&mut self, frame: &Envelope<'_>) {
+        let kind = frame.frame_type;
         let Some(id) = frame.id.as_deref().filter(|id| !id.is_empty()) else {
             let message = "frame has no `id`";
             return self
-                .refuse(None, Rejection::Malformed, Code::InvalidArgument, message)
+                .refuse(
+                    None,
+                    kind,
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
                 .await;
         };
         if id.len() > MAX_ID_LEN {
             let message = format!("`id` is longer than {MAX_ID_LEN} bytes");
             return self
-                .refuse(None, Rejection::Malformed, Code::InvalidArgument, message)
+                .refuse(
+                    None,
+                    kind,
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
                 .await;
         }
-        match frame.frame_type {
-            Some(FrameType::Request) => self.open(id, &frame).await,
-            Some(FrameType::Message) => self.push(id, &frame).await,
+        if self.protocol == Protocol::V1 && frame.payloads.is_some() {
+            let message =
+                "malformed frame: unknown field `payloads` (a v2 field; this socket speaks v1)";
+            return self
+                .refuse(
+                    Some(id),
+                    kind,
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
+                .await;
+        }
+        match kind {
+            Some(FrameType::Request) => self.open(id, frame).await,
+            Some(FrameType::Message) => self.push(id, frame).await,
             Some(FrameType::End) => self.half_close(id).await,
             Some(FrameType::Cancel) => self.cancel(id).await,
-            Some(other @ (FrameType::Response | FrameType::Error)) => {
+            Some(other @ (FrameType::Response | FrameType::Error | FrameType::Settings)) => {
                 let message = format!("clients do not send `{other:?}` frames").to_lowercase();
                 self.refuse(
                     Some(id),
+                    kind,
                     Rejection::Malformed,
                     Code::InvalidArgument,
                     message,
@@ -272,6 +324,7 @@ impl Connection {
                 let message = "frame has no `type`";
                 self.refuse(
                     Some(id),
+                    None,
                     Rejection::Malformed,
                     Code::InvalidArgument,
                     message,
@@ -287,6 +340,7 @@ impl Connection {
             return self
                 .refuse(
                     Some(id),
+                    Some(FrameType::Request),
                     Rejection::DuplicateId,
                     Code::AlreadyExists,
                     message,
@@ -398,6 +452,7 @@ impl Connection {
         let spec = CallSpec {
             id: id.to_owned(),
             method_echo: method_echo.to_owned(),
+            protocol: self.protocol,
             route,
             metadata: grpc_metadata,
             deadline,
@@ -464,10 +519,11 @@ impl Connection {
         tokio::spawn(task.instrument(span)).abort_handle()
     }
 
-    /// One more request message on an open call.
+    /// One more request message on an open call, or in v2 several.
     async fn push(&mut self, id: &str, frame: &Envelope<'_>) {
+        let refused = Some(FrameType::Message);
         let Some(call) = self.open_call(id) else {
-            return self.refuse_not_open(id).await;
+            return self.refuse_not_open(id, refused).await;
         };
         let route = call.route.clone();
         let Some(requests) = call.requests.as_ref().map(|queue| queue.sender.clone()) else {
@@ -479,43 +535,71 @@ impl Connection {
             return self
                 .refuse(
                     Some(id),
+                    refused,
                     Rejection::NotAccepted,
                     Code::FailedPrecondition,
                     message,
                 )
                 .await;
         };
-        let Some(payload) = frame.payload else {
-            if frame.end {
-                return self.half_close(id).await;
+        match (frame.payload, &frame.payloads) {
+            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), Some(_)) => {
+                let message = "`message` frame has both `payload` and `payloads`";
+                return self
+                    .refuse(
+                        Some(id),
+                        refused,
+                        Rejection::Malformed,
+                        Code::InvalidArgument,
+                        message,
+                    )
+                    .await;
             }
-            let message = "`message` frame has no `payload`";
-            return self
-                .refuse(
-                    Some(id),
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
-        };
-        let message = match route.method.decode_request(payload.get()) {
-            Ok(message) => message,
-            Err(err) => {
-                let message = format!("invalid request payload for `{}`: {err}", route.full_name);
-                return self.fail(id, Status::invalid_argument(message)).await;
+            (None, None) if frame.end => return self.half_close(id).await,
+            (None, None) => {
+                let message = "`message` frame has no `payload`";
+                return self
+                    .refuse(
+                        Some(id),
+                        refused,
+                        Rejection::Malformed,
+                        Code::InvalidArgument,
+                        message,
+                    )
+                    .await;
             }
-        };
-        match requests.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let limit = self.shared.limits.call_queue_messages;
-                let message =
-                    format!("client sent more than {limit} messages ahead of the backend");
-                return self.fail(id, Status::resource_exhausted(message)).await;
+        }
+        let payloads = frame.payload.iter().chain(frame.payloads.iter().flatten());
+        for payload in payloads {
+            let message = match route.method.decode_request(payload.get()) {
+                Ok(message) => message,
+                Err(err) => {
+                    let message =
+                        format!("invalid request payload for `{}`: {err}", route.full_name);
+                    return self.fail(id, Status::invalid_argument(message)).await;
+                }
+            };
+            if self.protocol == Protocol::V2 {
+                // A batch may hold more messages than the queue: wait for
+                // the backend to take them, which stops reading the socket
+                // meanwhile, so TCP pushes back on the client.
+                if requests.send(message).await.is_err() {
+                    return;
+                }
+                continue;
             }
-            // The call is finishing; its final frame is on its way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            match requests.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let limit = self.shared.limits.call_queue_messages;
+                    let message =
+                        format!("client sent more than {limit} messages ahead of the backend");
+                    return self.fail(id, Status::resource_exhausted(message)).await;
+                }
+                // The call is finishing; its final frame is on its way.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
         }
         if frame.end {
             self.half_close(id).await;
@@ -529,13 +613,18 @@ impl Connection {
                     queue.half_close();
                 }
             }
-            None => self.refuse_not_open(id).await,
+            None => self.refuse_not_open(id, Some(FrameType::End)).await,
         }
     }
 
     async fn cancel(&mut self, id: &str) {
         if self.open_call(id).is_none() {
-            return self.refuse_not_open(id).await;
+            // A cancel that crossed the call's end on the wire. v2 ignores
+            // it, as HTTP/2 ignores RST_STREAM on a closed stream.
+            if self.protocol == Protocol::V2 {
+                return;
+            }
+            return self.refuse_not_open(id, Some(FrameType::Cancel)).await;
         }
         self.fail(id, Status::cancelled("cancelled by the client"))
             .await;
@@ -554,8 +643,8 @@ impl Connection {
             self.shared
                 .metrics
                 .call_ended(&call.route.full_name, status.code());
-            self.send(call::error_frame(id, &call.method_echo, &status, None))
-                .await;
+            let frame = call::error_frame(id, self.echo(&call.method_echo), &status, None);
+            self.send(frame).await;
         }
     }
 
@@ -579,14 +668,22 @@ impl Connection {
             Err(_) => "unknown",
         };
         self.shared.metrics.call_ended(method_label, status.code());
-        self.send(call::error_frame(id, method_echo, &status, None))
-            .await;
+        let frame = call::error_frame(id, self.echo(method_echo), &status, None);
+        self.send(frame).await;
+    }
+
+    /// v1 responses echo the method as the client wrote it.
+    fn echo<'m>(&self, method_echo: &'m str) -> Option<&'m str> {
+        (self.protocol == Protocol::V1).then_some(method_echo)
     }
 
     /// A frame that is refused without ending any call.
+    /// `refused` is the type of the envelope refused, where it could be
+    /// read; v2 tells the client.
     async fn refuse(
         &mut self,
         id: Option<&str>,
+        refused: Option<FrameType>,
         reason: Rejection,
         code: Code,
         message: impl Into<String>,
@@ -600,15 +697,17 @@ impl Connection {
             error: Some(message.into()),
             code: Some(code as i32),
             code_name: Some(code_name(code).into()),
+            refused: refused.filter(|_| self.protocol == Protocol::V2),
             ..Envelope::default()
         };
-        self.send(Message::Text(frame.to_json().into())).await;
+        self.send(frame.to_json()).await;
     }
 
-    async fn refuse_not_open(&mut self, id: &str) {
+    async fn refuse_not_open(&mut self, id: &str, refused: Option<FrameType>) {
         let message = format!("no open call has id `{id}`");
         self.refuse(
             Some(id),
+            refused,
             Rejection::NotOpen,
             Code::FailedPrecondition,
             message,
@@ -616,8 +715,8 @@ impl Connection {
         .await;
     }
 
-    async fn send(&self, frame: Message) {
-        let _ = self.out.send(frame).await;
+    async fn send(&self, envelope: String) {
+        let _ = self.out.send(envelope).await;
     }
 
     /// The open call with this id, forgetting it if it has already ended.

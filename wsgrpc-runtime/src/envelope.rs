@@ -1,8 +1,10 @@
-//! The JSON envelope: one per WebSocket text frame, in both directions.
+//! The JSON envelope, in both directions: one per WebSocket text frame in
+//! wire protocol v1, a JSON array of them per frame in v2.
 //!
 //! The field names are those of the original hand-written bridge (`type`,
 //! `method`, `id`, `payload`, `error`), so its clients keep working; the rest
-//! (`end`, `code`, `codeName`, `metadata`, …) is what wire protocol v1 adds.
+//! (`end`, `code`, `codeName`, `metadata`, …) is what wire protocol v1 adds,
+//! and `payloads`, `refused` and the `settings` envelope what v2 adds.
 //! docs/PROTOCOL.md describes every frame.
 
 use std::borrow::Cow;
@@ -25,7 +27,32 @@ pub const LEGACY_END_PAYLOAD: &str = r#"{"end":true}"#;
 /// as in the gRPC HTTP/2 mapping. Repeated keys are joined with `", "`.
 pub type Metadata = BTreeMap<String, String>;
 
-/// What a frame is.
+/// The wire protocol a socket speaks, agreed on at the upgrade through
+/// `Sec-WebSocket-Protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// One envelope per frame: what a client that offers no subprotocol
+    /// (every client of the original bridge) speaks.
+    V1,
+    /// Many envelopes per frame, a run of one call's messages in one
+    /// envelope, and the bridge's settings first.
+    V2,
+}
+
+impl Protocol {
+    /// The subprotocol names, best first: the order the bridge picks in.
+    pub const SUBPROTOCOLS: [&'static str; 2] = ["wsgrpc.v2", "wsgrpc.v1"];
+
+    /// The protocol of a socket that agreed on `subprotocol` (none: v1).
+    pub fn from_subprotocol(subprotocol: Option<&str>) -> Self {
+        match subprotocol {
+            Some("wsgrpc.v2") => Self::V2,
+            _ => Self::V1,
+        }
+    }
+}
+
+/// What an envelope is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrameType {
@@ -43,6 +70,8 @@ pub enum FrameType {
     Response,
     /// Bridge → client: a frame was refused; no call ends because of it.
     Error,
+    /// Bridge → client, v2: the bridge's limits, the first envelope it sends.
+    Settings,
 }
 
 /// One frame of wire protocol v1.
@@ -62,6 +91,9 @@ pub struct Envelope<'a> {
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<&'a RawValue>,
+    /// v2: several messages of one call, in order, in one envelope.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<Vec<&'a RawValue>>,
     /// Client → bridge: half-close after this frame. Bridge → client: the
     /// call is over; no further frames carry this id.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -91,6 +123,45 @@ pub struct Envelope<'a> {
     /// Bridge → client: the backend's trailers, on the frame that ends a call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trailers: Option<Metadata>,
+    /// Bridge → client, v2: the type of the envelope an `error` refuses.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<FrameType>,
+}
+
+/// A v2 envelope that could not be read, and its text.
+pub type Unreadable<'a> = (serde_json::Error, &'a str);
+
+/// The envelopes of a v2 frame, a JSON array, in order. Each is read on its
+/// own, so that a bad one spoils nothing else of the frame; `Err` where the
+/// frame itself is no array.
+pub fn parse_batch(
+    text: &str,
+) -> Result<Vec<Result<Envelope<'_>, Unreadable<'_>>>, serde_json::Error> {
+    // Reading the whole array at once is the common case and the fastest;
+    // only a frame with a bad envelope is read a second time, piece by piece.
+    if let Ok(envelopes) = serde_json::from_str::<Vec<Envelope<'_>>>(text) {
+        return Ok(envelopes.into_iter().map(Ok).collect());
+    }
+    let pieces: Vec<&RawValue> = serde_json::from_str(text)?;
+    Ok(pieces
+        .into_iter()
+        .map(|piece| Envelope::parse(piece.get()).map_err(|err| (err, piece.get())))
+        .collect())
+}
+
+/// The first envelope of a v2 socket: what the client must stay within.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    #[serde(rename = "type")]
+    pub frame_type: FrameType,
+    /// The largest frame the bridge reads; a larger one closes the socket.
+    pub max_frame_bytes: usize,
+    /// Calls open at once on the socket.
+    pub max_calls_per_connection: usize,
+    /// Request messages a streaming call may have queued ahead of the
+    /// backend.
+    pub call_queue_messages: usize,
 }
 
 impl<'a> Envelope<'a> {
@@ -168,6 +239,35 @@ mod tests {
             frame.to_json(),
             r#"{"type":"response","method":"StreamMessages","id":"req_2","payload":{"end":true},"end":true}"#
         );
+    }
+
+    #[test]
+    fn a_batch_reads_each_envelope_on_its_own() {
+        let text = r#"[{"type":"cancel","id":"1"},{"type":"nope","id":"2"},{"type":"message","id":"3","payloads":[{},{"a":1}]}]"#;
+        let envelopes = parse_batch(text).unwrap();
+        assert_eq!(envelopes.len(), 3);
+        assert_eq!(
+            envelopes[0].as_ref().unwrap().frame_type,
+            Some(FrameType::Cancel)
+        );
+        let (_, bad) = envelopes[1].as_ref().unwrap_err();
+        assert_eq!(*bad, r#"{"type":"nope","id":"2"}"#);
+        let payloads = envelopes[2].as_ref().unwrap().payloads.as_ref().unwrap();
+        assert_eq!(payloads[1].get(), r#"{"a":1}"#);
+        assert!(parse_batch(r#"{"type":"cancel","id":"1"}"#).is_err());
+        assert!(parse_batch("[1,").is_err());
+    }
+
+    #[test]
+    fn clients_cannot_send_what_only_the_bridge_writes() {
+        assert!(Envelope::parse(r#"{"type":"error","id":"1","refused":"message"}"#).is_err());
+    }
+
+    #[test]
+    fn the_subprotocol_picks_the_protocol() {
+        assert_eq!(Protocol::from_subprotocol(Some("wsgrpc.v2")), Protocol::V2);
+        assert_eq!(Protocol::from_subprotocol(Some("wsgrpc.v1")), Protocol::V1);
+        assert_eq!(Protocol::from_subprotocol(None), Protocol::V1);
     }
 
     #[test]

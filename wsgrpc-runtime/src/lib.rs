@@ -29,6 +29,7 @@ pub mod envelope;
 mod metadata;
 mod metrics;
 mod non_finite;
+mod outbox;
 mod service;
 mod transcode;
 pub mod well_known;

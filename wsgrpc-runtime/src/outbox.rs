@@ -1,0 +1,323 @@
+//! What a socket sends: a queue that every call of the socket writes
+//! envelopes into, and the one task that frames them and writes the socket.
+//!
+//! The queue is bounded in bytes, not in envelopes: it holds at most about
+//! one frame's worth. So a call that produces faster than the client reads
+//! waits for room (and stops reading from the backend, whose HTTP/2 flow
+//! control then pushes back), and an envelope of any other call, queued
+//! behind a busy stream, goes out in the next frame at the latest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::envelope::Protocol;
+use crate::metrics::Metrics;
+
+/// Frames the writer hands to the socket before it flushes.
+const MAX_FRAMES_PER_FLUSH: usize = 256;
+
+/// One item on its way to the socket.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// One envelope's JSON text.
+    Envelope(String),
+    Ping,
+    Close(CloseFrame),
+}
+
+/// The socket went away; nothing more can be sent.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// Where a socket's calls put what they send; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbox {
+    queue: mpsc::UnboundedSender<Outgoing>,
+    budget: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// How the writer frames what it is given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Framing {
+    pub protocol: Protocol,
+    /// v2: the most bytes the writer puts in one frame (a single envelope
+    /// larger than this goes alone in its frame).
+    pub batch_bytes: usize,
+    /// v2: how long the writer waits for more envelopes before it sends a
+    /// frame that is not full; zero sends what is ready at once.
+    pub linger: Duration,
+}
+
+/// The queue and its reading end, for [`write`].
+pub(crate) fn outbox(framing: &Framing) -> (Outbox, Inbox) {
+    let (queue, receiver) = mpsc::unbounded_channel();
+    // About one frame queued while the writer writes the previous one.
+    let capacity = framing.batch_bytes.clamp(4 << 10, Semaphore::MAX_PERMITS);
+    let budget = Arc::new(Semaphore::new(capacity));
+    let outbox = Outbox {
+        queue,
+        budget: budget.clone(),
+        capacity,
+    };
+    let inbox = Inbox {
+        receiver,
+        budget,
+        capacity,
+        held: None,
+    };
+    (outbox, inbox)
+}
+
+impl Outbox {
+    /// Queues an envelope, waiting while the queue is full.
+    pub(crate) async fn send(&self, envelope: String) -> Result<(), Closed> {
+        let permits = self
+            .budget
+            .acquire_many(cost(envelope.len(), self.capacity))
+            .await
+            .map_err(|_| Closed)?;
+        // The writer gives them back when it takes the envelope.
+        permits.forget();
+        self.queue
+            .send(Outgoing::Envelope(envelope))
+            .map_err(|_| Closed)
+    }
+
+    /// Queues a ping or a close, which take no room.
+    pub(crate) fn control(&self, item: Outgoing) -> Result<(), Closed> {
+        self.queue.send(item).map_err(|_| Closed)
+    }
+}
+
+fn cost(len: usize, capacity: usize) -> u32 {
+    // Never more than all of it, or a large envelope would wait forever.
+    len.clamp(1, capacity) as u32
+}
+
+/// The reading end of an [`Outbox`].
+pub(crate) struct Inbox {
+    receiver: mpsc::UnboundedReceiver<Outgoing>,
+    budget: Arc<Semaphore>,
+    capacity: usize,
+    /// Taken from the queue but left for the next frame.
+    held: Option<Outgoing>,
+}
+
+impl Inbox {
+    async fn recv(&mut self) -> Option<Outgoing> {
+        match self.held.take() {
+            Some(item) => Some(item),
+            None => self.receiver.recv().await.map(|item| self.released(item)),
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Outgoing> {
+        match self.held.take() {
+            Some(item) => Some(item),
+            None => self
+                .receiver
+                .try_recv()
+                .ok()
+                .map(|item| self.released(item)),
+        }
+    }
+
+    async fn recv_until(&mut self, deadline: Instant) -> Option<Outgoing> {
+        if let Some(item) = self.held.take() {
+            return Some(item);
+        }
+        let item = tokio::time::timeout_at(deadline, self.receiver.recv()).await;
+        item.ok().flatten().map(|item| self.released(item))
+    }
+
+    fn hold(&mut self, item: Outgoing) {
+        self.held = Some(item);
+    }
+
+    fn released(&self, item: Outgoing) -> Outgoing {
+        if let Outgoing::Envelope(text) = &item {
+            self.budget
+                .add_permits(cost(text.len(), self.capacity) as usize);
+        }
+        item
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        // Calls waiting for room learn that the socket is gone.
+        self.budget.close();
+    }
+}
+
+/// The one task that writes to the socket: it takes everything that is
+/// ready before it flushes, so a burst costs one flush; in v2 it also puts
+/// everything ready, across calls, into as few frames as the cap allows.
+pub(crate) async fn write<S>(mut sink: S, mut inbox: Inbox, framing: Framing, metrics: &Metrics)
+where
+    S: Sink<Message> + Unpin,
+{
+    while let Some(first) = inbox.recv().await {
+        let mut frames = 0;
+        let mut next = Some(first);
+        // Bounded, so that a fast stream cannot postpone the flush (and the
+        // client's first frame) indefinitely.
+        while let Some(item) = next.take() {
+            let message = match item {
+                Outgoing::Envelope(text) if framing.protocol == Protocol::V2 => {
+                    Message::Text(batch(text, &mut inbox, &framing).await.into())
+                }
+                Outgoing::Envelope(text) => Message::Text(text.into()),
+                Outgoing::Ping => Message::Ping(Bytes::new()),
+                Outgoing::Close(frame) => {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            };
+            if let Message::Text(text) = &message {
+                metrics.bytes_sent.inc_by(text.len() as u64);
+            }
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+            frames += 1;
+            if frames < MAX_FRAMES_PER_FLUSH {
+                next = inbox.try_recv();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// A v2 frame: `first` and whatever else is ready (or arrives within the
+/// linger), as a JSON array of at most `batch_bytes`.
+async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
+    let mut frame = String::with_capacity(framing.batch_bytes.min(first.len() * 8 + 2));
+    frame.push('[');
+    frame.push_str(&first);
+    drop(first);
+    let linger_until = Instant::now() + framing.linger;
+    loop {
+        let item = match inbox.try_recv() {
+            Some(item) => item,
+            None if framing.linger.is_zero() => break,
+            None => match inbox.recv_until(linger_until).await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        match item {
+            Outgoing::Envelope(text) if frame.len() + text.len() + 2 <= framing.batch_bytes => {
+                frame.push(',');
+                frame.push_str(&text);
+            }
+            other => {
+                inbox.hold(other);
+                break;
+            }
+        }
+    }
+    frame.push(']');
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(protocol: Protocol, batch_bytes: usize) -> Framing {
+        Framing {
+            protocol,
+            batch_bytes,
+            linger: Duration::ZERO,
+        }
+    }
+
+    async fn frames_written(framing: Framing, envelopes: &[&str]) -> Vec<String> {
+        let (outbox, inbox) = outbox(&framing);
+        // Sends until the queue is full, then waits for the writer: on the
+        // test's one thread, each frame holds what was queued before it.
+        let envelopes: Vec<String> = envelopes.iter().map(|e| (*e).to_owned()).collect();
+        tokio::spawn(async move {
+            for envelope in envelopes {
+                outbox.send(envelope).await.unwrap();
+            }
+        });
+        tokio::task::yield_now().await;
+        let mut written = Vec::new();
+        write(&mut written, inbox, framing, &Metrics::default()).await;
+        written
+            .into_iter()
+            .filter_map(|message| match message {
+                Message::Text(text) => Some(text.as_str().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn v1_writes_a_frame_per_envelope() {
+        let frames =
+            frames_written(framing(Protocol::V1, 1 << 16), &["{\"a\":1}", "{\"b\":2}"]).await;
+        assert_eq!(frames, ["{\"a\":1}", "{\"b\":2}"]);
+    }
+
+    #[tokio::test]
+    async fn v2_puts_what_is_ready_into_one_array() {
+        let frames = frames_written(
+            framing(Protocol::V2, 1 << 16),
+            &["{\"a\":1}", "{\"b\":2}", "{}"],
+        )
+        .await;
+        assert_eq!(frames, ["[{\"a\":1},{\"b\":2},{}]"]);
+    }
+
+    #[tokio::test]
+    async fn v2_frames_stay_within_the_cap() {
+        let envelope = format!("{{\"x\":\"{}\"}}", "y".repeat(3000));
+        let envelopes = vec![envelope.as_str(); 7];
+        let frames = frames_written(framing(Protocol::V2, 10_000), &envelopes).await;
+        assert_eq!(frames.len(), 3, "3 + 3 + 1 envelopes");
+        for frame in &frames {
+            assert!(frame.len() <= 10_000);
+            let parsed: Vec<serde_json::Value> = serde_json::from_str(frame).unwrap();
+            assert!(!parsed.is_empty());
+        }
+        // An envelope larger than the cap still goes, alone.
+        let big = format!("{{\"x\":\"{}\"}}", "y".repeat(20_000));
+        let frames = frames_written(framing(Protocol::V2, 10_000), &["{}", &big, "{}"]).await;
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[1].len(), big.len() + 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_senders_wait_until_the_writer_takes() {
+        let framing = framing(Protocol::V2, 4096);
+        let (outbox, mut inbox) = outbox(&framing);
+        let chunk = "x".repeat(3000);
+        outbox.send(chunk.clone()).await.unwrap();
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.send(chunk).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no room for a second envelope");
+        assert!(matches!(inbox.try_recv(), Some(Outgoing::Envelope(_))));
+        waiting.await.unwrap().unwrap();
+        drop(inbox);
+        assert!(
+            outbox.send("{}".into()).await.is_err(),
+            "the writer is gone"
+        );
+    }
+}
