@@ -312,7 +312,7 @@ impl TestService for TestBackend {
 
     async fn stats(
         &self,
-        _request: Request<pbjson_types::Empty>,
+        _request: Request<()>,
     ) -> Result<Response<StatsResponse>, Status> {
         Ok(Response::new(StatsResponse {
             cancelled: self.cancelled(),

@@ -32,6 +32,15 @@ pub mod rich {
 
 pub use backend::TestBackend;
 
+/// The descriptor of a message of the rich fixture, from the descriptors its
+/// generated code embeds (`rich.shop.v1.Order`, `rich.common.v1.Money`, …).
+pub fn rich_message(full_name: &str) -> wsgrpc_runtime::prost_reflect::MessageDescriptor {
+    wsgrpc_runtime::Descriptors::new(rich::shop::v1::FILE_DESCRIPTOR_SET)
+        .pool()
+        .get_message_by_name(full_name)
+        .unwrap_or_else(|| panic!("the rich fixture has no message `{full_name}`"))
+}
+
 /// A running gRPC backend (both services) on loopback, on a runtime of its
 /// own so that stopping it closes every connection, as a crash would.
 #[derive(Debug)]
