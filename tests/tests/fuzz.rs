@@ -160,7 +160,11 @@ fn a_duration_with_two_minus_signs_is_refused() {
 /// (debug builds, this test), i64::MIN seconds where they are off.
 #[test]
 fn a_duration_that_overflows_is_refused_without_panic() {
-    let err = json_to_proto("rich.shop.v1.WellKnown", r#"{"ttl":"--9223372036854775808s"}"#).unwrap_err();
+    let err = json_to_proto(
+        "rich.shop.v1.WellKnown",
+        r#"{"ttl":"--9223372036854775808s"}"#,
+    )
+    .unwrap_err();
     assert!(err.to_string().starts_with("field `ttl`"), "{err}");
 }
 
@@ -171,14 +175,21 @@ fn a_duration_that_overflows_is_refused_without_panic() {
 #[test]
 fn numbers_decode_to_the_nearest_double() {
     use prost::Message;
-    let proto = json_to_proto("rich.shop.v1.Scalars", r#"{"fDouble":6.666666666666667e38}"#).unwrap();
+    let proto = json_to_proto(
+        "rich.shop.v1.Scalars",
+        r#"{"fDouble":6.666666666666667e38}"#,
+    )
+    .unwrap();
     let scalars = wsgrpc_tests::rich::shop::v1::Scalars::decode(proto).unwrap();
     assert_eq!(scalars.f_double, 6.666666666666667e38);
 
     let input = r#"{"attributes":{"":666666666666666666666666666666666666666}}"#;
     let proto = json_to_proto("rich.shop.v1.WellKnown", input).unwrap();
     let json = proto_to_json("rich.shop.v1.WellKnown", &proto).unwrap();
-    assert_eq!(json_to_proto("rich.shop.v1.WellKnown", json.get()), Ok(proto));
+    assert_eq!(
+        json_to_proto("rich.shop.v1.WellKnown", json.get()),
+        Ok(proto)
+    );
 }
 
 /// A backend's Duration of i64::MIN seconds (or i32::MIN nanos) overflowed

@@ -2,15 +2,13 @@
 //! otherwise), its messages round-trip through protobuf and the bridge's
 //! proto3 JSON unchanged, and that JSON follows the proto3 mapping.
 
-use std::collections::HashMap;
-
 use prost::Message;
 use serde_json::{Value, json};
 use wsgrpc_runtime::json::{json_to_proto, proto_to_json};
 use wsgrpc_runtime::{JsonOptions, MethodKind, TranscodeError};
 use wsgrpc_tests::rich::common::v1 as common;
 use wsgrpc_tests::rich::shop::v1 as shop;
-use wsgrpc_tests::rich_message;
+use wsgrpc_tests::{full_order, rich_message};
 
 /// The bridge's JSON for a message of the fixture.
 fn to_json<M: Message>(full_name: &str, message: &M) -> Value {
@@ -29,138 +27,6 @@ fn from_json<M: Message + Default>(full_name: &str, json: &Value) -> Result<M, T
     Ok(M::decode(proto).unwrap())
 }
 
-fn string_value(text: &str) -> prost_types::Value {
-    prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(text.into())),
-    }
-}
-
-fn money(units: i64) -> common::Money {
-    common::Money {
-        currency_code: "EUR".into(),
-        units,
-        nanos: 500_000_000,
-    }
-}
-
-fn full_order() -> shop::Order {
-    let line = shop::order::Line {
-        sku: "sku-1".into(),
-        quantity: 3,
-        price: Some(money(2)),
-    };
-    shop::Order {
-        id: "o-1".into(),
-        state: shop::order::State::Shipped as i32,
-        lines: vec![line.clone()],
-        totals_by_currency: HashMap::from([("EUR".into(), money(6))]),
-        lines_by_number: HashMap::from([(-7, line.clone())]),
-        payment: Some(shop::order::Payment::Voucher(vec![0, 1, 2, 250])),
-        note: Some(String::new()),
-        scalars: Some(shop::Scalars {
-            f_double: 1.5,
-            f_float: -0.25,
-            f_int32: -32,
-            f_int64: -9_007_199_254_740_993,
-            f_uint32: 32,
-            f_uint64: u64::MAX,
-            f_sint32: -1,
-            f_sint64: i64::MIN,
-            f_fixed32: 7,
-            f_fixed64: 1 << 60,
-            f_sfixed32: -7,
-            f_sfixed64: -(1 << 60),
-            f_bool: true,
-            f_string: "ünïcödé \"quoted\"".into(),
-            f_bytes: b"\xff\x00bytes".to_vec(),
-            r_int64: vec![1, -2, i64::MAX],
-            r_double: vec![0.5, -1e300],
-            o_uint64: Some(0),
-            m_bool_bytes: HashMap::from([(true, vec![1]), (false, vec![])]),
-        }),
-        well_known: Some(shop::WellKnown {
-            created_at: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 123_000_000,
-            }),
-            ttl: Some(prost_types::Duration {
-                seconds: 90,
-                nanos: 500_000_000,
-            }),
-            attributes: Some(prost_types::Struct {
-                fields: [("color".to_owned(), string_value("red"))].into(),
-            }),
-            any_value: Some(prost_types::Value {
-                kind: Some(prost_types::value::Kind::NumberValue(2.5)),
-            }),
-            list: Some(prost_types::ListValue {
-                values: vec![
-                    prost_types::Value {
-                        kind: Some(prost_types::value::Kind::BoolValue(true)),
-                    },
-                    string_value("x"),
-                    prost_types::Value {
-                        kind: Some(prost_types::value::Kind::NullValue(0)),
-                    },
-                ],
-            }),
-            maybe_name: Some(String::new()),
-            maybe_count: Some(i64::MAX),
-            maybe_flag: Some(false),
-            maybe_bytes: Some(vec![9, 9]),
-            maybe_ratio: Some(0.75),
-            mask: Some(prost_types::FieldMask {
-                paths: vec!["scalars.f_int64".into(), "note".into()],
-            }),
-            nothing: Some(()),
-            payload: Some(prost_types::Any {
-                type_url: "type.googleapis.com/rich.common.v1.Money".into(),
-                value: money(7).encode_to_vec(),
-            }),
-            maybe_float: Some(f32::NAN),
-            maybe_int32: Some(i32::MIN),
-            maybe_uint32: Some(u32::MAX),
-            maybe_uint64: Some(u64::MAX),
-            values: vec![prost_types::Value {
-                kind: Some(prost_types::value::Kind::NullValue(0)),
-            }],
-            history: vec![prost_types::Timestamp {
-                seconds: -62_135_596_800,
-                nanos: 0,
-            }],
-        }),
-        keywords: Some(shop::Keywords {
-            r#type: "t".into(),
-            r#fn: "f".into(),
-            self_: 1,
-            r#async: true,
-            r#match: "m".into(),
-            function: "fun".into(),
-            default: "d".into(),
-            constructor: "c".into(),
-        }),
-        maps: Some(shop::Maps {
-            by_int32: HashMap::from([(i32::MIN, "min".into())]),
-            by_uint32: HashMap::from([(u32::MAX, 0.5)]),
-            by_uint64: HashMap::from([(u64::MAX, f32::INFINITY)]),
-            by_sint32: HashMap::from([(-1, common::Availability::InStock as i32)]),
-            by_sint64: HashMap::from([(i64::MIN, vec![1, 2])]),
-            by_fixed32: HashMap::from([(0, true)]),
-            by_fixed64: HashMap::from([(u64::MAX, -1)]),
-            by_sfixed32: HashMap::from([(-5, 5)]),
-            by_sfixed64: HashMap::from([(
-                9,
-                prost_types::Duration {
-                    seconds: -1,
-                    nanos: -1,
-                },
-            )]),
-            by_string: HashMap::from([("".into(), string_value(""))]),
-            by_bool: HashMap::from([(false, money(0))]),
-        }),
-    }
-}
-
 #[test]
 fn a_full_order_round_trips_through_protobuf_and_json() {
     let order = full_order();
@@ -171,7 +37,15 @@ fn a_full_order_round_trips_through_protobuf_and_json() {
     let json = to_json("rich.shop.v1.Order", &order);
     let back: shop::Order = from_json("rich.shop.v1.Order", &json).unwrap();
     // NaN is not equal to itself: compare the rest, and NaN by its bits.
-    let nan_bits = |order: &shop::Order| order.well_known.as_ref().unwrap().maybe_float.unwrap().to_bits();
+    let nan_bits = |order: &shop::Order| {
+        order
+            .well_known
+            .as_ref()
+            .unwrap()
+            .maybe_float
+            .unwrap()
+            .to_bits()
+    };
     assert_eq!(nan_bits(&back), nan_bits(&order));
     let without_nan = |mut order: shop::Order| {
         order.well_known.as_mut().unwrap().maybe_float = None;
@@ -231,10 +105,16 @@ fn json_follows_the_proto3_mapping() {
     assert_eq!(wkt["history"], json!(["0001-01-01T00:00:00Z"]));
     let maps = &json["maps"];
     assert_eq!(maps["byInt32"], json!({"-2147483648": "min"}));
-    assert_eq!(maps["byUint64"], json!({"18446744073709551615": "Infinity"}));
+    assert_eq!(
+        maps["byUint64"],
+        json!({"18446744073709551615": "Infinity"})
+    );
     assert_eq!(maps["bySint32"], json!({"-1": "AVAILABILITY_IN_STOCK"}));
     assert_eq!(maps["bySfixed64"], json!({"9": "-1.000000001s"}));
-    assert_eq!(maps["byBool"], json!({"false": {"currencyCode": "EUR", "nanos": 500000000}}));
+    assert_eq!(
+        maps["byBool"],
+        json!({"false": {"currencyCode": "EUR", "nanos": 500000000}})
+    );
     assert_eq!(json["keywords"]["type"], "t");
     assert_eq!(json["keywords"]["self"], 1);
 }
@@ -291,7 +171,12 @@ fn any_is_read_in_its_canonical_form_from_any_package_of_the_bridge() {
     .unwrap();
     let payload = well_known.payload.unwrap();
     assert_eq!(payload.type_url, "type.googleapis.com/rich.common.v1.Money");
-    assert_eq!(common::Money::decode(payload.value.as_slice()).unwrap().units, 3);
+    assert_eq!(
+        common::Money::decode(payload.value.as_slice())
+            .unwrap()
+            .units,
+        3
+    );
 
     let wrapped: shop::WellKnown = from_json(
         "rich.shop.v1.WellKnown",
@@ -300,7 +185,10 @@ fn any_is_read_in_its_canonical_form_from_any_package_of_the_bridge() {
     .unwrap();
     assert_eq!(
         prost_types::Duration::decode(wrapped.payload.unwrap().value.as_slice()).unwrap(),
-        prost_types::Duration { seconds: 1, nanos: 0 }
+        prost_types::Duration {
+            seconds: 1,
+            nanos: 0
+        }
     );
 
     let err = from_json::<shop::WellKnown>(

@@ -173,14 +173,12 @@ fn from_prost(service: &prost_build::Service) -> model::Service {
     let methods = service
         .methods
         .iter()
-        .map(|method| {
-            model::Method {
-                name: method.proto_name.clone(),
-                kind: MethodKind::from_streaming(method.client_streaming, method.server_streaming),
-                input_type: strip(&method.input_proto_type),
-                output_type: strip(&method.output_proto_type),
-                comments: comments(&method.comments),
-            }
+        .map(|method| model::Method {
+            name: method.proto_name.clone(),
+            kind: MethodKind::from_streaming(method.client_streaming, method.server_streaming),
+            input_type: strip(&method.input_proto_type),
+            output_type: strip(&method.output_proto_type),
+            comments: comments(&method.comments),
         })
         .collect();
     let full_name = if service.package.is_empty() {

@@ -174,7 +174,8 @@ struct Written<'a> {
 
 impl Serialize for Written<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.message.serialize_with_options(serializer, &self.options)
+        self.message
+            .serialize_with_options(serializer, &self.options)
     }
 }
 
@@ -190,7 +191,10 @@ mod tests {
     }
 
     fn written(descriptor: &MessageDescriptor, proto: &[u8], options: JsonOptions) -> String {
-        proto_to_json(descriptor, proto, &options).unwrap().get().to_owned()
+        proto_to_json(descriptor, proto, &options)
+            .unwrap()
+            .get()
+            .to_owned()
     }
 
     #[test]
@@ -201,7 +205,10 @@ mod tests {
         assert_eq!((message.number, message.name.as_str()), (3, "count"));
         let back: serde_json::Value =
             serde_json::from_str(&written(&field(), &proto, JsonOptions::canonical())).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(json).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(json).unwrap()
+        );
     }
 
     #[test]
@@ -237,7 +244,10 @@ mod tests {
         let err = json_to_proto(&field(), r#"{"name":"x","number":"three"}"#).unwrap_err();
         assert!(err.to_string().starts_with("field `number`: "), "{err}");
         let err = json_to_proto(&field(), r#"{"options":[{"value":{"@type":5}}]}"#).unwrap_err();
-        assert!(err.to_string().starts_with("field `options[0].value"), "{err}");
+        assert!(
+            err.to_string().starts_with("field `options[0].value"),
+            "{err}"
+        );
         let err = json_to_proto(&field(), r#"{"nmae":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("nmae"), "{err}");
         let err = json_to_proto(&field(), r#"{"name":"x"} trailing"#).unwrap_err();
@@ -248,7 +258,8 @@ mod tests {
     fn reports_bytes_that_are_not_the_message() {
         let err = proto_to_json(&field(), &[0x0a, 0xff], &JsonOptions::canonical()).unwrap_err();
         assert!(
-            err.to_string().starts_with("backend sent an invalid message"),
+            err.to_string()
+                .starts_with("backend sent an invalid message"),
             "{err}"
         );
     }
@@ -268,6 +279,9 @@ mod tests {
         }
         let float = 0f32.descriptor();
         let proto = f32::NEG_INFINITY.encode_to_vec();
-        assert_eq!(written(&float, &proto, JsonOptions::canonical()), r#""-Infinity""#);
+        assert_eq!(
+            written(&float, &proto, JsonOptions::canonical()),
+            r#""-Infinity""#
+        );
     }
 }

@@ -36,10 +36,10 @@ mod transcode;
 pub use bridge::{
     AllowedOrigins, Authenticator, Bridge, BridgeBuilder, BuildError, UpgradeRequest,
 };
-pub use service::{Descriptors, Method, MethodKind, Registry, ResolveError, Route, Service};
-pub use tokio_util::sync::CancellationToken;
 pub use json::{JsonOptions, JsonRules, TranscodeError};
 pub use prost_reflect;
+pub use service::{Descriptors, Method, MethodKind, Registry, ResolveError, Route, Service};
+pub use tokio_util::sync::CancellationToken;
 pub use transcode::BytesCodec;
 
 /// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.

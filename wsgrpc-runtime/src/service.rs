@@ -433,8 +433,18 @@ mod tests {
         };
         let mut registry = Registry::new(rules);
         registry.add(&service("a.One", &["Get"]));
-        assert!(registry.resolve("/a.One/Get").unwrap().method.json_options().writes_enum_numbers());
-        assert_eq!(registry.resolve("Get").unwrap().method.json_options(), JsonOptions::canonical());
+        assert!(
+            registry
+                .resolve("/a.One/Get")
+                .unwrap()
+                .method
+                .json_options()
+                .writes_enum_numbers()
+        );
+        assert_eq!(
+            registry.resolve("Get").unwrap().method.json_options(),
+            JsonOptions::canonical()
+        );
     }
 
     #[test]
@@ -466,6 +476,12 @@ mod tests {
         let pool = get.method.input().parent_pool();
         assert!(pool.get_message_by_name("google.protobuf.Empty").is_some());
         let put = registry.resolve("Put").unwrap();
-        assert!(put.method.output().parent_pool().get_message_by_name("a.Thing").is_some());
+        assert!(
+            put.method
+                .output()
+                .parent_pool()
+                .get_message_by_name("a.Thing")
+                .is_some()
+        );
     }
 }
