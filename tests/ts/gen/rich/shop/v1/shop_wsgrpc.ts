@@ -198,12 +198,12 @@ export interface Scalars {
   /**
    * @generated from field: double f_double = 1;
    */
-  fDouble?: number;
+  fDouble?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: float f_float = 2;
    */
-  fFloat?: number;
+  fFloat?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: int32 f_int32 = 3;
@@ -278,7 +278,7 @@ export interface Scalars {
   /**
    * @generated from field: repeated double r_double = 17;
    */
-  rDouble?: number[];
+  rDouble?: wsgrpc.JsonFloat[];
 
   /**
    * @generated from field: optional uint64 o_uint64 = 18;
@@ -345,7 +345,7 @@ export interface WellKnown {
   /**
    * @generated from field: google.protobuf.DoubleValue maybe_ratio = 10;
    */
-  maybeRatio?: number;
+  maybeRatio?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: google.protobuf.FieldMask mask = 11;
@@ -367,7 +367,7 @@ export interface WellKnown {
   /**
    * @generated from field: google.protobuf.FloatValue maybe_float = 14;
    */
-  maybeFloat?: number;
+  maybeFloat?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: google.protobuf.Int32Value maybe_int32 = 15;
@@ -409,12 +409,12 @@ export interface Maps {
   /**
    * @generated from field: map<uint32, double> by_uint32 = 2;
    */
-  byUint32?: { [key: string]: number };
+  byUint32?: { [key: string]: wsgrpc.JsonFloat };
 
   /**
    * @generated from field: map<uint64, float> by_uint64 = 3;
    */
-  byUint64?: { [key: string]: number };
+  byUint64?: { [key: string]: wsgrpc.JsonFloat };
 
   /**
    * @generated from field: map<sint32, rich.common.v1.Availability> by_sint32 = 4;
