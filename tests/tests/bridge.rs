@@ -88,7 +88,10 @@ async fn the_original_clients_frames_work_unchanged() {
             json!({"message": "m", "count": 1}),
         ))
         .await;
-    assert_eq!(client.recv_call("req_3").await[0]["payload"], json!({"message": "m"}));
+    assert_eq!(
+        client.recv_call("req_3").await[0]["payload"],
+        json!({"message": "m"})
+    );
 }
 
 #[tokio::test]

@@ -66,11 +66,15 @@ impl Reference {
             python.display()
         );
         let set = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(
-            set.path(),
-            wsgrpc_tests::rich::shop::v1::FILE_DESCRIPTOR_SET,
-        )
-        .unwrap();
+        // Every file the bridge knows, the well-known types included.
+        let pool = rich_message(ROOT).parent_pool().clone();
+        let files = prost_types::FileDescriptorSet {
+            file: pool
+                .files()
+                .map(|file| file.file_descriptor_proto().clone())
+                .collect(),
+        };
+        std::fs::write(set.path(), files.encode_to_vec()).unwrap();
         let child = Command::new(python)
             .arg(repo_root().join("tests/reference/protobuf_json.py"))
             .arg(set.path())

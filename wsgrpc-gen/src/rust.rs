@@ -80,7 +80,9 @@ pub(crate) fn render(
 
 /// `files` and every file they import, directly or not, in the order of
 /// `descriptors` (which lists a file after its imports), without source
-/// locations: what the bridge needs to read and write their messages.
+/// locations: what the bridge needs to read and write their messages. The
+/// well-known types (`google/protobuf/…`) are left out: the runtime has
+/// its own copies, so the output does not depend on the compiler's.
 fn descriptor_set(
     descriptors: &[FileDescriptorProto],
     files: &[&FileDescriptorProto],
@@ -97,7 +99,7 @@ fn descriptor_set(
     }
     let file = descriptors
         .iter()
-        .filter(|file| needed.contains(file.name()))
+        .filter(|file| needed.contains(file.name()) && !file.name().starts_with("google/protobuf/"))
         .map(|file| FileDescriptorProto {
             source_code_info: None,
             ..file.clone()
@@ -338,12 +340,13 @@ mod tests {
             ..Default::default()
         };
         let all = [
-            file("c.proto", &[]),
+            file("google/protobuf/empty.proto", &[]),
+            file("c.proto", &["google/protobuf/empty.proto"]),
             file("b.proto", &["c.proto"]),
             file("unrelated.proto", &[]),
             file("a.proto", &["b.proto"]),
         ];
-        let set = descriptor_set(&all, &[&all[3]]);
+        let set = descriptor_set(&all, &[&all[4]]);
         let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
         assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
         assert!(set.file.iter().all(|f| f.source_code_info.is_none()));

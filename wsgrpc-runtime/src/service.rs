@@ -161,13 +161,16 @@ pub struct Descriptors {
 }
 
 impl Descriptors {
-    /// Decodes a serialized `FileDescriptorSet` written by wsgrpc-gen.
+    /// Decodes a serialized `FileDescriptorSet` written by wsgrpc-gen, on
+    /// top of prost-reflect's well-known types, which the generator leaves
+    /// out of the set.
     ///
     /// # Panics
     ///
     /// If the bytes are not a valid set, which the generator never writes.
     pub fn new(file_descriptor_set: &[u8]) -> Self {
-        let pool = DescriptorPool::decode(file_descriptor_set)
+        let mut pool = DescriptorPool::global();
+        pool.decode_file_descriptor_set(file_descriptor_set)
             .unwrap_or_else(|err| panic!("wsgrpc-gen embedded invalid descriptors: {err}"));
         Self { pool }
     }
