@@ -861,3 +861,44 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
         assert!(known.contains_key(name), "no longer differs: {name}");
     }
 }
+
+/// An `Any` resolves among the types of every service of the bridge, not
+/// only those its own message's file imports.
+#[tokio::test]
+async fn any_resolves_against_every_service_of_the_bridge() {
+    let mirror = Mirror::default();
+    let backend = mirror.serve().await.unwrap();
+    let builder = Bridge::builder()
+        .backend_uri(format!("http://{backend}"))
+        .service(Mirror::service(&rich_message(ROOT)))
+        .service(wsgrpc_tests::test_v1::test_service_bridge::service())
+        .allowed_origins(AllowedOrigins::Any);
+    let bridge = RunningBridge::start(builder, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut client = WsClient::connect(&bridge.url()).await;
+    let payload = r#"{"wellKnown":{"payload":{"@type":"type.googleapis.com/wsgrpc.test.v1.TestRequest","text":"hi","count":2}}}"#;
+    let Outcome::Json(echoed) = call(&mut client, "wsgrpc.test.v1.Mirror/Echo", 1, payload).await
+    else {
+        panic!("the bridge refused an Any of a type it knows");
+    };
+    assert_eq!(
+        echoed,
+        serde_json::from_str::<Value>(payload).unwrap(),
+        "written back the same"
+    );
+    let received = mirror.take_received().unwrap();
+    let order = wsgrpc_tests::rich::shop::v1::Order::decode(received).unwrap();
+    let any = order.well_known.unwrap().payload.unwrap();
+    let request = wsgrpc_tests::test_v1::TestRequest::decode(any.value.as_slice()).unwrap();
+    assert_eq!((request.text.as_str(), request.count), ("hi", 2));
+
+    let unknown = payload.replace("wsgrpc.test.v1.TestRequest", "wsgrpc.test.v1.Nope");
+    let Outcome::Error { code, message } =
+        call(&mut client, "wsgrpc.test.v1.Mirror/Echo", 2, &unknown).await
+    else {
+        panic!("the bridge took an Any of a type it does not know");
+    };
+    assert_eq!(code, 3);
+    assert!(message.contains("field `wellKnown.payload`"), "{message}");
+}
