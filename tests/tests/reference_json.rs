@@ -347,7 +347,7 @@ fn scalar(kind: &Kind, choices: &mut Choices) -> Field {
                 0.1,
                 3.4028235e38,
                 1e-45,
-                1.17549435e-38,
+                f32::MIN_POSITIVE,
                 16777217.0,
                 f32::NAN,
                 f32::INFINITY,
