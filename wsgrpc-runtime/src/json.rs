@@ -130,25 +130,48 @@ impl std::error::Error for TranscodeError {}
 /// Errors name the offending field by its path (`items[2].count`), so a
 /// client sees which part of its payload was wrong.
 pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes, TranscodeError> {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let mut track = serde_path_to_error::Track::new();
-    let message = DynamicMessage::deserialize_with_options(
-        descriptor.clone(),
-        serde_path_to_error::Deserializer::new(&mut deserializer, &mut track),
-        &DeserializeOptions::new(),
-    )
-    .map_err(|err| {
-        let path = track.path().to_string();
-        if path == "." {
-            TranscodeError::new(err.to_string())
-        } else {
-            TranscodeError::new(format!("field `{path}`: {err}"))
+    // Tracking the path costs on every field, so it is done only once a
+    // payload has been found wrong, to say where.
+    match read(descriptor, json, None) {
+        Ok(message) => Ok(message.encode_to_vec().into()),
+        Err(_) => {
+            let mut track = serde_path_to_error::Track::new();
+            let err = match read(descriptor, json, Some(&mut track)) {
+                Ok(message) => return Ok(message.encode_to_vec().into()),
+                Err(err) => err,
+            };
+            let path = track.path().to_string();
+            Err(if path == "." {
+                TranscodeError::new(err.to_string())
+            } else {
+                TranscodeError::new(format!("field `{path}`: {err}"))
+            })
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|err| TranscodeError::new(err.to_string()))?;
-    Ok(message.encode_to_vec().into())
+    }
+}
+
+/// Reads one message and makes sure nothing follows it.
+fn read(
+    descriptor: &MessageDescriptor,
+    json: &str,
+    track: Option<&mut serde_path_to_error::Track>,
+) -> Result<DynamicMessage, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let options = DeserializeOptions::new();
+    let message = match track {
+        Some(track) => DynamicMessage::deserialize_with_options(
+            descriptor.clone(),
+            serde_path_to_error::Deserializer::new(&mut deserializer, track),
+            &options,
+        )?,
+        None => DynamicMessage::deserialize_with_options(
+            descriptor.clone(),
+            &mut deserializer,
+            &options,
+        )?,
+    };
+    deserializer.end()?;
+    Ok(message)
 }
 
 /// Decodes protobuf bytes as a message of type `descriptor` and writes it
