@@ -3,34 +3,24 @@
 
 #![no_main]
 
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
-use prost::Message;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use wsgrpc_runtime::{json_to_proto, proto_to_json};
-use wsgrpc_tests::rich::common::v1 as common;
-use wsgrpc_tests::rich::shop::v1 as shop;
-use wsgrpc_tests::test_v1;
+use wsgrpc_runtime::json::{json_to_proto, proto_to_json};
+use wsgrpc_runtime::prost_reflect::MessageDescriptor;
+use wsgrpc_runtime::JsonOptions;
+
+static RESPONSES: LazyLock<Vec<MessageDescriptor>> =
+    LazyLock::new(|| wsgrpc_fuzz::messages(wsgrpc_fuzz::RESPONSES));
 
 fuzz_target!(|data: &[u8]| {
-    render::<test_v1::TestResponse>(data);
-    render::<shop::Order>(data);
-    render::<shop::Scalars>(data);
-    render::<shop::WellKnown>(data);
-    render::<shop::UploadSummary>(data);
-    render::<shop::Offer>(data);
-    render::<common::Item>(data);
-});
-
-fn render<M>(proto: &[u8])
-where
-    M: Message + Default + Serialize + DeserializeOwned,
-{
-    let Ok(json) = proto_to_json::<M>(proto) else {
-        return;
-    };
-    let name = std::any::type_name::<M>();
-    if let Err(err) = json_to_proto::<M>(json.get()) {
-        panic!("{name}: rendered {proto:?} as {json}, which it refuses: {err}");
+    for descriptor in RESPONSES.iter() {
+        let Ok(json) = proto_to_json(descriptor, data, &JsonOptions::canonical()) else {
+            continue;
+        };
+        if let Err(err) = json_to_proto(descriptor, json.get()) {
+            let name = descriptor.full_name();
+            panic!("{name}: rendered {data:?} as {json}, which it refuses: {err}");
+        }
     }
-}
+});

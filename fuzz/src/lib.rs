@@ -1,85 +1,46 @@
-//! What the fuzz targets share.
+//! What the fuzz targets share: the messages of the test service and of the
+//! rich fixture, by descriptor, as the bridge transcodes them.
 
-use wsgrpc_tests::rich::common::v1 as common;
-use wsgrpc_tests::rich::shop::v1 as shop;
-use wsgrpc_tests::test_v1;
+use wsgrpc_runtime::prost_reflect::{DescriptorPool, MessageDescriptor};
 
-/// Whether a message holds only values that equal themselves once decoded
-/// again: not NaN (a map's entries may come back in another order, so
-/// messages are compared, not bytes). ±Infinity is excluded with it.
-pub trait Representable {
-    fn representable(&self) -> bool {
-        true
-    }
-}
+/// Request types, as clients send them.
+pub const REQUESTS: &[&str] = &[
+    "wsgrpc.test.v1.TestRequest",
+    "rich.shop.v1.Order",
+    "rich.shop.v1.Scalars",
+    "rich.shop.v1.WellKnown",
+    "rich.shop.v1.Maps",
+    "rich.shop.v1.GetOrderRequest",
+    "rich.shop.v1.WatchOrdersRequest",
+    "rich.shop.v1.Item",
+    "rich.common.v1.Self",
+];
 
-impl Representable for test_v1::TestRequest {}
-impl Representable for test_v1::TestResponse {}
-impl Representable for shop::GetOrderRequest {}
-impl Representable for shop::WatchOrdersRequest {}
-impl Representable for shop::Item {}
-impl Representable for shop::UploadSummary {}
-impl Representable for shop::Offer {}
-impl Representable for common::Item {}
-impl Representable for common::Self_ {}
+/// Response types, as backends send them.
+pub const RESPONSES: &[&str] = &[
+    "wsgrpc.test.v1.TestResponse",
+    "rich.shop.v1.Order",
+    "rich.shop.v1.Scalars",
+    "rich.shop.v1.WellKnown",
+    "rich.shop.v1.Maps",
+    "rich.shop.v1.UploadSummary",
+    "rich.shop.v1.Offer",
+    "rich.common.v1.Item",
+];
 
-impl Representable for shop::Order {
-    fn representable(&self) -> bool {
-        self.scalars
-            .as_ref()
-            .is_none_or(Representable::representable)
-            && self
-                .well_known
-                .as_ref()
-                .is_none_or(Representable::representable)
-    }
-}
-
-impl Representable for shop::Scalars {
-    fn representable(&self) -> bool {
-        self.f_double.is_finite()
-            && self.f_float.is_finite()
-            && self.r_double.iter().all(|f| f.is_finite())
-    }
-}
-
-impl Representable for shop::WellKnown {
-    fn representable(&self) -> bool {
-        self.maybe_ratio
-                .as_ref()
-                .is_none_or(|r| r.value.is_finite())
-            && self
-                .any_value
-                .as_ref()
-                .is_none_or(Representable::representable)
-            && self
-                .attributes
-                .as_ref()
-                .is_none_or(Representable::representable)
-            && self.list.as_ref().is_none_or(Representable::representable)
-    }
-}
-
-impl Representable for pbjson_types::Value {
-    fn representable(&self) -> bool {
-        use pbjson_types::value::Kind;
-        match &self.kind {
-            Some(Kind::NumberValue(n)) => n.is_finite(),
-            Some(Kind::StructValue(s)) => s.representable(),
-            Some(Kind::ListValue(l)) => l.representable(),
-            _ => true,
-        }
-    }
-}
-
-impl Representable for pbjson_types::Struct {
-    fn representable(&self) -> bool {
-        self.fields.values().all(Representable::representable)
-    }
-}
-
-impl Representable for pbjson_types::ListValue {
-    fn representable(&self) -> bool {
-        self.values.iter().all(Representable::representable)
-    }
+/// The descriptors of every message named above, from the generated code.
+pub fn messages(names: &[&str]) -> Vec<MessageDescriptor> {
+    let mut pool: DescriptorPool =
+        wsgrpc_runtime::Descriptors::new(wsgrpc_tests::rich::shop::v1::FILE_DESCRIPTOR_SET)
+            .pool()
+            .clone();
+    pool.decode_file_descriptor_set(wsgrpc_tests::test_v1::FILE_DESCRIPTOR_SET)
+        .expect("generated descriptors decode");
+    names
+        .iter()
+        .map(|name| {
+            pool.get_message_by_name(name)
+                .unwrap_or_else(|| panic!("no message {name}"))
+        })
+        .collect()
 }

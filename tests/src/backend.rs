@@ -310,10 +310,7 @@ impl TestService for TestBackend {
         unreachable!("a pending future never completes")
     }
 
-    async fn stats(
-        &self,
-        _request: Request<pbjson_types::Empty>,
-    ) -> Result<Response<StatsResponse>, Status> {
+    async fn stats(&self, _request: Request<()>) -> Result<Response<StatsResponse>, Status> {
         Ok(Response::new(StatsResponse {
             cancelled: self.cancelled(),
             active: self.active(),

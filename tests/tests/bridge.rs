@@ -72,10 +72,25 @@ async fn the_original_clients_frames_work_unchanged() {
     assert_eq!(
         client.recv_call("req_2").await,
         [
-            json!({"type":"response","method":"StreamMessages","id":"req_2","payload":{"message":"Hello from stream"}}),
+            // A bare method name gets every field, defaults too, as the
+            // original bridge wrote them: its page shows `[0]`.
+            json!({"type":"response","method":"StreamMessages","id":"req_2","payload":{"message":"Hello from stream","index":0}}),
             json!({"type":"response","method":"StreamMessages","id":"req_2","payload":{"message":"Hello from stream","index":1}}),
             json!({"type":"response","method":"StreamMessages","id":"req_2","payload":{"end":true},"end":true}),
         ]
+    );
+
+    // Named in full, as generated clients do: canonical JSON, defaults out.
+    client
+        .send(request(
+            "req_3",
+            "example.ExampleService/StreamMessages",
+            json!({"message": "m", "count": 1}),
+        ))
+        .await;
+    assert_eq!(
+        client.recv_call("req_3").await[0]["payload"],
+        json!({"message": "m"})
     );
 }
 
@@ -393,7 +408,7 @@ async fn bad_input_gets_a_clear_frame_and_disturbs_no_other_call() {
         frame["error"]
             .as_str()
             .unwrap()
-            .contains("unknown field `nmae`"),
+            .contains("unrecognized field name 'nmae'"),
         "{frame}"
     );
 

@@ -93,7 +93,8 @@ export function messagesFollowTheJsonMapping(order: Order, scalars: Scalars, wel
   assertType<Equal<typeof scalars.fInt64, string | undefined>>();
   assertType<Equal<typeof scalars.fUint64, string | undefined>>();
   assertType<Equal<typeof scalars.fSfixed64, string | undefined>>();
-  assertType<Equal<typeof scalars.fDouble, number | undefined>>();
+  assertType<Equal<typeof scalars.fDouble, number | "NaN" | "Infinity" | "-Infinity" | undefined>>();
+  assertType<Equal<typeof scalars.fFloat, number | "NaN" | "Infinity" | "-Infinity" | undefined>>();
   assertType<Equal<typeof scalars.fBytes, string | undefined>>();
   assertType<Equal<typeof scalars.rInt64, string[] | undefined>>();
   assertType<Equal<typeof scalars.mBoolBytes, { [key: string]: string } | undefined>>();
@@ -102,7 +103,18 @@ export function messagesFollowTheJsonMapping(order: Order, scalars: Scalars, wel
   assertType<Equal<typeof wellKnown.ttl, string | undefined>>();
   assertType<Equal<typeof wellKnown.anyValue, JsonValue | undefined>>();
   assertType<Equal<typeof wellKnown.maybeCount, string | undefined>>();
-  assertType<Equal<typeof wellKnown.maybeRatio, number | undefined>>();
+  assertType<Equal<typeof wellKnown.maybeRatio, number | "NaN" | "Infinity" | "-Infinity" | undefined>>();
+  assertType<Equal<typeof wellKnown.maybeFloat, number | "NaN" | "Infinity" | "-Infinity" | undefined>>();
+  assertType<Equal<typeof wellKnown.maybeUint32, number | undefined>>();
+  // Any: the embedded message's fields beside its "@type".
+  const payload: NonNullable<typeof wellKnown.payload> = {
+    "@type": "type.googleapis.com/rich.common.v1.Money",
+    units: "3",
+  };
+  void payload;
+  // @ts-expect-error an Any names its type
+  const untyped: NonNullable<typeof wellKnown.payload> = { units: "3" };
+  void untyped;
   assertType<Equal<typeof wellKnown.nothing, Record<string, never> | undefined>>();
 
   const request: HelloRequest = { name: "x" };

@@ -91,7 +91,7 @@ impl Builder {
     }
 
     /// Generates from descriptors already parsed: every file in the set but
-    /// the well-known types, which come from `pbjson-types`.
+    /// the well-known types, which come from `prost-types`.
     pub fn compile_fds(self, set: FileDescriptorSet) -> Result<(), Error> {
         let to_generate: Vec<String> = set
             .file

@@ -1,8 +1,9 @@
 //! Generates what a wsgrpc bridge and its browser clients need from `.proto`
 //! files:
 //!
-//! - Rust, one file per proto package: the prost message types, their proto3
-//!   JSON (pbjson), and for every service a `{service}_bridge` module whose
+//! - Rust, one file per proto package: the prost message types, and for a
+//!   package with services the descriptors the bridge transcodes their
+//!   proto3 JSON from and a `{service}_bridge` module per service whose
 //!   `service()` is the bridge's dispatch table;
 //! - TypeScript, one `{name}_wsgrpc.ts` per .proto file with its message
 //!   types and service clients, plus the transport `wsgrpc_runtime.ts`.

@@ -1,40 +1,24 @@
-//! The Rust output: prost message types, their proto3 JSON (pbjson) and,
-//! for every service, the bridge's dispatch table.
+//! The Rust output: prost message types, the descriptors the bridge reads
+//! and writes their proto3 JSON from, and for every service the bridge's
+//! dispatch table.
 //!
-//! prost-build resolves every type to its Rust path (extern paths, nested
-//! modules, keywords), so the dispatch table is rendered from inside prost's
-//! service hook and reuses that resolution instead of repeating it.
+//! The table is rendered from inside prost's service hook, so that it lands
+//! in prost's file next to any other generator's output (tonic's server).
+//! It names message types by their proto names only: the bridge transcodes
+//! from descriptors, never through the Rust types.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
 use heck::{ToShoutySnakeCase, ToSnakeCase};
 use proc_macro2::TokenStream;
+use prost::Message as _;
 use prost_build::{Module, ServiceGenerator};
-use prost_types::FileDescriptorProto;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::{format_ident, quote};
 
 use crate::model::{self, MethodKind};
 use crate::{Error, GeneratedFile};
-
-/// Where the well-known types come from: pbjson's copies carry proto3 JSON,
-/// but for FieldMask, whose JSON form pbjson-types lacks, and Duration and
-/// Timestamp, whose JSON pbjson-types checks too little (two minus signs,
-/// years outside 1 to 9999).
-const EXTERN_PATHS: [(&str, &str); 4] = [
-    (".google.protobuf", "::pbjson_types"),
-    (
-        ".google.protobuf.FieldMask",
-        "::wsgrpc_runtime::well_known::FieldMask",
-    ),
-    (
-        ".google.protobuf.Duration",
-        "::wsgrpc_runtime::well_known::Duration",
-    ),
-    (
-        ".google.protobuf.Timestamp",
-        "::wsgrpc_runtime::well_known::Timestamp",
-    ),
-];
 
 /// Renders one `{package}.rs` per package of `to_generate`.
 pub(crate) fn render(
@@ -48,10 +32,6 @@ pub(crate) fn render(
         .collect();
 
     let mut config = prost_build::Config::new();
-    config.compile_well_known_types();
-    for (proto, rust) in EXTERN_PATHS {
-        config.extern_path(proto, rust);
-    }
     config.service_generator(Box::new(BridgeGenerator {
         extra: extra_services,
     }));
@@ -75,33 +55,20 @@ pub(crate) fn render(
         .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
     messages.retain(|module, _| wanted.contains(module));
 
-    let mut json = pbjson_build::Builder::new();
-    for file in descriptors {
-        json.register_file_descriptor(file.clone());
-    }
-    for (proto, rust) in EXTERN_PATHS {
-        json.extern_path(proto, rust);
-    }
-    let mut packages: Vec<String> = files.iter().map(|f| format!(".{}", f.package())).collect();
-    packages.sort();
-    packages.dedup();
-    let json_impls = json
-        .generate(&packages, |_| Ok(Vec::new()))
-        .map_err(|err| Error::Generate(format!("pbjson-build: {err}")))?;
-    let mut json_by_package: HashMap<String, Vec<u8>> = json_impls
-        .into_iter()
-        .map(|(package, code)| (package.to_string(), code))
-        .collect();
-
     let mut out = Vec::new();
     let mut modules: Vec<Module> = messages.keys().cloned().collect();
     modules.sort();
     for module in modules {
         let package = module.parts().collect::<Vec<_>>().join(".");
         let mut content = messages.remove(&module).unwrap_or_default();
-        if let Some(code) = json_by_package.remove(&package) {
-            content.push_str("// Proto3 JSON for the types above, by pbjson-build.\n");
-            content.push_str(&String::from_utf8_lossy(&code));
+        let package_files: Vec<&FileDescriptorProto> = files
+            .iter()
+            .copied()
+            .filter(|file| file.package() == package)
+            .collect();
+        if package_files.iter().any(|file| !file.service.is_empty()) {
+            let set = descriptor_set(descriptors, &package_files);
+            content.push_str(&descriptor_set_constant(&set.encode_to_vec()));
         }
         out.push(GeneratedFile {
             name: module.to_file_name_or("_"),
@@ -109,6 +76,68 @@ pub(crate) fn render(
         });
     }
     Ok(out)
+}
+
+/// `files` and every file they import, directly or not, in the order of
+/// `descriptors` (which lists a file after its imports), without source
+/// locations: what the bridge needs to read and write their messages. The
+/// well-known types (`google/protobuf/…`) are left out: the runtime has
+/// its own copies, so the output does not depend on the compiler's.
+fn descriptor_set(
+    descriptors: &[FileDescriptorProto],
+    files: &[&FileDescriptorProto],
+) -> FileDescriptorSet {
+    let mut needed: HashSet<&str> = HashSet::new();
+    let mut pending: Vec<&str> = files.iter().map(|file| file.name()).collect();
+    while let Some(name) = pending.pop() {
+        if !needed.insert(name) {
+            continue;
+        }
+        if let Some(file) = descriptors.iter().find(|file| file.name() == name) {
+            pending.extend(file.dependency.iter().map(String::as_str));
+        }
+    }
+    let file = descriptors
+        .iter()
+        .filter(|file| needed.contains(file.name()) && !file.name().starts_with("google/protobuf/"))
+        .map(|file| FileDescriptorProto {
+            source_code_info: None,
+            ..file.clone()
+        })
+        .collect();
+    FileDescriptorSet { file }
+}
+
+/// The package's descriptor set as a byte string, printable bytes as they
+/// are so that the names in it can be read, broken into lines.
+fn descriptor_set_constant(bytes: &[u8]) -> String {
+    const LINE: usize = 96;
+    let mut out = String::from(
+        "/// The descriptors of this package's files and of every file they import\n\
+         /// (a serialized `google.protobuf.FileDescriptorSet`): the bridge reads and\n\
+         /// writes the proto3 JSON of the messages from them.\n\
+         pub const FILE_DESCRIPTOR_SET: &[u8] = b\"\\\n",
+    );
+    let mut line = 0;
+    for &byte in bytes {
+        let start = out.len();
+        match byte {
+            b'"' | b'\\' => {
+                let _ = write!(out, "\\{}", byte as char);
+            }
+            0x21..=0x7e => out.push(byte as char),
+            _ => {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
+        }
+        line += out.len() - start;
+        if line >= LINE {
+            out.push_str("\\\n");
+            line = 0;
+        }
+    }
+    out.push_str("\";\n");
+    out
 }
 
 /// Appends a bridge module to every service prost generates, after the
@@ -122,8 +151,7 @@ impl ServiceGenerator for BridgeGenerator {
         if let Some(extra) = &mut self.extra {
             extra.generate(service.clone(), buf);
         }
-        let (model, rust_types) = from_prost(&service);
-        let tokens = bridge_module(&model, &rust_types);
+        let tokens = bridge_module(&from_prost(&service));
         let file = syn::parse2::<syn::File>(tokens).expect("the bridge module is valid Rust");
         buf.push_str(&prettyplease::unparse(&file));
     }
@@ -141,24 +169,18 @@ impl ServiceGenerator for BridgeGenerator {
     }
 }
 
-/// The model of a service as prost sees it, and the Rust path of each of
-/// its message types.
-fn from_prost(service: &prost_build::Service) -> (model::Service, HashMap<String, String>) {
+/// The model of a service as prost sees it.
+fn from_prost(service: &prost_build::Service) -> model::Service {
     let strip = |name: &str| name.strip_prefix('.').unwrap_or(name).to_owned();
-    let mut rust_types = HashMap::new();
     let methods = service
         .methods
         .iter()
-        .map(|method| {
-            rust_types.insert(strip(&method.input_proto_type), method.input_type.clone());
-            rust_types.insert(strip(&method.output_proto_type), method.output_type.clone());
-            model::Method {
-                name: method.proto_name.clone(),
-                kind: MethodKind::from_streaming(method.client_streaming, method.server_streaming),
-                input_type: strip(&method.input_proto_type),
-                output_type: strip(&method.output_proto_type),
-                comments: comments(&method.comments),
-            }
+        .map(|method| model::Method {
+            name: method.proto_name.clone(),
+            kind: MethodKind::from_streaming(method.client_streaming, method.server_streaming),
+            input_type: strip(&method.input_proto_type),
+            output_type: strip(&method.output_proto_type),
+            comments: comments(&method.comments),
         })
         .collect();
     let full_name = if service.package.is_empty() {
@@ -166,13 +188,12 @@ fn from_prost(service: &prost_build::Service) -> (model::Service, HashMap<String
     } else {
         format!("{}.{}", service.package, service.proto_name)
     };
-    let model = model::Service {
+    model::Service {
         name: service.proto_name.clone(),
         full_name,
         methods,
         comments: comments(&service.comments),
-    };
-    (model, rust_types)
+    }
 }
 
 fn comments(comments: &prost_build::Comments) -> model::Comments {
@@ -191,10 +212,7 @@ fn comments(comments: &prost_build::Comments) -> model::Comments {
 }
 
 /// `pub mod {service}_bridge { … }`: the service's table for the bridge.
-pub(crate) fn bridge_module(
-    service: &model::Service,
-    rust_types: &HashMap<String, String>,
-) -> TokenStream {
+pub(crate) fn bridge_module(service: &model::Service) -> TokenStream {
     let module = format_ident!("{}_bridge", service.name.to_snake_case());
     let full_name = &service.full_name;
     let service_doc = doc_lines(&service.comments);
@@ -214,11 +232,10 @@ pub(crate) fn bridge_module(
         }
     });
     let methods = service.methods.iter().map(|method| {
-        let input = rust_type(rust_types, &method.input_type);
-        let output = rust_type(rust_types, &method.output_type);
+        let (input, output) = (&method.input_type, &method.output_type);
         let name = &method.name;
         let kind = format_ident!("{}", method.kind.name());
-        quote! { Method::new::<#input, #output>(#name, MethodKind::#kind) }
+        quote! { descriptors.method(#name, MethodKind::#kind, #input, #output) }
     });
 
     quote! {
@@ -234,6 +251,7 @@ pub(crate) fn bridge_module(
 
             #[doc = #service_fn_doc]
             pub fn service() -> Service {
+                let descriptors = Descriptors::new(super::FILE_DESCRIPTOR_SET);
                 Service::new(SERVICE_NAME, [#(#methods),*])
             }
         }
@@ -258,18 +276,6 @@ fn doc_lines(comments: &model::Comments) -> Vec<String> {
         .collect()
 }
 
-/// The path of a message type from inside the bridge module, which sits one
-/// level below the package's module.
-fn rust_type(rust_types: &HashMap<String, String>, proto_name: &str) -> syn::Type {
-    let path = &rust_types[proto_name];
-    let path = if path.starts_with("::") || path.starts_with("crate::") {
-        path.clone()
-    } else {
-        format!("super::{path}")
-    };
-    syn::parse_str(&path).expect("prost-build renders valid type paths")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,14 +297,7 @@ mod tests {
             }],
             comments: model::Comments::default(),
         };
-        let types = HashMap::from([
-            ("a.b.Self".to_owned(), "Self_".to_owned()),
-            (
-                "google.protobuf.Empty".to_owned(),
-                "::pbjson_types::Empty".to_owned(),
-            ),
-        ]);
-        let file = syn::parse2::<syn::File>(bridge_module(&service, &types)).unwrap();
+        let file = syn::parse2::<syn::File>(bridge_module(&service)).unwrap();
         let code = prettyplease::unparse(&file);
         assert!(code.contains("pub mod match_bridge {"), "{code}");
         assert!(
@@ -308,8 +307,48 @@ mod tests {
         assert!(code.contains("/// Plays."), "{code}");
         let entry: String = code.split_whitespace().collect();
         assert!(
-            entry.contains(r#"Method::new::<super::Self_,::pbjson_types::Empty,>("Self",MethodKind::BidiStreaming)"#),
+            entry.contains(r#"descriptors.method("Self",MethodKind::BidiStreaming,"a.b.Self","google.protobuf.Empty",)"#),
             "{code}"
         );
+    }
+
+    #[test]
+    fn the_descriptor_set_constant_is_a_byte_string_of_the_same_bytes() {
+        let bytes: Vec<u8> = (0..=255).chain(b"  \"\\ x".iter().copied()).collect();
+        let code = descriptor_set_constant(&bytes);
+        assert!(code.lines().all(|line| line.len() <= 110), "{code}");
+        let file: syn::File = syn::parse_str(&code).unwrap();
+        let syn::Item::Const(constant) = &file.items[0] else {
+            panic!("{code}")
+        };
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::ByteStr(literal),
+            ..
+        }) = &*constant.expr
+        else {
+            panic!("{code}")
+        };
+        assert_eq!(literal.value(), bytes);
+    }
+
+    #[test]
+    fn a_descriptor_set_holds_the_files_and_their_imports_only() {
+        let file = |name: &str, deps: &[&str]| FileDescriptorProto {
+            name: Some(name.into()),
+            dependency: deps.iter().map(|d| d.to_string()).collect(),
+            source_code_info: Some(Default::default()),
+            ..Default::default()
+        };
+        let all = [
+            file("google/protobuf/empty.proto", &[]),
+            file("c.proto", &["google/protobuf/empty.proto"]),
+            file("b.proto", &["c.proto"]),
+            file("unrelated.proto", &[]),
+            file("a.proto", &["b.proto"]),
+        ];
+        let set = descriptor_set(&all, &[&all[4]]);
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+        assert!(set.file.iter().all(|f| f.source_code_info.is_none()));
     }
 }

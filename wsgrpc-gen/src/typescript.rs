@@ -11,27 +11,15 @@
 //!
 //! Each message becomes an `interface` whose properties are the fields'
 //! JSON names, all optional (`?:`) since JSON leaves out default values;
-//! requests and responses use the same types. The bridge reads and writes
-//! JSON with pbjson, so the types follow pbjson's mapping:
-//!
-//! | proto | TypeScript |
-//! |---|---|
-//! | `int32`, `uint32`, `sint32`, `fixed32`, `sfixed32` | `number` |
-//! | `int64`, `uint64`, `sint64`, `fixed64`, `sfixed64` | `string` (decimal) |
-//! | `float`, `double` | `number` (NaN and infinities do not survive the bridge, which writes them as `null`) |
-//! | `bool`, `string` | `boolean`, `string` |
-//! | `bytes` | `string` (base64) |
-//! | enum | the union of its value names, plus a const object of them |
-//! | `repeated T` | `T[]` |
-//! | `map<K, V>` | `{ [key: string]: V }` (JSON keys are strings) |
-//! | `oneof` | its fields side by side, each optional; their docs name the oneof |
-//! | `google.protobuf.Timestamp`, `Duration`, `FieldMask` | `string` |
-//! | `Struct`, `Value`, `ListValue` | `wsgrpc.JsonObject`, `wsgrpc.JsonValue`, `wsgrpc.JsonValue[]` |
-//! | `DoubleValue` … `BytesValue` | the wrapped type (`Int64Value`, `UInt64Value`: `string`) |
-//! | `Empty` | `Record<string, never>` |
-//! | `Any` | `wsgrpc.AnyJson`: `{ typeUrl?, value? }`, as pbjson writes it |
-//! | `NullValue` | `null` |
-//! | other `google.protobuf` messages | `wsgrpc.JsonObject` |
+//! requests and responses use the same types. The types follow the proto3
+//! JSON mapping as the bridge writes and reads it, field by field as
+//! docs/PROTOCOL.md ("Payloads") lists it: 64-bit integers as `string`,
+//! `float`, `double` and their wrappers as `wsgrpc.JsonFloat` (`number |
+//! "NaN" | "Infinity" | "-Infinity"`), enums as the union of their value
+//! names, maps as objects keyed by strings, oneof members side by side,
+//! the well-known types in their JSON forms (`Any` as `wsgrpc.AnyJson`,
+//! with its `"@type"`), other `google.protobuf` messages as
+//! `wsgrpc.JsonObject`.
 //!
 //! No file is written for `google/protobuf/*.proto`: the well-known types
 //! are written inline or come from `wsgrpc_runtime.ts`.
@@ -217,7 +205,8 @@ fn well_known_type(full_name: &str) -> Option<&'static str> {
         "ListValue" => "wsgrpc.JsonValue[]",
         "Empty" => "Record<string, never>",
         "Any" => "wsgrpc.AnyJson",
-        "DoubleValue" | "FloatValue" | "Int32Value" | "UInt32Value" => "number",
+        "DoubleValue" | "FloatValue" => "wsgrpc.JsonFloat",
+        "Int32Value" | "UInt32Value" => "number",
         "Int64Value" | "UInt64Value" | "StringValue" | "BytesValue" => "string",
         "BoolValue" => "boolean",
         "NullValue" => "null",
@@ -338,9 +327,11 @@ impl<'s, 'a> Scope<'s, 'a> {
 
     fn value_type(&mut self, field_type: &FieldType) -> Result<String, Error> {
         Ok(match field_type {
-            FieldType::Double
-            | FieldType::Float
-            | FieldType::Int32
+            FieldType::Double | FieldType::Float => {
+                self.uses_runtime = true;
+                "wsgrpc.JsonFloat".to_owned()
+            }
+            FieldType::Int32
             | FieldType::Uint32
             | FieldType::Sint32
             | FieldType::Fixed32
@@ -828,8 +819,8 @@ mod tests {
             }"#,
         );
         for line in [
-            "d?: number;",
-            "f?: number;",
+            "d?: wsgrpc.JsonFloat;",
+            "f?: wsgrpc.JsonFloat;",
             "i32?: number;",
             "u32?: number;",
             "s32?: number;",

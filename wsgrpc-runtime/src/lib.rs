@@ -26,24 +26,26 @@ mod bridge;
 mod call;
 mod connection;
 pub mod envelope;
+pub mod json;
 mod metadata;
 mod metrics;
 mod non_finite;
 mod outbox;
 mod service;
 mod transcode;
-pub mod well_known;
 
 pub use bridge::{
     AllowedOrigins, Authenticator, Bridge, BridgeBuilder, BuildError, UpgradeRequest,
 };
-pub use service::{Method, MethodKind, Registry, ResolveError, Route, Service};
+pub use json::{JsonOptions, JsonRules, TranscodeError};
+pub use prost_reflect;
+pub use service::{Descriptors, Method, MethodKind, Registry, ResolveError, Route, Service};
 pub use tokio_util::sync::CancellationToken;
-pub use transcode::{BytesCodec, TranscodeError, json_to_proto, proto_to_json};
+pub use transcode::BytesCodec;
 
 /// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.
 pub mod codegen {
-    pub use crate::service::{Method, MethodKind, Service};
+    pub use crate::service::{Descriptors, Method, MethodKind, Service};
 }
 
 /// Includes the Rust that `wsgrpc-gen` wrote for a proto package in a build

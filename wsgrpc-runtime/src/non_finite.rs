@@ -1,7 +1,8 @@
 //! NaN and ±Infinity as proto3 JSON spells them.
 //!
 //! The proto3 JSON mapping writes non-finite floats as the strings `"NaN"`,
-//! `"Infinity"` and `"-Infinity"`; pbjson hands them to serde as plain
+//! `"Infinity"` and `"-Infinity"`. prost-reflect does so for float fields,
+//! but hands the values of `FloatValue` and `DoubleValue` to serde as plain
 //! floats, which serde_json writes as `null`. Wrapping the serializer turns
 //! those floats into their strings at any depth and passes everything else
 //! through unchanged.

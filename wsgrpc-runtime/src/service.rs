@@ -1,17 +1,20 @@
 //! The table that generated code fills in: services, their methods, each
-//! method's kind and the two functions that turn JSON into protobuf and back.
+//! method's kind and the descriptors of its request and response types.
 //!
-//! The runtime never names a message type: a [`Method`] carries plain
-//! function pointers, instantiated by the generated code for its own types.
+//! The runtime never names a message type: a [`Method`] carries the
+//! descriptors of its messages, and [`crate::json`] turns JSON into protobuf
+//! and back from those alone. Generated code takes them from the descriptor
+//! set it embeds; a bridge built at run time could take them from anywhere.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prost_reflect::{DescriptorPool, MessageDescriptor};
 use serde_json::value::RawValue;
 
-use crate::transcode::{self, TranscodeError};
+use crate::json::{self, JsonOptions, JsonRules, TranscodeError};
 
 /// How many messages flow each way, straight from the method's descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,35 +51,37 @@ impl MethodKind {
     }
 }
 
-/// Decodes a request payload (JSON text) into the protobuf encoding of the
-/// method's request type.
-pub type DecodeRequest = fn(&str) -> Result<Bytes, TranscodeError>;
-/// Encodes one protobuf-encoded response message as proto3 JSON.
-pub type EncodeResponse = fn(&[u8]) -> Result<Box<RawValue>, TranscodeError>;
-
 /// One RPC of a service, as the bridge needs to know it.
 #[derive(Clone)]
 pub struct Method {
     name: &'static str,
     kind: MethodKind,
-    decode_request: DecodeRequest,
-    encode_response: EncodeResponse,
+    input: MessageDescriptor,
+    output: MessageDescriptor,
+    json: JsonOptions,
 }
 
 impl Method {
-    /// A method whose request type is `Req` and response type is `Res`, both
-    /// prost messages with proto3 JSON serde implementations.
-    pub fn new<Req, Res>(name: &'static str, kind: MethodKind) -> Self
-    where
-        Req: prost::Message + serde::de::DeserializeOwned + 'static,
-        Res: prost::Message + Default + serde::Serialize + 'static,
-    {
+    /// A method taking messages of type `input` and answering with `output`.
+    pub fn new(
+        name: &'static str,
+        kind: MethodKind,
+        input: MessageDescriptor,
+        output: MessageDescriptor,
+    ) -> Self {
         Self {
             name,
             kind,
-            decode_request: transcode::json_to_proto::<Req>,
-            encode_response: transcode::proto_to_json::<Res>,
+            input,
+            output,
+            json: JsonOptions::canonical(),
         }
+    }
+
+    /// The same method, writing responses with `options`.
+    pub fn with_json_options(mut self, options: JsonOptions) -> Self {
+        self.json = options;
+        self
     }
 
     /// The method's name as written in the .proto, e.g. `SayHello`.
@@ -88,12 +93,51 @@ impl Method {
         self.kind
     }
 
-    pub fn decode_request(&self, json: &str) -> Result<Bytes, TranscodeError> {
-        (self.decode_request)(json)
+    pub fn input(&self) -> &MessageDescriptor {
+        &self.input
     }
 
+    pub fn output(&self) -> &MessageDescriptor {
+        &self.output
+    }
+
+    /// How responses are written.
+    pub fn json_options(&self) -> JsonOptions {
+        self.json
+    }
+
+    /// Reads a request payload (JSON text) and returns its protobuf encoding.
+    pub fn decode_request(&self, json: &str) -> Result<Bytes, TranscodeError> {
+        json::json_to_proto(&self.input, json)
+    }
+
+    /// Writes one protobuf-encoded response as JSON, with the method's
+    /// options.
     pub fn encode_response(&self, proto: &[u8]) -> Result<Box<RawValue>, TranscodeError> {
-        (self.encode_response)(proto)
+        self.encode_response_with(proto, &self.json)
+    }
+
+    /// Writes one protobuf-encoded response as JSON, with `options`.
+    pub fn encode_response_with(
+        &self,
+        proto: &[u8],
+        options: &JsonOptions,
+    ) -> Result<Box<RawValue>, TranscodeError> {
+        json::proto_to_json(&self.output, proto, options)
+    }
+
+    /// The same method with its descriptors taken from `pool`, where `pool`
+    /// has them.
+    fn rebound(&self, pool: &DescriptorPool) -> Self {
+        let find = |descriptor: &MessageDescriptor| {
+            pool.get_message_by_name(descriptor.full_name())
+                .unwrap_or_else(|| descriptor.clone())
+        };
+        Self {
+            input: find(&self.input),
+            output: find(&self.output),
+            ..self.clone()
+        }
     }
 }
 
@@ -102,7 +146,58 @@ impl fmt::Debug for Method {
         f.debug_struct("Method")
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .finish_non_exhaustive()
+            .field("input", &self.input.full_name())
+            .field("output", &self.output.full_name())
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// The descriptors that generated code embeds, from which it builds its
+/// methods.
+#[derive(Debug, Clone)]
+pub struct Descriptors {
+    pool: DescriptorPool,
+}
+
+impl Descriptors {
+    /// Decodes a serialized `FileDescriptorSet` written by wsgrpc-gen, on
+    /// top of prost-reflect's well-known types, which the generator leaves
+    /// out of the set.
+    ///
+    /// # Panics
+    ///
+    /// If the bytes are not a valid set, which the generator never writes.
+    pub fn new(file_descriptor_set: &[u8]) -> Self {
+        let mut pool = DescriptorPool::global();
+        pool.decode_file_descriptor_set(file_descriptor_set)
+            .unwrap_or_else(|err| panic!("wsgrpc-gen embedded invalid descriptors: {err}"));
+        Self { pool }
+    }
+
+    /// A method whose messages are the types named `input` and `output`
+    /// (fully qualified, no leading dot).
+    ///
+    /// # Panics
+    ///
+    /// If the set lacks either type, which the generator never allows.
+    pub fn method(
+        &self,
+        name: &'static str,
+        kind: MethodKind,
+        input: &str,
+        output: &str,
+    ) -> Method {
+        let find = |type_name: &str| {
+            self.pool
+                .get_message_by_name(type_name)
+                .unwrap_or_else(|| panic!("embedded descriptors lack `{type_name}`"))
+        };
+        Method::new(name, kind, find(input), find(output))
+    }
+
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 }
 
@@ -142,31 +237,98 @@ pub struct Route {
 }
 
 /// Every registered method, found by the names clients may use.
+///
+/// The descriptors of every service are merged into one pool, so that an
+/// `Any` in any message resolves against every type the bridge knows.
 #[derive(Debug, Default)]
 pub struct Registry {
+    json: JsonRules,
+    services: Vec<Service>,
+    pool: DescriptorPool,
     routes: HashMap<String, Arc<Route>>,
-    /// Bare method names; `None` where two services share the name.
+    /// Bare method names; `None` where two services share the name. Their
+    /// routes write JSON with [`JsonRules::bare_name`].
     bare: HashMap<&'static str, Option<Arc<Route>>>,
 }
 
 impl Registry {
+    /// An empty registry whose calls get JSON options by `json`.
+    pub fn new(json: JsonRules) -> Self {
+        Self {
+            json,
+            ..Self::default()
+        }
+    }
+
     pub fn add(&mut self, service: &Service) {
         for method in service.methods() {
+            for descriptor in [method.input(), method.output()] {
+                self.merge(descriptor.parent_pool());
+            }
+        }
+        self.services.push(service.clone());
+        // Descriptors of services added before may now resolve more types.
+        self.routes.clear();
+        self.bare.clear();
+        for service in std::mem::take(&mut self.services) {
+            self.route(&service);
+            self.services.push(service);
+        }
+    }
+
+    /// Adds the files of `pool` that the merged pool lacks. A file that
+    /// differs from one of the same name already there is left out: its
+    /// methods keep their own pool, in which `Any` resolves only their
+    /// own types.
+    fn merge(&mut self, pool: &DescriptorPool) {
+        for file in pool.files() {
+            if let Some(known) = self.pool.get_file_by_name(file.name()) {
+                if known.file_descriptor_proto() != file.file_descriptor_proto() {
+                    tracing::warn!(
+                        file = file.name(),
+                        "two services bring different versions of this file; keeping the first"
+                    );
+                }
+                continue;
+            }
+            let mut merged = self.pool.clone();
+            match merged.add_file_descriptor_proto(file.file_descriptor_proto().clone()) {
+                Ok(()) => self.pool = merged,
+                Err(err) => {
+                    tracing::warn!(file = file.name(), %err, "descriptors not merged");
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, service: &Service) {
+        for method in service.methods() {
+            let method = method.rebound(&self.pool);
             let full_name = format!("{}/{}", service.name(), method.name());
-            let path = format!("/{full_name}")
+            let path: http::uri::PathAndQuery = format!("/{full_name}")
                 .parse()
                 .expect("a proto service and method name form a valid path");
+            let bare = Arc::new(Route {
+                method: method.clone().with_json_options(self.json.bare_name),
+                full_name: full_name.clone(),
+                path: path.clone(),
+            });
             let route = Arc::new(Route {
-                method: method.clone(),
+                method: method.with_json_options(self.json.full_name),
                 full_name: full_name.clone(),
                 path,
             });
             self.bare
-                .entry(method.name())
+                .entry(route.method.name())
                 .and_modify(|slot| *slot = None)
-                .or_insert_with(|| Some(route.clone()));
+                .or_insert(Some(bare));
             self.routes.insert(full_name, route);
         }
+    }
+
+    /// The merged descriptors of every service.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     /// Finds a method by `package.Service/Method` (a leading `/` is
@@ -208,10 +370,14 @@ pub enum ResolveError {
 mod tests {
     use super::*;
 
+    fn empty() -> MessageDescriptor {
+        prost_reflect::ReflectMessage::descriptor(&())
+    }
+
     fn service(name: &'static str, methods: &[&'static str]) -> Service {
         let methods: Vec<Method> = methods
             .iter()
-            .map(|m| Method::new::<(), ()>(m, MethodKind::Unary))
+            .map(|m| Method::new(m, MethodKind::Unary, empty(), empty()))
             .collect();
         Service::new(name, methods)
     }
@@ -252,5 +418,73 @@ mod tests {
         );
         assert!(MethodKind::ClientStreaming.client_streams());
         assert!(!MethodKind::ClientStreaming.server_streams());
+    }
+
+    #[test]
+    fn bare_names_get_their_own_json_options() {
+        let mut registry = Registry::new(JsonRules::default());
+        registry.add(&service("a.One", &["Get"]));
+        let full = registry.resolve("a.One/Get").unwrap();
+        let bare = registry.resolve("Get").unwrap();
+        assert_eq!(full.method.json_options(), JsonOptions::canonical());
+        assert!(bare.method.json_options().writes_defaults());
+        assert_eq!(bare.full_name, full.full_name);
+
+        let rules = JsonRules {
+            full_name: JsonOptions::canonical().enum_numbers(true),
+            bare_name: JsonOptions::canonical(),
+        };
+        let mut registry = Registry::new(rules);
+        registry.add(&service("a.One", &["Get"]));
+        assert!(
+            registry
+                .resolve("/a.One/Get")
+                .unwrap()
+                .method
+                .json_options()
+                .writes_enum_numbers()
+        );
+        assert_eq!(
+            registry.resolve("Get").unwrap().method.json_options(),
+            JsonOptions::canonical()
+        );
+    }
+
+    #[test]
+    fn descriptors_of_every_service_share_one_pool() {
+        let file = prost_types::FileDescriptorProto {
+            name: Some("a.proto".into()),
+            package: Some("a".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("Thing".into()),
+                ..Default::default()
+            }],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        };
+        let own = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: vec![file],
+        })
+        .unwrap();
+        let thing = own.get_message_by_name("a.Thing").unwrap();
+        assert!(own.get_message_by_name("google.protobuf.Empty").is_none());
+
+        let mut registry = Registry::default();
+        registry.add(&Service::new(
+            "a.One",
+            [Method::new("Get", MethodKind::Unary, thing.clone(), thing)],
+        ));
+        registry.add(&service("b.Two", &["Put"]));
+        let get = registry.resolve("a.One/Get").unwrap();
+        let pool = get.method.input().parent_pool();
+        assert!(pool.get_message_by_name("google.protobuf.Empty").is_some());
+        let put = registry.resolve("Put").unwrap();
+        assert!(
+            put.method
+                .output()
+                .parent_pool()
+                .get_message_by_name("a.Thing")
+                .is_some()
+        );
     }
 }

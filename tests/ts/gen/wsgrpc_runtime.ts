@@ -16,22 +16,12 @@
  * ```
  *
  * Messages are plain objects in the proto3 JSON mapping, exactly as the
- * bridge writes and reads them:
- *
- * - field names in lowerCamelCase; every field optional, since JSON leaves
- *   out fields that hold their default value (`0`, `""`, `false`, `[]`);
- * - 64-bit integers (`int64`, `uint64`, `sint64`, `fixed64`, `sfixed64`) as
- *   decimal strings, so that no precision is lost;
- * - `float` and `double` as `number` (the bridge cannot carry NaN or
- *   infinities: it writes them as `null`);
- * - `bytes` as base64 strings; enums by value name; maps as objects whose
- *   keys are strings, whatever the proto key type;
- * - a `oneof` as plain optional fields side by side (set at most one);
- * - well-known types in their JSON forms: Timestamp and Duration as
- *   strings (`"2024-01-01T00:00:00Z"`, `"1.5s"`), FieldMask as a string of
- *   comma-separated lowerCamelCase paths, Struct as {@link JsonObject}, Value
- *   as {@link JsonValue}, ListValue as `JsonValue[]`, the wrappers as the
- *   value they wrap, Empty as `{}`, Any as {@link AnyJson}.
+ * bridge writes and reads them; docs/PROTOCOL.md ("Payloads") lists the
+ * JSON, and so the TypeScript type, of every kind of field. In short:
+ * lowerCamelCase names, every field optional; 64-bit integers as decimal
+ * strings; `float` and `double` as {@link JsonFloat}; `bytes` as base64;
+ * enums by name; Any as {@link AnyJson}; Struct, Value and ListValue as
+ * {@link JsonObject}, {@link JsonValue} and `JsonValue[]`.
  *
  * @module
  */
@@ -109,13 +99,20 @@ export interface JsonObject {
 }
 
 /**
- * `google.protobuf.Any` as the bridge writes it: the type URL and the
- * serialized message in base64. (The proto3 JSON mapping would embed the
- * message with an `"@type"` key; the bridge's JSON library does not.)
+ * A `float` or `double` (or their wrappers): a number, or NaN and the
+ * infinities as the proto3 JSON mapping spells them.
+ */
+export type JsonFloat = number | "NaN" | "Infinity" | "-Infinity";
+
+/**
+ * `google.protobuf.Any` in its proto3 JSON form: the type URL under
+ * `"@type"` (`"type.googleapis.com/package.Message"`) beside the fields of
+ * the embedded message, or, for a well-known type with a JSON form of its
+ * own, beside its JSON under `"value"`.
  */
 export interface AnyJson {
-  typeUrl?: string;
-  value?: string;
+  "@type": string;
+  [field: string]: JsonValue;
 }
 
 /** Per-call options; every method of a generated client takes them. */

@@ -160,6 +160,11 @@ export interface Order {
    * @generated from field: rich.shop.v1.Keywords keywords = 12;
    */
   keywords?: Keywords;
+
+  /**
+   * @generated from field: rich.shop.v1.Maps maps = 13;
+   */
+  maps?: Maps;
 }
 
 /**
@@ -193,12 +198,12 @@ export interface Scalars {
   /**
    * @generated from field: double f_double = 1;
    */
-  fDouble?: number;
+  fDouble?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: float f_float = 2;
    */
-  fFloat?: number;
+  fFloat?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: int32 f_int32 = 3;
@@ -273,7 +278,7 @@ export interface Scalars {
   /**
    * @generated from field: repeated double r_double = 17;
    */
-  rDouble?: number[];
+  rDouble?: wsgrpc.JsonFloat[];
 
   /**
    * @generated from field: optional uint64 o_uint64 = 18;
@@ -340,7 +345,7 @@ export interface WellKnown {
   /**
    * @generated from field: google.protobuf.DoubleValue maybe_ratio = 10;
    */
-  maybeRatio?: number;
+  maybeRatio?: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: google.protobuf.FieldMask mask = 11;
@@ -351,6 +356,105 @@ export interface WellKnown {
    * @generated from field: google.protobuf.Empty nothing = 12;
    */
   nothing?: Record<string, never>;
+
+  /**
+   * A message of any type the bridge knows, in JSON with its "@type".
+   *
+   * @generated from field: google.protobuf.Any payload = 13;
+   */
+  payload?: wsgrpc.AnyJson;
+
+  /**
+   * @generated from field: google.protobuf.FloatValue maybe_float = 14;
+   */
+  maybeFloat?: wsgrpc.JsonFloat;
+
+  /**
+   * @generated from field: google.protobuf.Int32Value maybe_int32 = 15;
+   */
+  maybeInt32?: number;
+
+  /**
+   * @generated from field: google.protobuf.UInt32Value maybe_uint32 = 16;
+   */
+  maybeUint32?: number;
+
+  /**
+   * @generated from field: google.protobuf.UInt64Value maybe_uint64 = 17;
+   */
+  maybeUint64?: string;
+
+  /**
+   * @generated from field: repeated google.protobuf.Value values = 18;
+   */
+  values?: wsgrpc.JsonValue[];
+
+  /**
+   * @generated from field: repeated google.protobuf.Timestamp history = 19;
+   */
+  history?: string[];
+}
+
+/**
+ * A map of every key type.
+ *
+ * @generated from message rich.shop.v1.Maps
+ */
+export interface Maps {
+  /**
+   * @generated from field: map<int32, string> by_int32 = 1;
+   */
+  byInt32?: { [key: string]: string };
+
+  /**
+   * @generated from field: map<uint32, double> by_uint32 = 2;
+   */
+  byUint32?: { [key: string]: wsgrpc.JsonFloat };
+
+  /**
+   * @generated from field: map<uint64, float> by_uint64 = 3;
+   */
+  byUint64?: { [key: string]: wsgrpc.JsonFloat };
+
+  /**
+   * @generated from field: map<sint32, rich.common.v1.Availability> by_sint32 = 4;
+   */
+  bySint32?: { [key: string]: Availability };
+
+  /**
+   * @generated from field: map<sint64, bytes> by_sint64 = 5;
+   */
+  bySint64?: { [key: string]: string };
+
+  /**
+   * @generated from field: map<fixed32, bool> by_fixed32 = 6;
+   */
+  byFixed32?: { [key: string]: boolean };
+
+  /**
+   * @generated from field: map<fixed64, int64> by_fixed64 = 7;
+   */
+  byFixed64?: { [key: string]: string };
+
+  /**
+   * @generated from field: map<sfixed32, uint64> by_sfixed32 = 8;
+   */
+  bySfixed32?: { [key: string]: string };
+
+  /**
+   * @generated from field: map<sfixed64, google.protobuf.Duration> by_sfixed64 = 9;
+   */
+  bySfixed64?: { [key: string]: string };
+
+  /**
+   * @generated from field: map<string, google.protobuf.Value> by_string = 10;
+   */
+  byString?: { [key: string]: wsgrpc.JsonValue };
+
+  /**
+   * @generated from field: map<bool, rich.common.v1.Money> by_bool = 11;
+   */
+  byBool?: { [key: string]: Money };
 }
 
 /**

@@ -1,0 +1,310 @@
+//! Proto3 JSON ⇄ protobuf for one message, driven by its descriptor.
+//!
+//! The mapping is prost-reflect's: it reads and writes every well-known type
+//! in its JSON form (`Any` as the embedded message with `"@type"`, resolved
+//! in the message's descriptor pool; `Struct` and `Value` with their
+//! `null`s; `Timestamp` and `Duration` within their ranges) and spells NaN
+//! and ±Infinity as strings. Because it needs only descriptors, the
+//! generated tables and a bridge built from descriptors at run time share
+//! it.
+
+use std::fmt;
+
+use bytes::Bytes;
+use prost::Message;
+use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::non_finite::Spelled;
+
+/// How the bridge writes a message, after protojson's `MarshalOptions`.
+/// Reading accepts every spelling the proto3 JSON mapping allows, whatever
+/// the options.
+///
+/// The default is canonical proto3 JSON: lowerCamelCase names, enums by
+/// name, fields at their default values left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct JsonOptions {
+    emit_defaults: bool,
+    enum_numbers: bool,
+    proto_field_names: bool,
+}
+
+impl JsonOptions {
+    /// Canonical proto3 JSON.
+    pub const fn canonical() -> Self {
+        Self {
+            emit_defaults: false,
+            enum_numbers: false,
+            proto_field_names: false,
+        }
+    }
+
+    /// Also write fields that hold their default value (`"index": 0`),
+    /// as protojson's `EmitUnpopulated` does. Fields with presence that
+    /// are not set (message fields, `optional`, oneof members) stay out.
+    pub const fn emit_defaults(mut self, yes: bool) -> Self {
+        self.emit_defaults = yes;
+        self
+    }
+
+    /// Write enums as their numbers rather than their names.
+    pub const fn enum_numbers(mut self, yes: bool) -> Self {
+        self.enum_numbers = yes;
+        self
+    }
+
+    /// Write the names of fields as in the .proto (`currency_code`) rather
+    /// than in lowerCamelCase (`currencyCode`).
+    pub const fn proto_field_names(mut self, yes: bool) -> Self {
+        self.proto_field_names = yes;
+        self
+    }
+
+    pub const fn writes_defaults(&self) -> bool {
+        self.emit_defaults
+    }
+
+    pub const fn writes_enum_numbers(&self) -> bool {
+        self.enum_numbers
+    }
+
+    pub const fn writes_proto_field_names(&self) -> bool {
+        self.proto_field_names
+    }
+
+    fn serialize_options(&self) -> SerializeOptions {
+        SerializeOptions::new()
+            .skip_default_fields(!self.emit_defaults)
+            .use_enum_numbers(self.enum_numbers)
+            .use_proto_field_name(self.proto_field_names)
+    }
+}
+
+/// Which calls get which [`JsonOptions`]: clients that name methods in
+/// full (`example.ExampleService/SayHello`, as generated clients do) and
+/// clients that name them bare (`SayHello`, as the clients of the original
+/// hand-written bridge do, which wrote every field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JsonRules {
+    /// Calls that name the method in full. Default: canonical.
+    pub full_name: JsonOptions,
+    /// Calls that name the method bare. Default: canonical with fields at
+    /// their defaults written.
+    pub bare_name: JsonOptions,
+}
+
+impl Default for JsonRules {
+    fn default() -> Self {
+        Self {
+            full_name: JsonOptions::canonical(),
+            bare_name: JsonOptions::canonical().emit_defaults(true),
+        }
+    }
+}
+
+/// A payload that is not a valid message of the expected type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodeError {
+    message: String,
+}
+
+impl TranscodeError {
+    pub(crate) fn new(message: String) -> Self {
+        Self { message }
+    }
+}
+
+impl fmt::Display for TranscodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TranscodeError {}
+
+/// Reads proto3 JSON as a message of type `descriptor` and returns its
+/// protobuf encoding.
+///
+/// Errors name the offending field by its path (`items[2].count`), so a
+/// client sees which part of its payload was wrong.
+pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes, TranscodeError> {
+    // Tracking the path costs on every field, so it is done only once a
+    // payload has been found wrong, to say where.
+    match read(descriptor, json, None) {
+        Ok(message) => Ok(message.encode_to_vec().into()),
+        Err(_) => {
+            let mut track = serde_path_to_error::Track::new();
+            let err = match read(descriptor, json, Some(&mut track)) {
+                Ok(message) => return Ok(message.encode_to_vec().into()),
+                Err(err) => err,
+            };
+            let path = track.path().to_string();
+            Err(if path == "." {
+                TranscodeError::new(err.to_string())
+            } else {
+                TranscodeError::new(format!("field `{path}`: {err}"))
+            })
+        }
+    }
+}
+
+/// Reads one message and makes sure nothing follows it.
+fn read(
+    descriptor: &MessageDescriptor,
+    json: &str,
+    track: Option<&mut serde_path_to_error::Track>,
+) -> Result<DynamicMessage, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let options = DeserializeOptions::new();
+    let message = match track {
+        Some(track) => DynamicMessage::deserialize_with_options(
+            descriptor.clone(),
+            serde_path_to_error::Deserializer::new(&mut deserializer, track),
+            &options,
+        )?,
+        None => DynamicMessage::deserialize_with_options(
+            descriptor.clone(),
+            &mut deserializer,
+            &options,
+        )?,
+    };
+    deserializer.end()?;
+    Ok(message)
+}
+
+/// Decodes protobuf bytes as a message of type `descriptor` and writes it
+/// as proto3 JSON.
+pub fn proto_to_json(
+    descriptor: &MessageDescriptor,
+    proto: &[u8],
+    options: &JsonOptions,
+) -> Result<Box<RawValue>, TranscodeError> {
+    let message = DynamicMessage::decode(descriptor.clone(), proto)
+        .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
+    serde_json::value::to_raw_value(&Spelled(&Written {
+        message: &message,
+        options: options.serialize_options(),
+    }))
+    .map_err(|err| TranscodeError::new(format!("message has no JSON form: {err}")))
+}
+
+struct Written<'a> {
+    message: &'a DynamicMessage,
+    options: SerializeOptions,
+}
+
+impl Serialize for Written<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.message
+            .serialize_with_options(serializer, &self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::ReflectMessage;
+
+    use super::*;
+
+    /// `google.protobuf.Field`: scalars, an enum, a repeated message.
+    fn field() -> MessageDescriptor {
+        prost_types::Field::default().descriptor()
+    }
+
+    fn written(descriptor: &MessageDescriptor, proto: &[u8], options: JsonOptions) -> String {
+        proto_to_json(descriptor, proto, &options)
+            .unwrap()
+            .get()
+            .to_owned()
+    }
+
+    #[test]
+    fn round_trips_through_protobuf() {
+        let json = r#"{"kind":"TYPE_INT64","number":3,"name":"count","jsonName":"count"}"#;
+        let proto = json_to_proto(&field(), json).unwrap();
+        let message = prost_types::Field::decode(proto.clone()).unwrap();
+        assert_eq!((message.number, message.name.as_str()), (3, "count"));
+        let back: serde_json::Value =
+            serde_json::from_str(&written(&field(), &proto, JsonOptions::canonical())).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(json).unwrap()
+        );
+    }
+
+    #[test]
+    fn options_write_defaults_enum_numbers_and_proto_names() {
+        let proto = prost_types::Field {
+            kind: prost_types::field::Kind::TypeString as i32,
+            json_name: "n".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(
+            written(&field(), &proto, JsonOptions::canonical()),
+            r#"{"kind":"TYPE_STRING","jsonName":"n"}"#
+        );
+        let every = written(
+            &field(),
+            &proto,
+            JsonOptions::canonical()
+                .emit_defaults(true)
+                .enum_numbers(true)
+                .proto_field_names(true),
+        );
+        let every: serde_json::Value = serde_json::from_str(&every).unwrap();
+        assert_eq!(every["kind"], 9);
+        assert_eq!(every["json_name"], "n");
+        assert_eq!(every["number"], 0);
+        assert_eq!(every["cardinality"], 0);
+        assert_eq!(every["options"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn names_the_field_that_does_not_decode() {
+        let err = json_to_proto(&field(), r#"{"name":"x","number":"three"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("field `number`: "), "{err}");
+        let err = json_to_proto(&field(), r#"{"options":[{"value":{"@type":5}}]}"#).unwrap_err();
+        assert!(
+            err.to_string().starts_with("field `options[0].value"),
+            "{err}"
+        );
+        let err = json_to_proto(&field(), r#"{"nmae":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("nmae"), "{err}");
+        let err = json_to_proto(&field(), r#"{"name":"x"} trailing"#).unwrap_err();
+        assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn reports_bytes_that_are_not_the_message() {
+        let err = proto_to_json(&field(), &[0x0a, 0xff], &JsonOptions::canonical()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("backend sent an invalid message"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_finite_wrappers_are_spelled_out() {
+        let double = 0f64.descriptor();
+        for (value, text) in [
+            (f64::NAN, r#""NaN""#),
+            (f64::INFINITY, r#""Infinity""#),
+            (f64::NEG_INFINITY, r#""-Infinity""#),
+        ] {
+            let proto = value.encode_to_vec();
+            assert_eq!(written(&double, &proto, JsonOptions::canonical()), text);
+            let back = json_to_proto(&double, text).unwrap();
+            assert_eq!(f64::decode(back).unwrap().to_bits(), value.to_bits());
+        }
+        let float = 0f32.descriptor();
+        let proto = f32::NEG_INFINITY.encode_to_vec();
+        assert_eq!(
+            written(&float, &proto, JsonOptions::canonical()),
+            r#""-Infinity""#
+        );
+    }
+}
