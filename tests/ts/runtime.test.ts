@@ -32,7 +32,8 @@ class FakeBridge {
   }
 
   static async start(): Promise<FakeBridge> {
-    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    // Answers no subprotocol, as a bridge that predates v2 does.
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols: () => false });
     await new Promise<void>((resolve) => server.once("listening", () => resolve()));
     return new FakeBridge(server);
   }
@@ -127,6 +128,28 @@ describe("framing", () => {
     await Promise.all([1, 2, 3, 4, 5].map(() => transport.unary("p.S/U", {})));
     const ids = bridge.received.map((frame) => frame["id"]);
     expect(new Set(ids).size).toBe(5);
+  });
+});
+
+describe("protocol negotiation", () => {
+  it("offering v2 to a bridge that predates it falls back to v1 and stays there", async () => {
+    const offered: (string | undefined)[] = [];
+    const listener = (_socket: unknown, request: { headers: Record<string, string | undefined> }) =>
+      offered.push(request.headers["sec-websocket-protocol"]);
+    bridge.server.on("connection", listener);
+    bridge.script = (frame, reply) => reply(response(frame, { payload: { message: "v1" }, end: true }));
+    const defaults = new WebSocketGRPCClient(bridge.url, { WebSocket });
+    try {
+      await expect(defaults.unary("p.S/U", {})).resolves.toEqual({ message: "v1" });
+      defaults.close();
+      await expect(defaults.unary("p.S/U", {})).resolves.toEqual({ message: "v1" });
+      // The first attempt offers v2 (the client then refuses the answer
+      // without a subprotocol); the next ones offer nothing.
+      expect(offered).toEqual(["wsgrpc.v2,wsgrpc.v1", undefined, undefined]);
+    } finally {
+      defaults.close();
+      bridge.server.off("connection", listener);
+    }
   });
 });
 
