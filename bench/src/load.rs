@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tonic::transport::Channel;
 use wsgrpc_example::proto::example_service_client::ExampleServiceClient;
 use wsgrpc_example::proto::{ChatMessage, HelloRequest, StreamRequest};
-use wsgrpc_runtime::envelope::Envelope;
+use wsgrpc_runtime::envelope::{Envelope, parse_batch};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -145,6 +146,45 @@ pub async fn ws_stream(url: &str, count: i32) -> (usize, Duration) {
             return (messages, start.elapsed());
         }
         messages += 1;
+    }
+}
+
+/// W2 over the bridge in protocol v2: many messages per frame.
+pub async fn ws_stream_v2(url: &str, count: i32) -> (usize, Duration) {
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "wsgrpc.v2".parse().expect("a header value"),
+    );
+    let (mut socket, _) = connect_async_with_config(request, None, true)
+        .await
+        .expect("the bridge accepts the socket");
+    // The bridge's settings come first.
+    let settings = socket.next().await;
+    assert!(
+        matches!(&settings, Some(Ok(Message::Text(text))) if text.contains("settings")),
+        "expected the settings, got {settings:?}"
+    );
+    let start = Instant::now();
+    let request = format!(
+        r#"[{{"type":"request","method":"example.ExampleService/StreamMessages","id":"s","payload":{{"message":"m","count":{count}}}}}]"#
+    );
+    socket.send(Message::Text(request.into())).await.unwrap();
+    let mut messages = 0;
+    loop {
+        let text = match socket.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended: {other:?}"),
+        };
+        for envelope in parse_batch(text.as_str()).expect("the bridge sends arrays") {
+            let envelope = envelope.expect("the bridge sends envelopes");
+            assert!(envelope.error.is_none(), "call failed: {text}");
+            messages += envelope.payloads.map_or(0, |payloads| payloads.len());
+            if envelope.end {
+                return (messages, start.elapsed());
+            }
+        }
     }
 }
 

@@ -275,25 +275,32 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
             ("backend", backend.pid()),
             ("load generator", std::process::id()),
         ];
-        let cpu_before = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
-        let (ws_messages, ws_time) = load::ws_stream(&url, settings.stream_messages).await;
-        let cpu_after = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
-        let (direct_messages, direct_time) =
-            load::grpc_stream(grpc.clone(), settings.stream_messages).await;
-        assert_eq!(ws_messages, settings.stream_messages as usize);
-        assert_eq!(direct_messages, settings.stream_messages as usize);
-        report.stream(settings.stream_messages, ws_time, direct_time);
-        // Where the time goes on the bridge's path: every process shares
-        // the two cores.
-        for (index, (name, _)) in processes.iter().enumerate() {
-            let per_message =
-                (cpu_after[index] - cpu_before[index]) * 1e9 / f64::from(settings.stream_messages);
-            report.push(Row::single(
-                &format!("W2 over the bridge: CPU of the {name} per message"),
-                per_message,
-                "ns",
-                None,
-            ));
+        let messages = settings.stream_messages;
+        let (direct_messages, direct_time) = load::grpc_stream(grpc.clone(), messages).await;
+        assert_eq!(direct_messages, messages as usize);
+        for protocol in ["v1", "v2"] {
+            let cpu_before = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
+            let (ws_messages, ws_time) = match protocol {
+                "v1" => load::ws_stream(&url, messages).await,
+                _ => load::ws_stream_v2(&url, messages).await,
+            };
+            let cpu_after = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
+            assert_eq!(ws_messages, messages as usize);
+            report.stream(protocol, messages, ws_time, direct_time);
+            // Where the time goes on the bridge's path: every process
+            // shares the two cores.
+            for (index, (name, _)) in processes.iter().enumerate() {
+                let per_message =
+                    (cpu_after[index] - cpu_before[index]) * 1e9 / f64::from(messages);
+                let target = (protocol == "v2" && *name == "bridge")
+                    .then_some(("≤ 150 ns", per_message <= 150.0));
+                report.push(Row::single(
+                    &format!("W2 {protocol} over the bridge: CPU of the {name} per message"),
+                    per_message,
+                    "ns",
+                    target,
+                ));
+            }
         }
     }
     // W4: bidi ping-pong on one call.

@@ -100,16 +100,16 @@ impl Report {
         }
     }
 
-    pub fn stream(&mut self, messages: i32, ws: Duration, direct: Duration) {
+    pub fn stream(&mut self, protocol: &str, messages: i32, ws: Duration, direct: Duration) {
         let rate = |time: Duration| f64::from(messages) / time.as_secs_f64();
         self.push(Row::compare(
-            &format!("W2 server stream of {messages} messages: messages/s"),
+            &format!("W2 {protocol} server stream of {messages} messages: messages/s"),
             rate(ws),
             rate(direct),
             Some(0.5),
         ));
         self.rows.push(Row {
-            name: format!("W2 server stream of {messages} messages: time to end"),
+            name: format!("W2 {protocol} server stream of {messages} messages: time to end"),
             bridge: ws.as_secs_f64() * 1000.0,
             direct: Some(direct.as_secs_f64() * 1000.0),
             unit: "ms",
@@ -184,7 +184,19 @@ impl Report {
              [docs/PERFORMANCE.md](docs/PERFORMANCE.md). Micro-benchmarks of the envelope and \
              of JSON ⇄ protobuf per message size: `cargo bench -p wsgrpc-bench --bench codec`."
         );
-        std::fs::write(dir.join("BENCHMARKS.md"), md)?;
+        // The browser benchmark (npm run bench:browser) writes its own
+        // section; it stays as it is.
+        let path = dir.join("BENCHMARKS.md");
+        if let Ok(old) = std::fs::read_to_string(&path)
+            && let (Some(start), Some(end)) = (
+                old.find("<!-- browser:start -->"),
+                old.find("<!-- browser:end -->"),
+            )
+            && start < end
+        {
+            let _ = writeln!(md, "\n{}", &old[start..end + "<!-- browser:end -->".len()]);
+        }
+        std::fs::write(path, md)?;
         std::fs::create_dir_all(dir.join("docs"))?;
         std::fs::write(dir.join("docs/benchmarks.svg"), self.chart())
     }

@@ -23,7 +23,7 @@ use crate::transcode::BytesCodec;
 
 /// v2: the most bytes of messages one call gathers into one envelope
 /// before it hands them to the writer.
-const MAX_RUN_BYTES: usize = 16 << 10;
+const MAX_RUN_BYTES: usize = 31 << 10;
 
 /// Whether a call's final frame has been claimed. Whoever claims it first —
 /// the call's task, or the connection cancelling the call — sends it, so a
@@ -144,7 +144,10 @@ pub(crate) async fn run(
         headers: None,
         headers_sent: false,
         run: String::new(),
-        max_run_bytes: (shared.limits.batch_bytes / 4).clamp(1 << 10, MAX_RUN_BYTES),
+        // Two runs, each closed just past this, fill a frame.
+        max_run_bytes: (shared.limits.batch_bytes / 2)
+            .saturating_sub(1 << 10)
+            .clamp(1 << 10, MAX_RUN_BYTES),
     };
     let started = tokio::time::Instant::now();
     let channel = shared.channel.clone();

@@ -26,7 +26,8 @@ const SETTINGS_FRAME = JSON.stringify([
  * envelopes into frames of at most BATCH_BYTES.
  */
 export const BATCH_BYTES = 64 * 1024;
-export const RUN_BYTES = BATCH_BYTES / 4;
+// Two runs, each closed just past this, fill a frame.
+export const RUN_BYTES = BATCH_BYTES / 2 - 1024;
 
 type Version = "v1" | "v2";
 
