@@ -152,7 +152,7 @@ impl Report {
         let _ = writeln!(
             md,
             "Produced by `cargo run --release -p wsgrpc-bench`. Every workload runs twice in the \
-             same run: through the bridge (a WebSocket client speaking wire protocol v1) and straight \
+             same run: through the bridge (a WebSocket client speaking wire protocol v1, and v2 where a row says so) and straight \
              against the tonic backend over gRPC. Backend, bridge and load generator are separate \
              processes sharing one machine: {}.\n",
             self.machine

@@ -2,8 +2,11 @@
 //! against the real bridge and backend. The TypeScript tests run the same
 //! file.
 
+use std::collections::VecDeque;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsgrpc_tests::client::{NotText, WsClient};
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
@@ -34,6 +37,48 @@ fn matches(expected: &Value, actual: &Value) -> bool {
         }
         _ => expected == actual,
     }
+}
+
+/// A v2 envelope as the vectors expect it: a run of `payloads` becomes one
+/// envelope per message (the headers on the first), then the end, if it
+/// has one, so that a case does not depend on how messages were batched.
+fn one_message_each(envelope: Value) -> Vec<Value> {
+    let Some(payloads) = envelope.get("payloads").and_then(Value::as_array) else {
+        return vec![envelope];
+    };
+    let id = &envelope["id"];
+    let mut envelopes: Vec<Value> = payloads
+        .iter()
+        .map(|payload| json!({"type": "response", "id": id, "payload": payload}))
+        .collect();
+    if let (Some(first), Some(headers)) = (envelopes.first_mut(), envelope.get("headers")) {
+        first["headers"] = headers.clone();
+    }
+    if envelope["end"] == true {
+        let mut end = json!({"type": "response", "id": id, "end": true});
+        if let Some(trailers) = envelope.get("trailers") {
+            end["trailers"] = trailers.clone();
+        }
+        envelopes.push(end);
+    }
+    envelopes
+}
+
+/// The next envelope a case expects: a v1 frame, or one of a v2 frame's.
+async fn next_envelope(
+    client: &mut WsClient,
+    v2: bool,
+    pending: &mut VecDeque<Value>,
+) -> Result<Value, NotText> {
+    if !v2 {
+        return client.next().await;
+    }
+    while pending.is_empty() {
+        let frame = client.next().await?;
+        let envelopes = frame.as_array().expect("a v2 frame is an array").clone();
+        pending.extend(envelopes.into_iter().flat_map(one_message_each));
+    }
+    Ok(pending.pop_front().expect("not empty"))
 }
 
 #[test]
@@ -72,7 +117,23 @@ async fn every_vector_holds() {
 
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let mut client = WsClient::connect(&bridge.url()).await;
+        let v2 = case["protocol"] == "v2";
+        let mut pending = VecDeque::new();
+        let mut client = if v2 {
+            let mut request = bridge.url().into_client_request().unwrap();
+            let offer = "wsgrpc.v2, wsgrpc.v1".parse().unwrap();
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", offer);
+            let mut client = WsClient::connect_with(request).await;
+            let settings = next_envelope(&mut client, true, &mut pending)
+                .await
+                .unwrap();
+            assert_eq!(settings["type"], "settings", "case `{name}`");
+            client
+        } else {
+            WsClient::connect(&bridge.url()).await
+        };
         for step in case["steps"].as_array().unwrap() {
             if let Some(frame) = step.get("send") {
                 client.send(frame.clone()).await;
@@ -89,7 +150,9 @@ async fn every_vector_holds() {
                     .send(json!({"type": "request", "id": "large", "method": "SayHello", "payload": {"name": name}}))
                     .await;
             } else if let Some(expected) = step.get("expect") {
-                let actual = client.recv().await;
+                let actual = next_envelope(&mut client, v2, &mut pending)
+                    .await
+                    .unwrap_or_else(|other| panic!("case `{name}`: got {other:?}"));
                 assert!(
                     matches(expected, &actual),
                     "case `{name}`:\n expected {expected}\n received {actual}"

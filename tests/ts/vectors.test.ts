@@ -22,6 +22,8 @@ type Step =
 
 interface Case {
   name: string;
+  /** v1 unless it says v2. */
+  protocol?: "v1" | "v2";
   steps: Step[];
 }
 
@@ -59,7 +61,27 @@ function matches(expected: Json, actual: Json): boolean {
   return expected === actual;
 }
 
-/** What the socket delivered next: a text frame, or the close. */
+/**
+ * A v2 envelope as the vectors expect it: a run of `payloads` becomes one
+ * envelope per message (the headers on the first), then the end, if it has
+ * one, so that a case does not depend on how messages were batched.
+ */
+function oneMessageEach(envelope: Json): Json[] {
+  if (typeof envelope !== "object" || envelope === null || Array.isArray(envelope) || !Array.isArray(envelope["payloads"])) {
+    return [envelope];
+  }
+  const { id, headers, trailers } = envelope;
+  const envelopes: { [key: string]: Json }[] = envelope["payloads"].map((payload) => ({ type: "response", id: id ?? null, payload }));
+  if (headers !== undefined && envelopes[0] !== undefined) {
+    envelopes[0]["headers"] = headers;
+  }
+  if (envelope["end"] === true) {
+    envelopes.push({ type: "response", id: id ?? null, end: true, ...(trailers === undefined ? {} : { trailers }) });
+  }
+  return envelopes;
+}
+
+/** What the socket delivered next: a text frame (v2: an envelope), or the close. */
 type Received = { frame: Json } | { binary: true } | { close: number };
 
 /** A raw WebSocket whose frames are read one at a time. */
@@ -68,21 +90,40 @@ class RawSocket {
   readonly #received: Received[] = [];
   #waiting: ((received: Received) => void) | null = null;
 
-  private constructor(socket: WebSocket) {
+  private constructor(socket: WebSocket, v2: boolean) {
     this.#socket = socket;
     socket.on("message", (data, isBinary) => {
-      this.#deliver(isBinary ? { binary: true } : { frame: JSON.parse(data.toString()) as Json });
+      if (isBinary) {
+        this.#deliver({ binary: true });
+        return;
+      }
+      const frame = JSON.parse(data.toString()) as Json;
+      if (!v2) {
+        this.#deliver({ frame });
+        return;
+      }
+      if (!Array.isArray(frame)) {
+        throw new Error(`a v2 frame that is not an array: ${data.toString()}`);
+      }
+      for (const envelope of frame.flatMap(oneMessageEach)) {
+        this.#deliver({ frame: envelope });
+      }
     });
     socket.on("close", (code) => this.#deliver({ close: code }));
   }
 
-  static async connect(url: string): Promise<RawSocket> {
-    const socket = new WebSocket(url);
+  static async connect(url: string, v2: boolean): Promise<RawSocket> {
+    const socket = v2 ? new WebSocket(url, ["wsgrpc.v2", "wsgrpc.v1"]) : new WebSocket(url);
+    const raw = new RawSocket(socket, v2);
     await new Promise<void>((resolve, reject) => {
       socket.once("open", () => resolve());
       socket.once("error", reject);
     });
-    return new RawSocket(socket);
+    if (v2) {
+      const settings = await raw.next();
+      expect(settings).toMatchObject({ frame: { type: "settings" } });
+    }
+    return raw;
   }
 
   send(data: string | Buffer): void {
@@ -142,7 +183,7 @@ describe.skipIf(cases.length === 0)("protocol vectors", () => {
   });
 
   it.each(cases.map((c) => [c.name, c] as const))("%s", async (_name, vector) => {
-    const socket = await RawSocket.connect(server.bridgeUrl);
+    const socket = await RawSocket.connect(server.bridgeUrl, vector.protocol === "v2");
     try {
       for (const [index, step] of vector.steps.entries()) {
         const where = `step ${index + 1} of "${vector.name}"`;
