@@ -389,6 +389,14 @@ impl BridgeBuilder {
                 ));
             }
             Some(Backend::Channel(channel)) => channel,
+            // A lazy channel spawns its worker at once: without a runtime
+            // tonic would panic.
+            Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
+                return Err(BuildError(
+                    "build() needs a Tokio runtime for the backend channel: call it inside                      the runtime that serves the bridge (in #[tokio::main], say)"
+                        .into(),
+                ));
+            }
             Some(Backend::Uri(uri)) => Endpoint::from_shared(uri.clone())
                 .map_err(|err| BuildError(format!("backend `{uri}`: {err}")))?
                 // Every call of every socket shares this one HTTP/2
@@ -636,6 +644,21 @@ mod tests {
         assert!(policy.allows(&headers(Some("http://localhost:5173"), "localhost:50052")));
         assert!(policy.allows(&headers(Some("http://localhost:50052"), "localhost:50052")));
         assert!(!policy.allows(&headers(Some("null"), "localhost:50052")));
+    }
+
+    fn empty_method() -> crate::Method {
+        let empty = prost_reflect::ReflectMessage::descriptor(&());
+        crate::Method::new("M", crate::MethodKind::Unary, empty.clone(), empty)
+    }
+
+    #[test]
+    fn build_outside_a_runtime_is_an_error_not_a_panic() {
+        let err = Bridge::builder()
+            .backend_uri("http://127.0.0.1:1")
+            .service(Service::new("a.B", vec![empty_method()]))
+            .build()
+            .unwrap_err();
+        assert!(err.0.contains("Tokio runtime"), "{err}");
     }
 
     #[test]
