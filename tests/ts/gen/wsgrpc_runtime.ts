@@ -578,6 +578,7 @@ interface InboundFrame {
   refused?: unknown;
   /** v2, on `settings`. */
   maxFrameBytes?: unknown;
+  maxCallsPerConnection?: unknown;
 }
 
 type OutboundFrame =
@@ -605,6 +606,10 @@ class Connection {
   #onSettings: (() => void) | null = null;
   #v2 = false;
   #maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
+  // v2: calls the bridge lets open at once, from its settings; calls
+  // beyond wait here, in order, as an HTTP/2 client waits for a stream.
+  #maxCalls = Infinity;
+  readonly #waitingForRoom: { call: CallHandle; start: () => void }[] = [];
   // v2: envelopes (as JSON text) queued in this task, sent as one frame.
   #queued: string[] = [];
   #queuedBytes = 0;
@@ -640,7 +645,35 @@ class Connection {
   }
 
   remove(id: string): void {
-    this.#calls.delete(id);
+    if (!this.#calls.delete(id)) {
+      return;
+    }
+    while (this.#calls.size < this.#maxCalls && !this.#closed) {
+      const next = this.#waitingForRoom.shift();
+      if (next === undefined) {
+        break;
+      }
+      next.start();
+    }
+  }
+
+  /**
+   * Starts `call` once fewer calls are open than the bridge allows; returns
+   * what takes it out of the line again (an abort, a deadline).
+   */
+  whenRoom(call: CallHandle, start: () => void): () => void {
+    if (this.#calls.size < this.#maxCalls && this.#waitingForRoom.length === 0) {
+      start();
+      return () => {};
+    }
+    const entry = { call, start };
+    this.#waitingForRoom.push(entry);
+    return () => {
+      const index = this.#waitingForRoom.indexOf(entry);
+      if (index >= 0) {
+        this.#waitingForRoom.splice(index, 1);
+      }
+    };
   }
 
   /**
@@ -722,7 +755,7 @@ class Connection {
     this.#closed = true;
     this.#queued = [];
     this.#queuedBytes = 0;
-    const calls = [...this.#calls.values()];
+    const calls = [...this.#calls.values(), ...this.#waitingForRoom.splice(0).map(({ call }) => call)];
     this.#calls.clear();
     for (const call of calls) {
       call.fail(error);
@@ -773,6 +806,9 @@ class Connection {
     if (frame.type === "settings" && this.#v2) {
       if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
         this.#maxFrameBytes = frame.maxFrameBytes;
+      }
+      if (typeof frame.maxCallsPerConnection === "number" && frame.maxCallsPerConnection > 0) {
+        this.#maxCalls = frame.maxCallsPerConnection;
       }
       const ready = this.#onSettings;
       this.#onSettings = null;
@@ -850,6 +886,8 @@ class Call<I, O> implements CallHandle {
   #headers: Metadata = {};
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #onAbort: (() => void) | undefined;
+  // Takes the call out of the line for a free place on the connection.
+  #leaveLine: (() => void) | undefined;
   /** Whether any frame of this call has arrived. */
   acknowledged = false;
 
@@ -888,6 +926,14 @@ class Call<I, O> implements CallHandle {
   }
 
   #send(connection: Connection, input: { request: I } | { requests: StreamInput<I> }): void {
+    if (this.#done) {
+      return;
+    }
+    this.#leaveLine = connection.whenRoom(this, () => this.#sendNow(connection, input));
+  }
+
+  #sendNow(connection: Connection, input: { request: I } | { requests: StreamInput<I> }): void {
+    this.#leaveLine = undefined;
     if (this.#done) {
       return;
     }
@@ -1048,6 +1094,7 @@ class Call<I, O> implements CallHandle {
       return;
     }
     this.#done = true;
+    this.#leaveLine?.();
     this.#connection?.remove(this.#id);
     clearTimeout(this.#deadlineTimer);
     if (this.#onAbort !== undefined) {
