@@ -111,3 +111,19 @@ describe("more calls than the bridge lets open at once", () => {
     expect(await Promise.all(holders)).toEqual([2_000, 2_000, 2_000, 2_000]);
   });
 });
+
+describe("a reader slower than its stream", () => {
+  it("gets every message of a long backlog, in order", async () => {
+    const count = 100_000;
+    let next = 0;
+    for await (const item of client.streamMessages({ message: "b", count })) {
+      if (next === 0) {
+        // Let the rest pile up in the transport before reading on.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      expect(item.index ?? 0).toBe(next);
+      next += 1;
+    }
+    expect(next).toBe(count);
+  });
+});

@@ -1124,7 +1124,10 @@ function deadlineExceeded(timeoutMs: number): RpcError {
 class ResponseStream<O> implements AsyncIterableIterator<O> {
   readonly #startCall: (sink: CallSink<O>) => { abandon(): void };
   #call: { abandon(): void } | null = null;
-  readonly #buffer: O[] = [];
+  // Unread messages from #head on; read ones are dropped in bulk, so that
+  // a long backlog costs O(1) per message, not Array.shift()'s O(n).
+  #buffer: O[] = [];
+  #head = 0;
   readonly #waiting: { resolve: (result: IteratorResult<O>) => void; reject: (error: unknown) => void }[] = [];
   #ended = false;
   #failure: { error: unknown } | null = null;
@@ -1145,9 +1148,17 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
         fail: (error) => this.#end({ error }),
       });
     }
-    const buffered = this.#buffer.shift();
-    if (buffered !== undefined) {
-      return Promise.resolve({ value: buffered, done: false });
+    if (this.#head < this.#buffer.length) {
+      const value = this.#buffer[this.#head] as O;
+      this.#head += 1;
+      if (this.#head === this.#buffer.length) {
+        this.#buffer = [];
+        this.#head = 0;
+      } else if (this.#head >= 1024 && this.#head * 2 >= this.#buffer.length) {
+        this.#buffer = this.#buffer.slice(this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve({ value, done: false });
     }
     if (this.#failure !== null) {
       const { error } = this.#failure;
@@ -1163,7 +1174,8 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
 
   /** Called when a `for await` loop is left early: cancels the call. */
   return(): Promise<IteratorResult<O>> {
-    this.#buffer.length = 0;
+    this.#buffer = [];
+    this.#head = 0;
     this.#failure = null;
     if (!this.#ended) {
       this.#ended = true;
