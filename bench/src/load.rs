@@ -131,13 +131,18 @@ pub async fn grpc_unary(channel: Channel, in_flight: usize, duration: Duration) 
     all
 }
 
+/// The request envelope of W2: `count` messages of call `s`.
+fn stream_request(count: i32) -> String {
+    format!(
+        r#"{{"type":"request","method":"example.ExampleService/StreamMessages","id":"s","payload":{{"message":"m","count":{count}}}}}"#
+    )
+}
+
 /// W2 over the bridge: messages received and the time to the end marker.
 pub async fn ws_stream(url: &str, count: i32) -> (usize, Duration) {
     let mut socket = connect(url).await;
     let start = Instant::now();
-    let request = format!(
-        r#"{{"type":"request","method":"example.ExampleService/StreamMessages","id":"s","payload":{{"message":"m","count":{count}}}}}"#
-    );
+    let request = stream_request(count);
     socket.send(Message::Text(request.into())).await.unwrap();
     let mut messages = 0;
     loop {
@@ -166,9 +171,7 @@ pub async fn ws_stream_v2(url: &str, count: i32) -> (usize, Duration) {
         "expected the settings, got {settings:?}"
     );
     let start = Instant::now();
-    let request = format!(
-        r#"[{{"type":"request","method":"example.ExampleService/StreamMessages","id":"s","payload":{{"message":"m","count":{count}}}}}]"#
-    );
+    let request = format!("[{}]", stream_request(count));
     socket.send(Message::Text(request.into())).await.unwrap();
     let mut messages = 0;
     loop {

@@ -77,20 +77,16 @@ impl CallSpec {
     fn frame(&self) -> Envelope<'_> {
         Envelope {
             frame_type: Some(FrameType::Response),
-            method: self.echo(),
+            method: self.protocol.method_echo(&self.method_echo).map(Into::into),
             id: Some(self.id.as_str().into()),
             ..Envelope::default()
         }
     }
 
-    /// v1 responses echo the method; v2 clients know their calls by id.
-    fn echo(&self) -> Option<std::borrow::Cow<'_, str>> {
-        (self.protocol == Protocol::V1).then(|| self.method_echo.as_str().into())
-    }
-
     /// The envelope that ends the call with `status`.
     fn error_frame(&self, status: &Status, headers: Option<Metadata>) -> String {
-        error_frame(&self.id, self.echo().as_deref(), status, headers)
+        let echo = self.protocol.method_echo(&self.method_echo);
+        error_frame(&self.id, echo, status, headers)
     }
 }
 
@@ -364,10 +360,10 @@ impl Exchange<'_> {
     /// `{"type":"response","id":…,"payloads":[`, with the headers on the
     /// call's first envelope.
     fn open_run(&mut self) {
-        let run = &mut self.run;
-        run.reserve(self.max_run_bytes + 256);
-        run.push_str(r#"{"type":"response","id":"#);
-        run.push_str(&serde_json::to_string(&self.spec.id).expect("a string serializes"));
+        self.run.reserve(self.max_run_bytes + 256);
+        self.run.push_str(r#"{"type":"response","id":"#);
+        self.run
+            .push_str(&serde_json::to_string(&self.spec.id).expect("a string serializes"));
         if let Some(headers) = self.unsent_headers() {
             self.run.push_str(r#","headers":"#);
             self.run

@@ -211,7 +211,6 @@ impl Connection {
     async fn send_settings(&mut self) {
         let limits = &self.shared.limits;
         let settings = Settings {
-            frame_type: FrameType::Settings,
             max_frame_bytes: limits.max_frame_size,
             max_calls_per_connection: limits.max_calls_per_connection,
             call_queue_messages: limits.call_queue_messages,
@@ -542,33 +541,22 @@ impl Connection {
                 )
                 .await;
         };
-        match (frame.payload, &frame.payloads) {
-            (Some(_), None) | (None, Some(_)) => {}
-            (Some(_), Some(_)) => {
-                let message = "`message` frame has both `payload` and `payloads`";
-                return self
-                    .refuse(
-                        Some(id),
-                        refused,
-                        Rejection::Malformed,
-                        Code::InvalidArgument,
-                        message,
-                    )
-                    .await;
-            }
+        let malformed = match (frame.payload, &frame.payloads) {
+            (Some(_), Some(_)) => Some("`message` frame has both `payload` and `payloads`"),
             (None, None) if frame.end => return self.half_close(id).await,
-            (None, None) => {
-                let message = "`message` frame has no `payload`";
-                return self
-                    .refuse(
-                        Some(id),
-                        refused,
-                        Rejection::Malformed,
-                        Code::InvalidArgument,
-                        message,
-                    )
-                    .await;
-            }
+            (None, None) => Some("`message` frame has no `payload`"),
+            _ => None,
+        };
+        if let Some(message) = malformed {
+            return self
+                .refuse(
+                    Some(id),
+                    refused,
+                    Rejection::Malformed,
+                    Code::InvalidArgument,
+                    message,
+                )
+                .await;
         }
         let payloads = frame.payload.iter().chain(frame.payloads.iter().flatten());
         for payload in payloads {
@@ -643,7 +631,8 @@ impl Connection {
             self.shared
                 .metrics
                 .call_ended(&call.route.full_name, status.code());
-            let frame = call::error_frame(id, self.echo(&call.method_echo), &status, None);
+            let echo = self.protocol.method_echo(&call.method_echo);
+            let frame = call::error_frame(id, echo, &status, None);
             self.send(frame).await;
         }
     }
@@ -668,13 +657,9 @@ impl Connection {
             Err(_) => "unknown",
         };
         self.shared.metrics.call_ended(method_label, status.code());
-        let frame = call::error_frame(id, self.echo(method_echo), &status, None);
+        let echo = self.protocol.method_echo(method_echo);
+        let frame = call::error_frame(id, echo, &status, None);
         self.send(frame).await;
-    }
-
-    /// v1 responses echo the method as the client wrote it.
-    fn echo<'m>(&self, method_echo: &'m str) -> Option<&'m str> {
-        (self.protocol == Protocol::V1).then_some(method_echo)
     }
 
     /// A frame that is refused without ending any call.

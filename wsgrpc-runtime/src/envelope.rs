@@ -50,6 +50,12 @@ impl Protocol {
             _ => Self::V1,
         }
     }
+
+    /// The `method` of the bridge's envelopes: v1 echoes the client's
+    /// spelling; v2 clients know their calls by id.
+    pub fn method_echo(self, method: &str) -> Option<&str> {
+        (self == Self::V1).then_some(method)
+    }
 }
 
 /// What an envelope is.
@@ -149,12 +155,11 @@ pub fn parse_batch(
         .collect())
 }
 
-/// The first envelope of a v2 socket: what the client must stay within.
+/// The first envelope of a v2 socket, `{"type":"settings",…}`: what the
+/// client must stay within.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(tag = "type", rename = "settings", rename_all = "camelCase")]
 pub struct Settings {
-    #[serde(rename = "type")]
-    pub frame_type: FrameType,
     /// The largest frame the bridge reads; a larger one closes the socket.
     pub max_frame_bytes: usize,
     /// Calls open at once on the socket.

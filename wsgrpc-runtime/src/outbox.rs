@@ -111,11 +111,19 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    async fn recv(&mut self) -> Option<Outgoing> {
-        match self.held.take() {
-            Some(item) => Some(item),
-            None => self.receiver.recv().await.map(|item| self.released(item)),
+    /// The next item; `None` when the queue is closed, or at `deadline`.
+    async fn recv(&mut self, deadline: Option<Instant>) -> Option<Outgoing> {
+        if let Some(item) = self.held.take() {
+            return Some(item);
         }
+        let item = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.receiver.recv())
+                .await
+                .ok()
+                .flatten(),
+            None => self.receiver.recv().await,
+        };
+        item.map(|item| self.released(item))
     }
 
     fn try_recv(&mut self) -> Option<Outgoing> {
@@ -127,14 +135,6 @@ impl Inbox {
                 .ok()
                 .map(|item| self.released(item)),
         }
-    }
-
-    async fn recv_until(&mut self, deadline: Instant) -> Option<Outgoing> {
-        if let Some(item) = self.held.take() {
-            return Some(item);
-        }
-        let item = tokio::time::timeout_at(deadline, self.receiver.recv()).await;
-        item.ok().flatten().map(|item| self.released(item))
     }
 
     fn hold(&mut self, item: Outgoing) {
@@ -164,7 +164,7 @@ pub(crate) async fn write<S>(mut sink: S, mut inbox: Inbox, framing: Framing, me
 where
     S: Sink<Message> + Unpin,
 {
-    while let Some(first) = inbox.recv().await {
+    while let Some(first) = inbox.recv(None).await {
         let mut frames = 0;
         let mut next = Some(first);
         // Bounded, so that a fast stream cannot postpone the flush (and the
@@ -211,7 +211,7 @@ async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
         let item = match inbox.try_recv() {
             Some(item) => item,
             None if framing.linger.is_zero() => break,
-            None => match inbox.recv_until(linger_until).await {
+            None => match inbox.recv(Some(linger_until)).await {
                 Some(item) => item,
                 None => break,
             },

@@ -591,7 +591,6 @@ type OutboundFrame =
       timeoutMs?: number;
     }
   | { type: "message"; id: string; payload: unknown }
-  | { type: "message"; id: string; payloads: unknown[] }
   | { type: "end"; id: string }
   | { type: "cancel"; id: string };
 
