@@ -369,8 +369,8 @@ impl Connection {
         if self.draining {
             return Err((Code::Unavailable, "bridge is shutting down".into()));
         }
-        let route = match self.shared.registry.resolve(method_echo) {
-            Ok(route) => route.clone(),
+        let route = match self.shared.services.resolve(method_echo) {
+            Ok(route) => route,
             Err(ResolveError::Unknown) => {
                 return Err((
                     Code::Unimplemented,
@@ -652,7 +652,8 @@ impl Connection {
             status,
         } = refused;
         tracing::info!(id, method = method_echo, code = ?status.code(), message = status.message(), "refused call");
-        let method_label = match self.shared.registry.resolve(method_echo) {
+        let route = self.shared.services.resolve(method_echo);
+        let method_label = match &route {
             Ok(route) => route.full_name.as_str(),
             Err(_) => "unknown",
         };

@@ -39,7 +39,7 @@ pub use bridge::{
 };
 pub use json::{JsonOptions, JsonRules, TranscodeError};
 pub use prost_reflect;
-pub use service::{Descriptors, Method, MethodKind, Registry, ResolveError, Route, Service};
+pub use service::{Descriptors, Method, MethodKind, Service, ServiceTable};
 pub use tokio_util::sync::CancellationToken;
 pub use transcode::BytesCodec;
 

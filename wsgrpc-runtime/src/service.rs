@@ -6,12 +6,13 @@
 //! and back from those alone. Generated code takes them from the descriptor
 //! set it embeds; a bridge built at run time could take them from anywhere.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use prost_reflect::{DescriptorPool, MessageDescriptor};
+use prost_reflect::{DescriptorPool, MessageDescriptor, ServiceDescriptor};
 use serde_json::value::RawValue;
 
 use crate::json::{self, JsonOptions, JsonRules, TranscodeError};
@@ -54,7 +55,7 @@ impl MethodKind {
 /// One RPC of a service, as the bridge needs to know it.
 #[derive(Clone)]
 pub struct Method {
-    name: &'static str,
+    name: Cow<'static, str>,
     kind: MethodKind,
     input: MessageDescriptor,
     output: MessageDescriptor,
@@ -64,13 +65,13 @@ pub struct Method {
 impl Method {
     /// A method taking messages of type `input` and answering with `output`.
     pub fn new(
-        name: &'static str,
+        name: impl Into<Cow<'static, str>>,
         kind: MethodKind,
         input: MessageDescriptor,
         output: MessageDescriptor,
     ) -> Self {
         Self {
-            name,
+            name: name.into(),
             kind,
             input,
             output,
@@ -85,8 +86,8 @@ impl Method {
     }
 
     /// The method's name as written in the .proto, e.g. `SayHello`.
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn kind(&self) -> MethodKind {
@@ -183,7 +184,7 @@ impl Descriptors {
     /// If the set lacks either type, which the generator never allows.
     pub fn method(
         &self,
-        name: &'static str,
+        name: impl Into<Cow<'static, str>>,
         kind: MethodKind,
         input: &str,
         output: &str,
@@ -204,21 +205,43 @@ impl Descriptors {
 /// A gRPC service: its fully-qualified name and its methods.
 #[derive(Debug, Clone)]
 pub struct Service {
-    name: &'static str,
+    name: Cow<'static, str>,
     methods: Vec<Method>,
 }
 
 impl Service {
     /// `name` is fully qualified: `example.ExampleService`.
-    pub fn new(name: &'static str, methods: impl Into<Vec<Method>>) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>, methods: impl Into<Vec<Method>>) -> Self {
         Self {
-            name,
+            name: name.into(),
             methods: methods.into(),
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// The service as its descriptor defines it, every method included: for
+    /// a bridge that learns its services at run time, from a descriptor set
+    /// or the backend's reflection, instead of from generated code.
+    pub fn from_descriptor(service: &ServiceDescriptor) -> Self {
+        let methods: Vec<Method> = service
+            .methods()
+            .map(|method| {
+                let kind = MethodKind::from_streaming(
+                    method.is_client_streaming(),
+                    method.is_server_streaming(),
+                );
+                Method::new(
+                    method.name().to_owned(),
+                    kind,
+                    method.input(),
+                    method.output(),
+                )
+            })
+            .collect();
+        Self::new(service.full_name().to_owned(), methods)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn methods(&self) -> &[Method] {
@@ -228,7 +251,7 @@ impl Service {
 
 /// A method the bridge can call, with its HTTP/2 path precomputed.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     pub method: Method,
     /// `package.Service/Method`, the name generated clients send.
     pub full_name: String,
@@ -241,14 +264,14 @@ pub struct Route {
 /// The descriptors of every service are merged into one pool, so that an
 /// `Any` in any message resolves against every type the bridge knows.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     json: JsonRules,
     services: Vec<Service>,
     pool: DescriptorPool,
     routes: HashMap<String, Arc<Route>>,
     /// Bare method names; `None` where two services share the name. Their
     /// routes write JSON with [`JsonRules::bare_name`].
-    bare: HashMap<&'static str, Option<Arc<Route>>>,
+    bare: HashMap<String, Option<Arc<Route>>>,
 }
 
 impl Registry {
@@ -258,6 +281,14 @@ impl Registry {
             json,
             ..Self::default()
         }
+    }
+
+    fn with_services(json: JsonRules, services: impl IntoIterator<Item = Service>) -> Self {
+        let mut registry = Self::new(json);
+        for service in services {
+            registry.add(&service);
+        }
+        registry
     }
 
     pub fn add(&mut self, service: &Service) {
@@ -319,16 +350,11 @@ impl Registry {
                 path,
             });
             self.bare
-                .entry(route.method.name())
+                .entry(route.method.name().to_owned())
                 .and_modify(|slot| *slot = None)
                 .or_insert(Some(bare));
             self.routes.insert(full_name, route);
         }
-    }
-
-    /// The merged descriptors of every service.
-    pub fn pool(&self) -> &DescriptorPool {
-        &self.pool
     }
 
     /// Finds a method by `package.Service/Method` (a leading `/` is
@@ -360,8 +386,75 @@ impl Registry {
     }
 }
 
+/// The services of a bridge, which can be replaced while it serves.
+///
+/// Clones are handles to one table. A call looks its method up once, when
+/// it starts, and keeps it: replacing the table never disturbs a call that
+/// is running, and calls started afterwards see only the new services.
+#[derive(Clone, Default)]
+pub struct ServiceTable {
+    current: Arc<RwLock<Arc<Registry>>>,
+}
+
+impl ServiceTable {
+    /// An empty table: every method is unknown until services are added.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `services` from now on, in place of every service before.
+    pub fn replace(&self, services: impl IntoIterator<Item = Service>) {
+        let json = self.current().json;
+        self.install(Registry::with_services(json, services));
+    }
+
+    /// Every method's full name (`package.Service/Method`), sorted.
+    pub fn method_names(&self) -> Vec<String> {
+        let current = self.current();
+        current
+            .full_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current().is_empty()
+    }
+
+    /// Writes JSON by `json` from now on, and adds `services`.
+    pub(crate) fn configure(&self, json: JsonRules, services: &[Service]) {
+        let current = self.current();
+        let all = current.services.iter().chain(services).cloned();
+        self.install(Registry::with_services(json, all));
+    }
+
+    pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Route>, ResolveError> {
+        self.current().resolve(name).cloned()
+    }
+
+    fn current(&self) -> Arc<Registry> {
+        // A poisoned lock still holds a whole registry: it is only ever
+        // replaced, never changed in place.
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn install(&self, registry: Registry) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);
+    }
+}
+
+impl fmt::Debug for ServiceTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.method_names()).finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     Unknown,
     Ambiguous,
 }
@@ -377,7 +470,7 @@ mod tests {
     fn service(name: &'static str, methods: &[&'static str]) -> Service {
         let methods: Vec<Method> = methods
             .iter()
-            .map(|m| Method::new(m, MethodKind::Unary, empty(), empty()))
+            .map(|m| Method::new(*m, MethodKind::Unary, empty(), empty()))
             .collect();
         Service::new(name, methods)
     }

@@ -1,0 +1,440 @@
+//! The bridge's settings: one set of options, read from a TOML file and from
+//! the command line, where a flag overrides the file's key of the same name
+//! (`--max-connections` overrides `max_connections`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use wsgrpc_runtime::{AllowedOrigins, Authenticator, BridgeBuilder, JsonOptions, UpgradeRequest};
+
+use crate::descriptors::Source;
+
+/// A WebSocket ↔ gRPC bridge for any gRPC backend. The services come from a
+/// descriptor set or from the backend's server reflection; browsers call
+/// them with the TypeScript client that `protoc-gen-wsgrpc` writes.
+///
+/// Every option can also be set in the file given with --config, under its
+/// name in snake_case (`max_connections = 500`); a flag overrides the file.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "wsgrpc-bridge", version, about, max_term_width = 100)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// A TOML file with any of the options below.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:50052].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Path of the WebSocket endpoint [default: /ws]. `/healthz` and
+    /// `/metrics` (Prometheus) are served beside it.
+    #[arg(long)]
+    pub path: Option<String>,
+
+    /// The gRPC backend, e.g. http://127.0.0.1:50051 (required).
+    #[arg(long, value_name = "URI")]
+    pub backend: Option<String>,
+
+    /// Read the services from this FileDescriptorSet, as `buf build -o FILE`
+    /// or `protoc --include_imports --descriptor_set_out=FILE` write it.
+    #[arg(long, value_name = "FILE", conflicts_with = "reflection")]
+    pub descriptor_set: Option<PathBuf>,
+
+    /// Read the services from the backend's gRPC server reflection (v1, or
+    /// v1alpha), at start and on every reload.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub reflection: Option<bool>,
+
+    /// Reload the services this often, besides on SIGHUP, e.g. `30s`
+    /// [default: only on SIGHUP].
+    #[arg(long, value_name = "DURATION")]
+    pub reload_interval: Option<Interval>,
+
+    /// Serve only this service (full name, e.g. `example.ExampleService`);
+    /// repeat for more [default: every service but reflection itself].
+    #[arg(long = "service", value_name = "NAME")]
+    #[serde(default)]
+    pub services: Vec<String>,
+
+    /// An origin whose pages may connect besides the bridge's own, e.g.
+    /// https://app.example.com; `*` for any page. Repeat for more.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest frame a client may send, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_size: Option<usize>,
+
+    /// Calls open at once on one socket; a client of protocol v2 queues
+    /// the ones beyond [default: 100].
+    #[arg(long, value_name = "CALLS")]
+    pub max_calls_per_connection: Option<usize>,
+
+    /// Sockets open at once; further upgrades get HTTP 503 [default: 10000].
+    #[arg(long, value_name = "SOCKETS")]
+    pub max_connections: Option<usize>,
+
+    /// Request messages a streaming call may queue ahead of the backend
+    /// [default: 64].
+    #[arg(long, value_name = "MESSAGES")]
+    pub call_queue_messages: Option<usize>,
+
+    /// Longest a call may run, e.g. `10m`; `off` for no limit [default: off].
+    #[arg(long, value_name = "DURATION")]
+    pub max_call_duration: Option<Interval>,
+
+    /// How often each client is pinged; `off` for never [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub ping_interval: Option<Interval>,
+
+    /// A socket from which nothing arrives for this long is closed; `off`
+    /// for never [default: 90s].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<Interval>,
+
+    /// How long open calls may go on after SIGTERM or Ctrl-C [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<Interval>,
+
+    /// Offer wire protocol v2, many messages per frame [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub protocol_v2: Option<bool>,
+
+    /// Protocol v2: the most bytes in one frame [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub batch_bytes: Option<usize>,
+
+    /// Protocol v2: how long to wait for more messages before sending a
+    /// frame that is not full [default: 0s].
+    #[arg(long, value_name = "DURATION")]
+    pub batch_linger: Option<Interval>,
+
+    /// Write fields that hold their default value in responses.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub emit_defaults: Option<bool>,
+
+    /// Write enum values as numbers instead of names.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enum_numbers: Option<bool>,
+
+    /// Write fields under their .proto names instead of lowerCamelCase.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub proto_field_names: Option<bool>,
+
+    /// Require a token to open a socket: one of the lines of this file.
+    /// Clients send it as `Authorization: Bearer …`, in the query parameter
+    /// `access_token` or in the cookie named by --token-cookie.
+    #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
+    pub token_file: Option<PathBuf>,
+
+    /// Require a token to open a socket: the value of this environment
+    /// variable (see --token-file for how clients send it).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+
+    /// The cookie that may carry the token [default: wsgrpc_token].
+    #[arg(long, value_name = "NAME")]
+    pub token_cookie: Option<String>,
+}
+
+/// A duration, written as `humantime` reads it (`250ms`, `30s`, `5m`), or
+/// `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Option<Duration>);
+
+impl FromStr for Interval {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self(None));
+        }
+        humantime::parse_duration(text)
+            .map(|duration| Self(Some(duration)))
+            .map_err(|err| format!("`{text}` is not a duration like `30s` or `off`: {err}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Options {
+    /// The options of the command line, over those of `--config`'s file.
+    pub fn from_args_and_file() -> Result<Self, String> {
+        let flags = Self::parse();
+        match flags.config.clone() {
+            None => Ok(flags),
+            Some(path) => Ok(flags.over(Self::read(&path)?)),
+        }
+    }
+
+    /// Reads a TOML file of options.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    /// These options, with the unset ones taken from `file`.
+    pub fn over(self, file: Self) -> Self {
+        let list =
+            |flags: Vec<String>, file: Vec<String>| if flags.is_empty() { file } else { flags };
+        Self {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            path: self.path.or(file.path),
+            backend: self.backend.or(file.backend),
+            descriptor_set: self.descriptor_set.or(file.descriptor_set),
+            reflection: self.reflection.or(file.reflection),
+            reload_interval: self.reload_interval.or(file.reload_interval),
+            services: list(self.services, file.services),
+            allowed_origins: list(self.allowed_origins, file.allowed_origins),
+            max_frame_size: self.max_frame_size.or(file.max_frame_size),
+            max_calls_per_connection: self
+                .max_calls_per_connection
+                .or(file.max_calls_per_connection),
+            max_connections: self.max_connections.or(file.max_connections),
+            call_queue_messages: self.call_queue_messages.or(file.call_queue_messages),
+            max_call_duration: self.max_call_duration.or(file.max_call_duration),
+            ping_interval: self.ping_interval.or(file.ping_interval),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            protocol_v2: self.protocol_v2.or(file.protocol_v2),
+            batch_bytes: self.batch_bytes.or(file.batch_bytes),
+            batch_linger: self.batch_linger.or(file.batch_linger),
+            emit_defaults: self.emit_defaults.or(file.emit_defaults),
+            enum_numbers: self.enum_numbers.or(file.enum_numbers),
+            proto_field_names: self.proto_field_names.or(file.proto_field_names),
+            token_file: self.token_file.or(file.token_file),
+            token_env: self.token_env.or(file.token_env),
+            token_cookie: self.token_cookie.or(file.token_cookie),
+        }
+    }
+
+    /// Where the services come from: exactly one source must be given.
+    pub fn source(&self) -> Result<Source, String> {
+        match (&self.descriptor_set, self.reflection.unwrap_or(false)) {
+            (Some(path), false) => Ok(Source::File(path.clone())),
+            (None, true) => Ok(Source::Reflection),
+            (Some(_), true) => Err("give either `descriptor_set` or `reflection`, not both".into()),
+            (None, false) => Err(
+                "no services: give `--descriptor-set FILE` or `--reflection` \
+                 (`descriptor_set` or `reflection = true` in the config file)"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn backend(&self) -> Result<&str, String> {
+        self.backend
+            .as_deref()
+            .ok_or_else(|| "no backend: give `--backend URI` (`backend` in the config file)".into())
+    }
+
+    /// A bridge builder with every option applied but the backend and the
+    /// services.
+    pub fn builder(&self) -> Result<BridgeBuilder, String> {
+        let mut builder = wsgrpc_runtime::Bridge::builder();
+        if let Some(listen) = self.listen {
+            builder = builder.listen(listen);
+        }
+        if let Some(path) = &self.path {
+            builder = builder.path(path.clone());
+        }
+        if !self.allowed_origins.is_empty() {
+            builder = builder.allowed_origins(if self.allowed_origins.iter().any(|o| o == "*") {
+                AllowedOrigins::Any
+            } else {
+                AllowedOrigins::List(self.allowed_origins.clone())
+            });
+        }
+        if let Some(bytes) = self.max_frame_size {
+            builder = builder.max_frame_size(bytes);
+        }
+        if let Some(calls) = self.max_calls_per_connection {
+            builder = builder.max_calls_per_connection(calls);
+        }
+        if let Some(sockets) = self.max_connections {
+            builder = builder.max_connections(sockets);
+        }
+        if let Some(messages) = self.call_queue_messages {
+            builder = builder.call_queue_messages(messages);
+        }
+        if let Some(Interval(limit)) = self.max_call_duration {
+            builder = builder.max_call_duration(limit);
+        }
+        if let Some(Interval(every)) = self.ping_interval {
+            builder = builder.ping_interval(every);
+        }
+        if let Some(Interval(after)) = self.idle_timeout {
+            builder = builder.idle_timeout(after);
+        }
+        if let Some(Interval(timeout)) = self.drain_timeout {
+            builder = builder.drain_timeout(timeout.unwrap_or_default());
+        }
+        if let Some(enabled) = self.protocol_v2 {
+            builder = builder.protocol_v2(enabled);
+        }
+        if let Some(bytes) = self.batch_bytes {
+            builder = builder.batch_bytes(bytes);
+        }
+        if let Some(Interval(linger)) = self.batch_linger {
+            builder = builder.batch_linger(linger.unwrap_or_default());
+        }
+        let json = JsonOptions::canonical()
+            .emit_defaults(self.emit_defaults.unwrap_or(false))
+            .enum_numbers(self.enum_numbers.unwrap_or(false))
+            .proto_field_names(self.proto_field_names.unwrap_or(false));
+        builder = builder.json_options(json);
+        if let Some(tokens) = self.tokens()? {
+            let cookie = self
+                .token_cookie
+                .clone()
+                .unwrap_or_else(|| "wsgrpc_token".into());
+            builder = builder.authenticator(TokenAuth { tokens, cookie });
+        }
+        Ok(builder)
+    }
+
+    fn tokens(&self) -> Result<Option<Vec<String>>, String> {
+        let text = match (&self.token_file, &self.token_env) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err("give either `token_file` or `token_env`, not both".into());
+            }
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read token file {}: {err}", path.display()))?,
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| format!("token_env: the environment variable {var} is not set"))?,
+        };
+        let tokens: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        if tokens.is_empty() {
+            return Err("the token list is empty: every socket would be refused".into());
+        }
+        Ok(Some(tokens))
+    }
+}
+
+/// Lets in the sockets that bring one of a fixed list of tokens.
+struct TokenAuth {
+    tokens: Vec<String>,
+    cookie: String,
+}
+
+impl Authenticator for TokenAuth {
+    fn authenticate(
+        &self,
+        request: &UpgradeRequest<'_>,
+    ) -> Result<wsgrpc_runtime::envelope::Metadata, String> {
+        let offered = request
+            .bearer_token()
+            .map(str::to_owned)
+            .or_else(|| request.query("access_token"))
+            .or_else(|| request.cookie(&self.cookie).map(str::to_owned));
+        match offered {
+            Some(token) if self.tokens.contains(&token) => Ok(Default::default()),
+            Some(_) => Err("invalid token".into()),
+            None => Err("a token is required".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Options, String> {
+        toml::from_str(text).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn a_file_sets_options_and_flags_override_them() {
+        let file = parse(
+            r#"
+            backend = "http://127.0.0.1:50051"
+            reflection = true
+            max_connections = 500
+            idle_timeout = "off"
+            ping_interval = "15s"
+            allowed_origins = ["https://app.example.com"]
+            "#,
+        )
+        .unwrap();
+        let flags = Options::try_parse_from([
+            "wsgrpc-bridge",
+            "--max-connections",
+            "7",
+            "--listen",
+            "0.0.0.0:80",
+        ])
+        .unwrap();
+        let options = flags.over(file);
+        assert_eq!(options.max_connections, Some(7));
+        assert_eq!(options.listen, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(options.idle_timeout, Some(Interval(None)));
+        assert_eq!(
+            options.ping_interval,
+            Some(Interval(Some(Duration::from_secs(15))))
+        );
+        assert_eq!(options.allowed_origins, ["https://app.example.com"]);
+        assert!(matches!(options.source(), Ok(Source::Reflection)));
+        assert!(options.builder().is_ok());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = parse("max_calls = 10\n").unwrap_err();
+        assert!(err.contains("unknown field `max_calls`"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = parse("idle_timeout = \"soon\"\n").unwrap_err();
+        assert!(
+            err.contains("idle_timeout") || err.contains("line 1"),
+            "{err}"
+        );
+        assert!(err.contains("`soon` is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_source_of_services() {
+        let both = Options::try_parse_from(["b", "--reflection", "--descriptor-set", "x.binpb"]);
+        assert!(both.is_err());
+        let neither = Options::default().source().unwrap_err();
+        assert!(neither.contains("--descriptor-set"), "{neither}");
+        let flag = Options::try_parse_from(["b", "--reflection"]).unwrap();
+        assert!(matches!(flag.source(), Ok(Source::Reflection)));
+        let off = Options::try_parse_from(["b", "--reflection=false"]).unwrap();
+        assert!(off.source().is_err());
+    }
+
+    #[test]
+    fn tokens_come_from_a_file_without_blank_lines_or_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "# who\nalpha\n\n beta \n").unwrap();
+        let options = Options {
+            token_file: Some(path),
+            ..Options::default()
+        };
+        assert_eq!(options.tokens().unwrap().unwrap(), ["alpha", "beta"]);
+    }
+}

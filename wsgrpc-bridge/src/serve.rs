@@ -1,0 +1,167 @@
+//! Starting the bridge, and keeping its services up to date: loaded at
+//! start (retried while the backend is down), again on SIGHUP and, if asked,
+//! on an interval.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tonic::transport::{Channel, Endpoint};
+use wsgrpc_runtime::ServiceTable;
+
+use crate::config::{Interval, Options};
+use crate::descriptors::{LoadError, Source};
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
+
+/// How often a first load that failed for a reachable reason is retried.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Serves until SIGINT or SIGTERM. Fails only on what a restart would not
+/// fix: bad options, a descriptor set that does not load, a backend that
+/// has no reflection, an address in use.
+pub async fn run(options: Options) -> Result<(), String> {
+    let source = options.source()?;
+    let backend = options.backend()?.to_owned();
+    let builder = options.builder()?;
+    let channel = Endpoint::from_shared(backend.clone())
+        .map_err(|err| format!("backend `{backend}`: {err}"))?
+        .connect_lazy();
+    let loader = Loader {
+        source,
+        channel,
+        only: options.services.clone(),
+        table: ServiceTable::new(),
+    };
+    let first = loader.reload().await;
+    let bridge = builder
+        .backend_uri(backend.clone())
+        .service_table(loader.table.clone())
+        .build()
+        .map_err(|err| err.to_string())?;
+    match first {
+        Ok(()) => {}
+        Err(err) if err.is_retryable() => {
+            tracing::warn!(
+                "{} of {backend}: {err}; serving no methods until it loads, retrying",
+                loader.source
+            );
+            let loader = loader.clone();
+            tokio::spawn(async move { loader.retry_until_loaded().await });
+        }
+        Err(err) => return Err(err.to_string()),
+    }
+    let every = options.reload_interval.and_then(|Interval(every)| every);
+    tokio::spawn(loader.reload_on_signal(every));
+
+    let addr = options.listen.unwrap_or(DEFAULT_LISTEN);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    bridge
+        .serve_with(listener, stop_signal())
+        .await
+        .map_err(|err| err.to_string())
+}
+
+/// Loads the services from their source into the table.
+#[derive(Clone)]
+struct Loader {
+    source: Source,
+    channel: Channel,
+    only: Vec<String>,
+    table: ServiceTable,
+}
+
+impl Loader {
+    /// Loads the services and serves them in place of the old ones; on
+    /// failure the old ones stay.
+    async fn reload(&self) -> Result<(), LoadError> {
+        let services = self.source.load(&self.channel, &self.only).await?;
+        let before: BTreeSet<String> = self.table.method_names().into_iter().collect();
+        self.table.replace(services);
+        let after: BTreeSet<String> = self.table.method_names().into_iter().collect();
+        let added: Vec<&String> = after.difference(&before).collect();
+        let removed: Vec<&String> = before.difference(&after).collect();
+        tracing::info!(
+            source = %self.source,
+            methods = after.len(),
+            ?added,
+            ?removed,
+            "services loaded"
+        );
+        Ok(())
+    }
+
+    async fn retry_until_loaded(&self) {
+        let mut wait = RETRY_FIRST;
+        let mut last_error = String::new();
+        loop {
+            tokio::time::sleep(wait).await;
+            match self.reload().await {
+                Ok(()) => return,
+                Err(err) => {
+                    // One line for each new reason, not one per attempt.
+                    let text = err.to_string();
+                    if text != last_error {
+                        tracing::warn!("{}: {text}; retrying", self.source);
+                        last_error = text;
+                    }
+                }
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
+    async fn reload_on_signal(self, every: Option<Duration>) {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGHUP: no reloads on signal");
+                return;
+            }
+        };
+        let mut ticks = every.map(|every| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
+        loop {
+            let why = tokio::select! {
+                Some(()) = hangups.recv() => "SIGHUP",
+                _ = async {
+                    match ticks.as_mut() {
+                        Some(ticks) => { ticks.tick().await; }
+                        None => std::future::pending().await,
+                    }
+                } => "interval",
+            };
+            if let Err(err) = self.reload().await {
+                tracing::warn!(
+                    trigger = why,
+                    "reload failed, the services stay as they were: {err}"
+                );
+            }
+        }
+    }
+}
+
+async fn stop_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terms) => {
+                terms.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
