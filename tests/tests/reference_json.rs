@@ -1,6 +1,6 @@
 //! The bridge's proto3 JSON against the reference implementation, Google's
 //! protobuf for Python (`json_format`, from PyPI into `.venv` by
-//! `scripts/install-protobuf-python`).
+//! `scripts/install-python`).
 //!
 //! Messages of the rich fixture (`rich.shop.v1.Order`, which reaches every
 //! field shape) are generated from a fixed seed, and with them the cases
@@ -62,7 +62,7 @@ impl Reference {
         let python = repo_root().join(".venv/bin/python");
         assert!(
             python.exists(),
-            "{} is missing: run scripts/install-protobuf-python (scripts/test does)",
+            "{} is missing: run scripts/install-python (scripts/test does)",
             python.display()
         );
         let set = tempfile::NamedTempFile::new().unwrap();

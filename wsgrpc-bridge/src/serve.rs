@@ -51,7 +51,7 @@ pub async fn run(options: Options) -> Result<(), String> {
                 loader.source
             );
             let loader = loader.clone();
-            tokio::spawn(async move { loader.retry_until_loaded().await });
+            tokio::spawn(async move { loader.retry_until_loaded(err.to_string()).await });
         }
         Err(err) => return Err(err.to_string()),
     }
@@ -97,9 +97,9 @@ impl Loader {
         Ok(())
     }
 
-    async fn retry_until_loaded(&self) {
+    /// Retries a first load that failed with `last_error`.
+    async fn retry_until_loaded(&self, mut last_error: String) {
         let mut wait = RETRY_FIRST;
-        let mut last_error = String::new();
         loop {
             tokio::time::sleep(wait).await;
             match self.reload().await {

@@ -312,23 +312,28 @@ impl Registry {
     /// methods keep their own pool, in which `Any` resolves only their
     /// own types.
     fn merge(&mut self, pool: &DescriptorPool) {
+        let mut missing = Vec::new();
         for file in pool.files() {
-            if let Some(known) = self.pool.get_file_by_name(file.name()) {
-                if known.file_descriptor_proto() != file.file_descriptor_proto() {
+            match self.pool.get_file_by_name(file.name()) {
+                Some(known) if known.file_descriptor_proto() != file.file_descriptor_proto() => {
                     tracing::warn!(
                         file = file.name(),
                         "two services bring different versions of this file; keeping the first"
                     );
                 }
-                continue;
+                Some(_) => {}
+                None => missing.push(file.file_descriptor_proto().clone()),
             }
-            let mut merged = self.pool.clone();
-            match merged.add_file_descriptor_proto(file.file_descriptor_proto().clone()) {
-                Ok(()) => self.pool = merged,
-                Err(err) => {
-                    tracing::warn!(file = file.name(), %err, "descriptors not merged");
-                }
-            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        // Added together: a pool lists its files in no particular order,
+        // and each must come after the files it imports.
+        let mut merged = self.pool.clone();
+        match merged.add_file_descriptor_protos(missing) {
+            Ok(()) => self.pool = merged,
+            Err(err) => tracing::warn!(%err, "descriptors not merged"),
         }
     }
 

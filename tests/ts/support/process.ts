@@ -107,6 +107,30 @@ export class Process {
     });
   }
 
+  /** Sends `signal` (unless it has exited) and returns at once. */
+  signal(signal: NodeJS.Signals): void {
+    if (!this.#ended) {
+      this.#child.kill(signal);
+    }
+  }
+
+  /** Waits until it exits by itself, and returns its exit code. */
+  async exitCode(timeoutMs = 10_000): Promise<number | null> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${this.name} still runs after ${timeoutMs} ms:\n${this.#output}`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.#exit, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return this.#child.exitCode;
+  }
+
   /** Sends `signal` (unless it has exited) and waits until it exits. */
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     if (!this.#ended) {
