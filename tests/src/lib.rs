@@ -270,10 +270,45 @@ impl Drop for RunningBackend {
 /// the protocol's test vectors assume: any origin, 4 calls per connection,
 /// 64 KiB frames.
 pub fn test_bridge(backend_uri: &str) -> BridgeBuilder {
-    Bridge::builder()
+    with_test_settings(Bridge::builder())
         .backend_uri(backend_uri)
         .service(test_v1::test_service_bridge::service())
         .service(wsgrpc_example::proto::example_service_bridge::service())
+}
+
+/// A bridge with the settings of [`test_bridge`] whose services are those
+/// that a FileDescriptorSet written by protoc defines (the test and example
+/// services), as wsgrpc-bridge loads them, without generated code.
+pub fn descriptor_set_bridge(backend_uri: &str) -> BridgeBuilder {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = protoc_descriptor_set(dir.path());
+    let pool = wsgrpc_bridge::descriptors::read_pool(&path).expect("protoc's set loads");
+    let services = wsgrpc_bridge::descriptors::services(&pool, &[]).expect("it has services");
+    let table = wsgrpc_runtime::ServiceTable::new();
+    table.replace(services);
+    with_test_settings(Bridge::builder())
+        .backend_uri(backend_uri)
+        .service_table(table)
+}
+
+/// Writes the descriptor set of the test and example protos, imports
+/// included, with the real protoc, into `dir`.
+pub fn protoc_descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("api.binpb");
+    let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    let status = std::process::Command::new("protoc")
+        .arg("--include_imports")
+        .arg(format!("--descriptor_set_out={}", out.display()))
+        .arg(format!("-I{proto}"))
+        .args(["wsgrpc/test/v1/test.proto", "example.proto"])
+        .status()
+        .expect("protoc runs (scripts/test installs it)");
+    assert!(status.success(), "protoc failed");
+    out
+}
+
+fn with_test_settings(builder: BridgeBuilder) -> BridgeBuilder {
+    builder
         .allowed_origins(AllowedOrigins::Any)
         .max_calls_per_connection(4)
         .max_frame_size(64 * 1024)

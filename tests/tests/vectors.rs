@@ -7,8 +7,9 @@ use std::collections::VecDeque;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wsgrpc_runtime::BridgeBuilder;
 use wsgrpc_tests::client::{NotText, WsClient};
-use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
+use wsgrpc_tests::{RunningBackend, RunningBridge, descriptor_set_bridge, test_bridge};
 
 const VECTORS: &str = include_str!("../../docs/protocol-vectors.json");
 
@@ -103,15 +104,29 @@ fn the_matcher_follows_the_rules() {
 }
 
 #[tokio::test]
-async fn every_vector_holds() {
+async fn every_vector_holds_for_the_generated_bridge() {
+    let backend = RunningBackend::start(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    every_vector_holds(test_bridge(&backend.uri())).await;
+}
+
+/// The services loaded at run time from protoc's descriptors, as
+/// wsgrpc-bridge serves them, pass the same vectors.
+#[tokio::test]
+async fn every_vector_holds_for_a_bridge_from_a_descriptor_set() {
+    let backend = RunningBackend::start(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    every_vector_holds(descriptor_set_bridge(&backend.uri())).await;
+}
+
+async fn every_vector_holds(builder: BridgeBuilder) {
     let vectors: Value = serde_json::from_str(VECTORS).expect("the vectors are JSON");
     let cases = vectors["cases"].as_array().expect("a list of cases");
     assert!(cases.len() >= 20, "the vectors cover the protocol");
 
-    let backend = RunningBackend::start(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let bridge = RunningBridge::start(test_bridge(&backend.uri()), ([127, 0, 0, 1], 0).into())
+    let bridge = RunningBridge::start(builder, ([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
 

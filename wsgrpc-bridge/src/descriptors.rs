@@ -80,6 +80,12 @@ impl Source {
     }
 }
 
+/// The descriptors of a `FileDescriptorSet` file, in one pool.
+pub fn read_pool(path: &Path) -> Result<DescriptorPool, LoadError> {
+    let files = read_set(path)?;
+    pool_from(files).map_err(|err| LoadError::Invalid(format!("{}: {err}", path.display())))
+}
+
 fn read_set(path: &Path) -> Result<Vec<FileDescriptorProto>, LoadError> {
     let bytes = std::fs::read(path).map_err(|err| {
         LoadError::Invalid(format!(
