@@ -3,7 +3,9 @@
 //! Starts the example's tonic backend and the bridge as processes of their
 //! own, then runs every workload twice in the same run: through the bridge
 //! over WebSocket, and straight against the backend over gRPC. Prints a
-//! table and writes `BENCHMARKS.md` and `docs/benchmarks.svg`.
+//! table and writes `BENCHMARKS.md` and `docs/benchmarks.svg`. W1 and W2
+//! also run through wsgrpc-bridge (services from a descriptor set, no
+//! generated code), beside the generated bridge.
 //! `--smoke` runs each workload for a moment, to keep the benchmark working.
 
 mod load;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use report::{Report, Row};
 use tonic::transport::{Channel, Endpoint};
+use wsgrpc_bridge::config::Interval;
 use wsgrpc_runtime::{AllowedOrigins, Bridge};
 
 const USAGE: &str = "\
@@ -89,6 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let backend = flag("--backend")?;
             runtime.block_on(serve_bridge(addr, backend))
         }
+        Some("dynamic-bridge") => {
+            let addr: SocketAddr = flag("--addr")?.parse()?;
+            let backend = flag("--backend")?;
+            runtime.block_on(serve_dynamic_bridge(addr, backend))
+        }
         _ => {
             let mut smoke = false;
             let mut only = None;
@@ -151,6 +159,33 @@ async fn serve_bridge(addr: SocketAddr, backend: String) -> Result<(), Box<dyn s
     Ok(())
 }
 
+/// wsgrpc-bridge, as its binary runs, with the example's services from a
+/// descriptor set and the settings of [`serve_bridge`].
+async fn serve_dynamic_bridge(
+    addr: SocketAddr,
+    backend: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("wsgrpc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let descriptor_set = dir.join("example.binpb");
+    std::fs::write(&descriptor_set, wsgrpc_example::proto::FILE_DESCRIPTOR_SET)?;
+    let off = Some(Interval(None));
+    let options = wsgrpc_bridge::Options {
+        backend: Some(backend),
+        descriptor_set: Some(descriptor_set),
+        allowed_origins: vec!["*".into()],
+        max_connections: Some(50_000),
+        max_calls_per_connection: Some(1_000),
+        ping_interval: off,
+        idle_timeout: off,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("LISTENING {}", listener.local_addr()?);
+    wsgrpc_bridge::serve(options, listener).await?;
+    Ok(())
+}
+
 /// A child process of this binary, killed when dropped.
 struct Process {
     child: Child,
@@ -197,11 +232,20 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
     let backend_uri = format!("http://{}", backend.addr);
     let bridge = Process::start(&["bridge", "--addr", "127.0.0.1:0", "--backend", &backend_uri])?;
     let url = format!("ws://{}/ws", bridge.addr);
+    let dynamic = Process::start(&[
+        "dynamic-bridge",
+        "--addr",
+        "127.0.0.1:0",
+        "--backend",
+        &backend_uri,
+    ])?;
+    let dynamic_url = format!("ws://{}/ws", dynamic.addr);
     let grpc = channel(backend.addr).await?;
     let mut report = Report::new(procfs::machine());
 
     // Warm both paths up: connections, allocator, branch predictors.
     load::ws_unary(&url, 8, Duration::from_millis(300)).await;
+    load::ws_unary(&dynamic_url, 8, Duration::from_millis(300)).await;
     load::grpc_unary(grpc.clone(), 8, Duration::from_millis(300)).await;
 
     let t = settings.unary_time;
@@ -302,6 +346,38 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
                 ));
             }
         }
+    }
+    // W1 and W2 through wsgrpc-bridge, whose services come from a
+    // descriptor set at run time, beside the generated bridge.
+    if settings.runs("W1") {
+        for in_flight in [1, 32] {
+            let generated = load::ws_unary(&url, in_flight, t).await.count() as f64 / secs;
+            let loaded = load::ws_unary(&dynamic_url, in_flight, t).await.count() as f64 / secs;
+            report.push(Row::compare_to(
+                "generated",
+                &format!(
+                    "W1 unary, {in_flight} in flight: wsgrpc-bridge vs generated bridge, calls/s"
+                ),
+                loaded,
+                generated,
+                Some(0.8),
+            ));
+        }
+    }
+    if settings.runs("W2") {
+        let messages = settings.stream_messages;
+        let (count, generated) = load::ws_stream_v2(&url, messages).await;
+        assert_eq!(count, messages as usize);
+        let (count, loaded) = load::ws_stream_v2(&dynamic_url, messages).await;
+        assert_eq!(count, messages as usize);
+        let rate = |time: Duration| f64::from(messages) / time.as_secs_f64();
+        report.push(Row::compare_to(
+            "generated",
+            "W2 v2 stream: wsgrpc-bridge vs generated bridge, messages/s",
+            rate(loaded),
+            rate(generated),
+            Some(0.8),
+        ));
     }
     // W4: bidi ping-pong on one call.
     if settings.runs("W4") {

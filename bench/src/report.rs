@@ -19,9 +19,20 @@ pub struct Row {
 
 impl Row {
     pub fn compare(name: &str, bridge: f64, direct: f64, min_ratio: Option<f64>) -> Self {
+        Self::compare_to("direct", name, bridge, direct, min_ratio)
+    }
+
+    /// A rate beside the rate of `baseline`, which fills the direct column.
+    pub fn compare_to(
+        baseline: &str,
+        name: &str,
+        bridge: f64,
+        direct: f64,
+        min_ratio: Option<f64>,
+    ) -> Self {
         let target = min_ratio.map(|min| {
             (
-                format!("≥ {:.0}% of direct", min * 100.0),
+                format!("≥ {:.0}% of {baseline}", min * 100.0),
                 bridge / direct >= min,
             )
         });

@@ -16,4 +16,4 @@ mod serve;
 
 pub use config::Options;
 pub use descriptors::{LoadError, Source};
-pub use serve::run;
+pub use serve::{run, serve};

@@ -21,10 +21,20 @@ const DEFAULT_LISTEN: SocketAddr =
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Serves until SIGINT or SIGTERM. Fails only on what a restart would not
-/// fix: bad options, a descriptor set that does not load, a backend that
-/// has no reflection, an address in use.
+/// Listens where the options say and serves until SIGINT or SIGTERM. Fails
+/// only on what a restart would not fix: bad options, a descriptor set that
+/// does not load, a backend that has no reflection, an address in use.
 pub async fn run(options: Options) -> Result<(), String> {
+    let addr = options.listen.unwrap_or(DEFAULT_LISTEN);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+    serve(options, listener).await
+}
+
+/// Serves on `listener` (whatever the options say to listen on) until
+/// SIGINT or SIGTERM.
+pub async fn serve(options: Options, listener: TcpListener) -> Result<(), String> {
     let source = options.source()?;
     let backend = options.backend()?.to_owned();
     let builder = options.builder()?;
@@ -57,11 +67,6 @@ pub async fn run(options: Options) -> Result<(), String> {
     }
     let every = options.reload_interval.and_then(|Interval(every)| every);
     tokio::spawn(loader.reload_on_signal(every));
-
-    let addr = options.listen.unwrap_or(DEFAULT_LISTEN);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
     bridge
         .serve_with(listener, stop_signal())
         .await

@@ -20,7 +20,10 @@ fn failure(args: &[&str]) -> String {
     let output = bridge(args);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "{args:?} succeeded");
-    assert!(output.status.code().is_some(), "killed by a signal: {stderr}");
+    assert!(
+        output.status.code().is_some(),
+        "killed by a signal: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
@@ -33,8 +36,16 @@ const BACKEND: &str = "http://127.0.0.1:1";
 
 #[test]
 fn a_missing_descriptor_file() {
-    let err = failure(&["--backend", BACKEND, "--descriptor-set", "/nowhere/api.binpb"]);
-    assert!(err.contains("cannot read descriptor set /nowhere/api.binpb"), "{err}");
+    let err = failure(&[
+        "--backend",
+        BACKEND,
+        "--descriptor-set",
+        "/nowhere/api.binpb",
+    ]);
+    assert!(
+        err.contains("cannot read descriptor set /nowhere/api.binpb"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -42,7 +53,12 @@ fn a_file_that_is_not_a_descriptor_set() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("api.binpb");
     std::fs::write(&path, [0xff, 0xff, 0xff, 0x0f, 0x00]).unwrap();
-    let err = failure(&["--backend", BACKEND, "--descriptor-set", path.to_str().unwrap()]);
+    let err = failure(&[
+        "--backend",
+        BACKEND,
+        "--descriptor-set",
+        path.to_str().unwrap(),
+    ]);
     assert!(err.contains("is not a FileDescriptorSet"), "{err}");
     assert!(err.contains("--include_imports"), "{err}");
 }
@@ -59,8 +75,16 @@ fn a_set_without_an_import_or_without_services() {
         ..Default::default()
     };
     write_set(&path, vec![file.clone()]);
-    let err = failure(&["--backend", BACKEND, "--descriptor-set", path.to_str().unwrap()]);
-    assert!(err.contains("`acme/money.proto` (imported by `api.proto`)"), "{err}");
+    let err = failure(&[
+        "--backend",
+        BACKEND,
+        "--descriptor-set",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("`acme/money.proto` (imported by `api.proto`)"),
+        "{err}"
+    );
 
     write_set(
         &path,
@@ -69,7 +93,12 @@ fn a_set_without_an_import_or_without_services() {
             ..file
         }],
     );
-    let err = failure(&["--backend", BACKEND, "--descriptor-set", path.to_str().unwrap()]);
+    let err = failure(&[
+        "--backend",
+        BACKEND,
+        "--descriptor-set",
+        path.to_str().unwrap(),
+    ]);
     assert!(err.contains("define no services"), "{err}");
 }
 
@@ -77,11 +106,18 @@ fn a_set_without_an_import_or_without_services() {
 fn an_unknown_config_key_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, "backend = \"http://127.0.0.1:1\"\nmax_conections = 5\n").unwrap();
+    std::fs::write(
+        &path,
+        "backend = \"http://127.0.0.1:1\"\nmax_conections = 5\n",
+    )
+    .unwrap();
     let err = failure(&["--config", path.to_str().unwrap()]);
     assert!(err.contains("unknown field `max_conections`"), "{err}");
     assert!(err.contains("line 2"), "{err}");
-    assert!(err.contains("max_connections"), "the known keys are listed: {err}");
+    assert!(
+        err.contains("max_connections"),
+        "the known keys are listed: {err}"
+    );
 }
 
 #[test]
@@ -89,10 +125,19 @@ fn missing_settings_are_named() {
     let err = failure(&["--reflection"]);
     assert!(err.contains("no backend"), "{err}");
     let err = failure(&["--backend", BACKEND]);
-    assert!(err.contains("--descriptor-set FILE` or `--reflection"), "{err}");
+    assert!(
+        err.contains("--descriptor-set FILE` or `--reflection"),
+        "{err}"
+    );
     let err = failure(&["--backend", "not a uri", "--reflection"]);
     assert!(err.contains("backend `not a uri`"), "{err}");
-    let err = failure(&["--backend", BACKEND, "--reflection", "--idle-timeout", "soon"]);
+    let err = failure(&[
+        "--backend",
+        BACKEND,
+        "--reflection",
+        "--idle-timeout",
+        "soon",
+    ]);
     assert!(err.contains("`soon` is not a duration"), "{err}");
 }
 
