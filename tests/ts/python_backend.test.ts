@@ -18,6 +18,7 @@ import {
   type ReadyBridge,
   readyBridge,
 } from "./support/python.js";
+import { startEnvoy } from "./support/envoy.js";
 import { eventually, freePort } from "./support/server.js";
 
 async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
@@ -170,6 +171,27 @@ describe("wsgrpc-bridge with server reflection", () => {
     onCleanup(() => backend.stop());
     await bridge.process.waitForOutput(/services loaded/, 15_000);
     await expect(example.sayHello({ name: "Ada" })).resolves.toEqual({ message: "Hello, Ada!" });
+  });
+
+  it("works behind Envoy, with example/envoy.yaml as it is", async () => {
+    const backend = await pythonBackend();
+    onCleanup(() => backend.stop());
+    const bridge = await readyBridge(["--backend", backend.url, "--reflection"]);
+    onCleanup(() => bridge.stop());
+    const envoy = await startEnvoy({
+      config: "envoy.yaml",
+      listen: 8080,
+      admin: 9901,
+      upstreams: { 50052: Number(new URL(bridge.url).port) },
+    });
+    onCleanup(() => envoy.stop());
+    const { transport } = transportFor(`${envoy.url.replace(/^http/, "ws")}/ws`);
+    const client = new TestServiceClient(transport);
+    await expect(client.unary({ text: "via envoy" })).resolves.toEqual({ text: "via envoy" });
+    await expect(collect(client.serverStream({ text: "e", count: 2 }))).resolves.toEqual([
+      { text: "e" },
+      { text: "e", index: 1 },
+    ]);
   });
 
   it("a backend without reflection is a clear error", async () => {
