@@ -136,10 +136,13 @@ describe.each(sources)("a Python backend, services from $source", ({ args }) => 
 });
 
 describe("wsgrpc-bridge with server reflection", () => {
-  it("picks up a method the backend gained, on SIGHUP, without a restart", async () => {
+  it.each([
+    { trigger: "SIGHUP", args: [] as string[] },
+    { trigger: "an interval", args: ["--reload-interval", "300ms"] },
+  ])("picks up a method the backend gained, on $trigger, without a restart", async ({ trigger, args }) => {
     const first = await pythonBackend();
     onCleanup(() => first.stop());
-    const bridge = await readyBridge(["--backend", first.url, "--reflection"]);
+    const bridge = await readyBridge(["--backend", first.url, "--reflection", ...args]);
     onCleanup(() => bridge.stop());
     const { transport } = transportFor(bridge.url);
     const example = new ExampleServiceClient(transport);
@@ -149,7 +152,9 @@ describe("wsgrpc-bridge with server reflection", () => {
     await first.stop();
     const second = await pythonBackend({ port: first.port, withExample: true });
     onCleanup(() => second.stop());
-    bridge.process.signal("SIGHUP");
+    if (trigger === "SIGHUP") {
+      bridge.process.signal("SIGHUP");
+    }
     await bridge.process.waitForOutput(/services loaded.*added=\[[^\]]*example\.ExampleService\/SayHello/);
     await expect(example.sayHello({ name: "Ada" })).resolves.toEqual({ message: "Hello, Ada!" });
     // The socket stayed open throughout.
@@ -163,6 +168,8 @@ describe("wsgrpc-bridge with server reflection", () => {
     const { transport } = transportFor(bridge.url);
     const example = new ExampleServiceClient(transport);
     expect((await rpcError(example.sayHello({ name: "Ada" }))).code).toBe(Code.UNIMPLEMENTED);
+    const health = () => fetch(bridge.url.replace(/^ws/, "http").replace(/\/ws$/, "/healthz"));
+    expect((await health()).status).toBe(503);
     // Long enough for a few attempts, each of which fails the same way.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(bridge.process.output.match(/retrying/g)).toHaveLength(1);
@@ -171,6 +178,7 @@ describe("wsgrpc-bridge with server reflection", () => {
     onCleanup(() => backend.stop());
     await bridge.process.waitForOutput(/services loaded/, 15_000);
     await expect(example.sayHello({ name: "Ada" })).resolves.toEqual({ message: "Hello, Ada!" });
+    expect((await health()).status).toBe(200);
   });
 
   it("works behind Envoy, with example/envoy.yaml as it is", async () => {

@@ -607,9 +607,13 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// Ready while it serves methods: a bridge whose services have not loaded
+/// yet (see [`BridgeBuilder::service_table`]) is not worth routing to.
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if shared.services.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no services loaded yet\n").into_response()
     } else {
         "ok\n".into_response()
     }
