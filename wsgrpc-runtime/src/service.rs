@@ -508,6 +508,97 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_table_serves_only_the_new_services_and_keeps_its_json_rules() {
+        let table = ServiceTable::new();
+        assert!(table.is_empty());
+        let rules = JsonRules {
+            full_name: JsonOptions::canonical().enum_numbers(true),
+            bare_name: JsonOptions::canonical(),
+        };
+        table.configure(rules, &[service("a.One", &["Get"])]);
+        let before = table.resolve("a.One/Get").unwrap();
+
+        table.replace([
+            service("a.One", &["Get", "Put"]),
+            service("b.Two", &["Watch"]),
+        ]);
+        assert_eq!(
+            table.method_names(),
+            ["a.One/Get", "a.One/Put", "b.Two/Watch"]
+        );
+        assert!(
+            table
+                .resolve("a.One/Put")
+                .unwrap()
+                .method
+                .json_options()
+                .writes_enum_numbers()
+        );
+        // A call that resolved its method before keeps it.
+        assert_eq!(before.full_name, "a.One/Get");
+
+        table.replace([service("b.Two", &["Watch"])]);
+        assert_eq!(
+            table.resolve("a.One/Get").unwrap_err(),
+            ResolveError::Unknown
+        );
+        assert_eq!(table.resolve("Watch").unwrap().full_name, "b.Two/Watch");
+    }
+
+    #[test]
+    fn a_service_from_its_descriptor_has_every_method_with_its_kind() {
+        let file = prost_types::FileDescriptorProto {
+            name: Some("s.proto".into()),
+            package: Some("s".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("M".into()),
+                ..Default::default()
+            }],
+            service: vec![prost_types::ServiceDescriptorProto {
+                name: Some("Svc".into()),
+                method: vec![
+                    prost_types::MethodDescriptorProto {
+                        name: Some("Up".into()),
+                        input_type: Some(".s.M".into()),
+                        output_type: Some(".s.M".into()),
+                        client_streaming: Some(true),
+                        ..Default::default()
+                    },
+                    prost_types::MethodDescriptorProto {
+                        name: Some("Both".into()),
+                        input_type: Some(".s.M".into()),
+                        output_type: Some(".s.M".into()),
+                        client_streaming: Some(true),
+                        server_streaming: Some(true),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: vec![file],
+        })
+        .unwrap();
+        let service = Service::from_descriptor(&pool.get_service_by_name("s.Svc").unwrap());
+        assert_eq!(service.name(), "s.Svc");
+        let methods: Vec<_> = service
+            .methods()
+            .iter()
+            .map(|m| (m.name(), m.kind(), m.input().full_name()))
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                ("Up", MethodKind::ClientStreaming, "s.M"),
+                ("Both", MethodKind::BidiStreaming, "s.M"),
+            ]
+        );
+    }
+
+    #[test]
     fn kind_follows_the_streaming_flags() {
         assert_eq!(MethodKind::from_streaming(false, false), MethodKind::Unary);
         assert_eq!(
