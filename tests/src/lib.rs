@@ -281,7 +281,11 @@ pub fn test_bridge(backend_uri: &str) -> BridgeBuilder {
 /// services), as wsgrpc-bridge loads them, without generated code.
 pub fn descriptor_set_bridge(backend_uri: &str) -> BridgeBuilder {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = protoc_descriptor_set(dir.path());
+    let path = protoc_descriptor_set(
+        dir.path(),
+        "proto",
+        &["wsgrpc/test/v1/test.proto", "example.proto"],
+    );
     let pool = wsgrpc_bridge::descriptors::read_pool(&path).expect("protoc's set loads");
     let services = wsgrpc_bridge::descriptors::services(&pool, &[]).expect("it has services");
     let table = wsgrpc_runtime::ServiceTable::new();
@@ -291,16 +295,21 @@ pub fn descriptor_set_bridge(backend_uri: &str) -> BridgeBuilder {
         .service_table(table)
 }
 
-/// Writes the descriptor set of the test and example protos, imports
-/// included, with the real protoc, into `dir`.
-pub fn protoc_descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
+/// Writes the descriptor set of `files` (below `proto/` in the repository,
+/// as `include` names it, e.g. `proto/fixtures`), imports included, with
+/// the real protoc, into `dir`.
+pub fn protoc_descriptor_set(
+    dir: &std::path::Path,
+    include: &str,
+    files: &[&str],
+) -> std::path::PathBuf {
     let out = dir.join("api.binpb");
-    let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    let include = format!("{}/../{include}", env!("CARGO_MANIFEST_DIR"));
     let status = std::process::Command::new("protoc")
         .arg("--include_imports")
         .arg(format!("--descriptor_set_out={}", out.display()))
-        .arg(format!("-I{proto}"))
-        .args(["wsgrpc/test/v1/test.proto", "example.proto"])
+        .arg(format!("-I{include}"))
+        .args(files)
         .status()
         .expect("protoc runs (scripts/test installs it)");
     assert!(status.success(), "protoc failed");

@@ -13,21 +13,16 @@ use serde_json::Value;
 use wsgrpc_runtime::json::{json_to_proto, proto_to_json};
 use wsgrpc_runtime::prost_reflect::MessageDescriptor;
 use wsgrpc_runtime::{JsonOptions, Method, Service};
-use wsgrpc_tests::full_order;
 use wsgrpc_tests::rich::shop::v1 as shop;
+use wsgrpc_tests::{full_order, protoc_descriptor_set};
 
 fn descriptor_set_services(dir: &Path) -> Vec<Service> {
-    let out = dir.join("rich.binpb");
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/fixtures");
-    let status = std::process::Command::new("protoc")
-        .arg("--include_imports")
-        .arg(format!("--descriptor_set_out={}", out.display()))
-        .arg(format!("-I{fixtures}"))
-        .args(["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"])
-        .status()
-        .expect("protoc runs (scripts/test installs it)");
-    assert!(status.success());
-    let pool = wsgrpc_bridge::descriptors::read_pool(&out).unwrap();
+    let set = protoc_descriptor_set(
+        dir,
+        "proto/fixtures",
+        &["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"],
+    );
+    let pool = wsgrpc_bridge::descriptors::read_pool(&set).unwrap();
     wsgrpc_bridge::descriptors::services(&pool, &[]).unwrap()
 }
 
