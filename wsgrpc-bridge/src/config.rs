@@ -37,7 +37,7 @@ pub struct Options {
     #[arg(long)]
     pub path: Option<String>,
 
-    /// The gRPC backend, e.g. http://127.0.0.1:50051 (required).
+    /// The gRPC backend, e.g. `http://127.0.0.1:50051` (required).
     #[arg(long, value_name = "URI")]
     pub backend: Option<String>,
 
@@ -63,7 +63,7 @@ pub struct Options {
     pub services: Vec<String>,
 
     /// An origin whose pages may connect besides the bridge's own, e.g.
-    /// https://app.example.com; `*` for any page. Repeat for more.
+    /// `https://app.example.com`; `*` for any page. Repeat for more.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     #[serde(default)]
     pub allowed_origins: Vec<String>,
