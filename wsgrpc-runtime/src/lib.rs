@@ -26,6 +26,7 @@ mod bridge;
 mod call;
 mod connection;
 pub mod envelope;
+mod flow;
 pub mod json;
 mod metadata;
 mod metrics;
