@@ -21,6 +21,7 @@
 //!
 //! The wire protocol is described in `docs/PROTOCOL.md`.
 
+mod accept;
 mod backend;
 mod bridge;
 mod call;
