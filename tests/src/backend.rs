@@ -30,6 +30,8 @@ struct Counters {
     cancelled: AtomicU64,
     active: AtomicU64,
     half_closed: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl TestBackend {
@@ -55,6 +57,25 @@ impl TestBackend {
     /// Calls running now.
     pub fn active(&self) -> u64 {
         self.counters.active.load(Ordering::SeqCst)
+    }
+
+    /// Stream responses handed to tonic, which polls for the next one only
+    /// while HTTP/2 flow control lets it send.
+    pub fn sent(&self) -> u64 {
+        self.counters.sent.load(Ordering::SeqCst)
+    }
+
+    /// Stream requests read.
+    pub fn received(&self) -> u64 {
+        self.counters.received.load(Ordering::SeqCst)
+    }
+
+    fn count_sent(&self) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_received(&self) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
     }
 
     fn track(&self) -> CallGuard {
@@ -195,18 +216,23 @@ impl TestService for TestBackend {
         let metadata = echoed(request.metadata());
         let request = request.into_inner();
         let echo = request.echo_metadata;
+        let backend = self.clone();
         let stream = stream::unfold(
             (0, Some(guard), request, metadata.clone()),
-            |(index, guard, request, metadata)| async move {
-                let guard = guard?;
-                if index >= request.count {
-                    guard.finish();
-                    return failure(&request)
-                        .map(|status| (Err(status), (index, None, request, metadata)));
+            move |(index, guard, request, metadata)| {
+                let backend = backend.clone();
+                async move {
+                    let guard = guard?;
+                    if index >= request.count {
+                        guard.finish();
+                        return failure(&request)
+                            .map(|status| (Err(status), (index, None, request, metadata)));
+                    }
+                    pause(&request).await;
+                    let item = response(&request, index, &metadata);
+                    backend.count_sent();
+                    Some((Ok(item), (index + 1, Some(guard), request, metadata)))
                 }
-                pause(&request).await;
-                let item = response(&request, index, &metadata);
-                Some((Ok(item), (index + 1, Some(guard), request, metadata)))
             },
         );
         Ok(with_echo_headers(
@@ -229,6 +255,7 @@ impl TestService for TestBackend {
         let mut last = TestRequest::default();
         while let Some(request) = requests.next().await {
             let request = request?;
+            self.count_received();
             pause(&request).await;
             texts.push(request.text.clone());
             sum += request.big;
@@ -267,6 +294,7 @@ impl TestService for TestBackend {
         let guard = self.track();
         let metadata = echoed(request.metadata());
         let requests = request.into_inner();
+        let backend = self.clone();
         let stream = stream::unfold(
             (
                 requests,
@@ -274,27 +302,32 @@ impl TestService for TestBackend {
                 metadata,
                 std::collections::VecDeque::new(),
             ),
-            |(mut requests, guard, metadata, mut pending)| async move {
-                let guard = guard?;
-                loop {
-                    if let Some(item) = pending.pop_front() {
-                        return Some((item, (requests, Some(guard), metadata, pending)));
-                    }
-                    match requests.next().await {
-                        None => {
-                            guard.finish();
-                            return None;
+            move |(mut requests, guard, metadata, mut pending)| {
+                let backend = backend.clone();
+                async move {
+                    let guard = guard?;
+                    loop {
+                        if let Some(item) = pending.pop_front() {
+                            backend.count_sent();
+                            return Some((item, (requests, Some(guard), metadata, pending)));
                         }
-                        Some(Err(status)) => {
-                            return Some((Err(status), (requests, None, metadata, pending)));
-                        }
-                        Some(Ok(request)) => {
-                            pause(&request).await;
-                            for index in 0..request.count.max(1) {
-                                pending.push_back(Ok(response(&request, index, &metadata)));
+                        match requests.next().await {
+                            None => {
+                                guard.finish();
+                                return None;
                             }
-                            if let Some(status) = failure(&request) {
-                                pending.push_back(Err(status));
+                            Some(Err(status)) => {
+                                return Some((Err(status), (requests, None, metadata, pending)));
+                            }
+                            Some(Ok(request)) => {
+                                backend.count_received();
+                                pause(&request).await;
+                                for index in 0..request.count.max(1) {
+                                    pending.push_back(Ok(response(&request, index, &metadata)));
+                                }
+                                if let Some(status) = failure(&request) {
+                                    pending.push_back(Err(status));
+                                }
                             }
                         }
                     }
@@ -314,6 +347,8 @@ impl TestService for TestBackend {
         Ok(Response::new(StatsResponse {
             cancelled: self.cancelled(),
             active: self.active(),
+            sent: self.sent(),
+            received: self.received(),
         }))
     }
 }

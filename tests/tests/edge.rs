@@ -446,3 +446,62 @@ async fn thousands_of_sockets_each_make_calls() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn unfinished_upgrade_requests_are_closed_and_keep_no_one_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let cap = 50;
+    let builder = test_bridge(&backend.uri())
+        .header_read_timeout(Duration::from_millis(1500))
+        .max_pending_connections(cap);
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    // Twice the cap of connections that send the start of an upgrade
+    // request and then nothing.
+    let flood = 2 * cap;
+    let closed = Arc::new(AtomicUsize::new(0));
+    for _ in 0..flood {
+        let mut tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+        tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: bridge\r\n")
+            .await
+            .unwrap();
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            let mut buffer = [0; 1024];
+            while let Ok(1..) = tcp.read(&mut buffer).await {}
+            closed.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    // The cap holds: each connection past it closed the oldest.
+    wait_for("all but `cap` of the flood to be closed", || {
+        closed.load(Ordering::SeqCst) >= flood - cap
+    })
+    .await;
+    // A client that sends its request at once gets in, and calls.
+    let mut client = WsClient::connect(&bridge.url()).await;
+    client
+        .send(request("1", "SayHello", json!({"name": "flood"})))
+        .await;
+    assert_eq!(client.recv().await["payload"]["message"], "Hello flood");
+    // The rest are closed by the header-read timeout.
+    wait_for("the whole flood to be closed", || {
+        closed.load(Ordering::SeqCst) == flood
+    })
+    .await;
+
+    let (_, text) = http_get(bridge.addr, "/metrics").await;
+    let evicted = metric(&text, r#"wsgrpc_rejected_total{reason="too_many_pending"}"#);
+    let timed_out = metric(&text, r#"wsgrpc_rejected_total{reason="header_timeout"}"#);
+    println!("of {flood} unfinished requests, {evicted} made room and {timed_out} timed out");
+    assert!(evicted >= (flood - cap) as u64, "{text}");
+    assert!(timed_out >= 1, "{text}");
+    assert_eq!(evicted + timed_out, flood as u64, "{text}");
+    // Only the connection asking for the metrics is still reading a request.
+    assert_eq!(metric(&text, "wsgrpc_pending_connections"), 1, "{text}");
+    assert_eq!(metric(&text, "wsgrpc_connections_open"), 1, "{text}");
+}

@@ -1,6 +1,8 @@
 //! Wire protocol v2 between a real WebSocket client and the real bridge:
 //! the subprotocol, the settings, batches both ways, and v1 untouched.
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -50,6 +52,29 @@ async fn next_frame(socket: &mut Socket) -> Vec<Value> {
     }
 }
 
+/// The next frame, or `None` when none comes within `wait`.
+async fn frame_within(socket: &mut Socket, wait: Duration) -> Option<Vec<Value>> {
+    tokio::time::timeout(wait, next_frame(socket)).await.ok()
+}
+
+/// The messages of the `response` envelopes of call `id`, in order.
+fn payloads_of<'a>(envelopes: &'a [Value], id: &str) -> Vec<&'a Value> {
+    envelopes
+        .iter()
+        .filter(|e| e["id"] == id && e["type"] == "response")
+        .flat_map(|e| e["payloads"].as_array().into_iter().flatten())
+        .collect()
+}
+
+/// The credit the bridge granted call `id` in these envelopes.
+fn credit_of(envelopes: &[Value], id: &str) -> u64 {
+    envelopes
+        .iter()
+        .filter(|e| e["id"] == id && e["type"] == "credit")
+        .map(|e| e["messages"].as_u64().expect("credit counts messages"))
+        .sum()
+}
+
 async fn send(socket: &mut Socket, frame: Value) {
     socket
         .send(Message::Text(frame.to_string().into()))
@@ -80,6 +105,16 @@ async fn setup(
         .await
         .unwrap();
     (backend, bridge)
+}
+
+/// A bridge and a v2 socket to it, with the settings it sent first.
+async fn open_v2(
+    builder: impl FnOnce(wsgrpc_runtime::BridgeBuilder) -> wsgrpc_runtime::BridgeBuilder,
+) -> (RunningBackend, RunningBridge, Socket, Vec<Value>) {
+    let (backend, bridge) = setup(builder).await;
+    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
+    let settings = next_frame(&mut socket).await;
+    (backend, bridge, socket, settings)
 }
 
 #[tokio::test]
@@ -116,9 +151,7 @@ async fn a_bridge_without_v2_answers_no_subprotocol_and_speaks_v1() {
 
 #[tokio::test]
 async fn one_frame_opens_many_calls_and_a_bad_envelope_spoils_nothing_else() {
-    let (_backend, bridge) = setup(|b| b).await;
-    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    next_frame(&mut socket).await;
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
     let method = "example.ExampleService/SayHello";
     send(
         &mut socket,
@@ -156,9 +189,7 @@ async fn one_frame_opens_many_calls_and_a_bad_envelope_spoils_nothing_else() {
 
 #[tokio::test]
 async fn a_fast_stream_arrives_in_order_in_runs_and_few_frames() {
-    let (_backend, bridge) = setup(|b| b).await;
-    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    next_frame(&mut socket).await;
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
     let count = 20_000;
     send(
         &mut socket,
@@ -190,31 +221,8 @@ async fn a_fast_stream_arrives_in_order_in_runs_and_few_frames() {
 }
 
 #[tokio::test]
-async fn a_client_stream_larger_than_the_queue_goes_in_one_envelope() {
-    let (_backend, bridge) = setup(|b| b).await;
-    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    next_frame(&mut socket).await;
-    let messages: Vec<Value> = (0..500)
-        .map(|n| json!({"message": n.to_string()}))
-        .collect();
-    send(
-        &mut socket,
-        json!([
-            {"type": "request", "method": "example.ExampleService/CollectMessages", "id": "c"},
-            {"type": "message", "id": "c", "payloads": messages, "end": true},
-        ]),
-    )
-    .await;
-    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
-    let end = envelopes.iter().find(|e| e["end"] == true).unwrap();
-    assert_eq!(end["payload"]["count"], 500, "{end}");
-}
-
-#[tokio::test]
 async fn a_cancel_after_the_end_is_ignored_quietly() {
-    let (_backend, bridge) = setup(|b| b).await;
-    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    next_frame(&mut socket).await;
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
     send(
         &mut socket,
         json!([
@@ -230,9 +238,7 @@ async fn a_cancel_after_the_end_is_ignored_quietly() {
 
 #[tokio::test]
 async fn a_frame_that_is_no_array_is_refused_and_the_socket_goes_on() {
-    let (_backend, bridge) = setup(|b| b).await;
-    let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    next_frame(&mut socket).await;
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
     send(
         &mut socket,
         json!({"type": "request", "method": "SayHello", "id": "1"}),
@@ -247,4 +253,207 @@ async fn a_frame_that_is_no_array_is_refused_and_the_socket_goes_on() {
     )
     .await;
     assert_eq!(next_frame(&mut socket).await[0]["id"], "2");
+}
+
+const SERVER_STREAM: &str = "wsgrpc.test.v1.TestService/ServerStream";
+const CLIENT_STREAM: &str = "wsgrpc.test.v1.TestService/ClientStream";
+/// Long enough for a stream that is not held back to run far ahead.
+const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn a_stream_sends_no_more_than_its_window_and_holds_the_backend_back() {
+    let (backend, _bridge, mut socket, _) = open_v2(|b| b).await;
+    // About 110 bytes each: HTTP/2's stream window of 256 KiB holds some
+    // 2,400 of them between the backend and the bridge.
+    let text = "x".repeat(100);
+    let count = 20_000;
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": SERVER_STREAM, "id": "s", "window": 100,
+                "payload": {"text": text, "count": count}}]),
+    )
+    .await;
+    let mut envelopes = Vec::new();
+    while payloads_of(&envelopes, "s").len() < 100 {
+        envelopes.extend(next_frame(&mut socket).await);
+    }
+    assert_eq!(
+        payloads_of(&envelopes, "s").len(),
+        100,
+        "exactly the window"
+    );
+    assert!(
+        frame_within(&mut socket, QUIET).await.is_none(),
+        "nothing past the window"
+    );
+    let held_back = backend.backend.sent();
+    println!("the backend sent {held_back} of {count} while the client took 100");
+    assert!(
+        held_back < count as u64 / 2,
+        "the backend sent {held_back} of {count} while the client took 100"
+    );
+    // A unary call on the same socket is not held up by the stalled stream.
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": "SayHello", "id": "u", "payload": {"name": "u"}}]),
+    )
+    .await;
+    let answer = next_frame(&mut socket).await;
+    assert_eq!(answer[0]["id"], "u", "{answer:?}");
+    assert_eq!(backend.backend.sent(), held_back, "still held back");
+
+    send(
+        &mut socket,
+        json!([{"type": "credit", "id": "s", "messages": count}]),
+    )
+    .await;
+    let (rest, _) = envelopes_until_ends(&mut socket, 1).await;
+    envelopes.extend(rest);
+    let payloads = payloads_of(&envelopes, "s");
+    assert_eq!(payloads.len(), count as usize);
+    for (index, payload) in payloads.iter().enumerate() {
+        assert_eq!(payload["index"].as_u64().unwrap_or(0), index as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_window_the_size_of_the_stream_still_sees_its_end() {
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": SERVER_STREAM, "id": "s", "window": 3,
+                "payload": {"text": "t", "count": 3}}]),
+    )
+    .await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
+    assert_eq!(payloads_of(&envelopes, "s").len(), 3);
+}
+
+#[tokio::test]
+async fn credit_is_checked_and_credit_for_an_ended_call_is_ignored() {
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
+    send(
+        &mut socket,
+        json!([
+            {"type": "credit", "id": "gone", "messages": 10},
+            {"type": "credit", "id": "zero", "messages": 0},
+            {"type": "request", "method": SERVER_STREAM, "id": "big", "window": 1u64 << 31},
+        ]),
+    )
+    .await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
+    let mut envelopes = envelopes;
+    while envelopes.len() < 2 {
+        envelopes.extend(next_frame(&mut socket).await);
+    }
+    assert_eq!(envelopes.len(), 2, "nothing for `gone`: {envelopes:?}");
+    let zero = envelopes.iter().find(|e| e["id"] == "zero").unwrap();
+    assert_eq!(zero["type"], "error");
+    assert_eq!(zero["refused"], "credit");
+    assert_eq!(zero["codeName"], "INVALID_ARGUMENT");
+    let big = envelopes.iter().find(|e| e["id"] == "big").unwrap();
+    assert_eq!(big["codeName"], "INVALID_ARGUMENT", "{big}");
+    assert!(big["error"].as_str().unwrap().contains("window"), "{big}");
+}
+
+#[tokio::test]
+async fn v1_refuses_credit_and_windows() {
+    let (_backend, bridge) = setup(|b| b).await;
+    let mut client = WsClient::connect(&bridge.url()).await;
+    client
+        .send(json!({"type": "credit", "id": "1", "messages": 1}))
+        .await;
+    assert_eq!(client.recv().await["codeName"], "INVALID_ARGUMENT");
+    client
+        .send(json!({"type": "request", "method": SERVER_STREAM, "id": "2", "window": 1}))
+        .await;
+    let refused = client.recv().await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("`window`"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_stream_sends_within_its_credit_and_gets_more_as_the_backend_takes() {
+    let (_backend, _bridge, mut socket, settings) = open_v2(|b| b).await;
+    let queue = settings[0]["callQueueMessages"].as_u64().unwrap();
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": CLIENT_STREAM, "id": "c"}]),
+    )
+    .await;
+    // The whole initial window, then more as credit comes, five times over.
+    let mut granted = queue;
+    let mut sent = 0u64;
+    while sent < 5 * queue {
+        let batch: Vec<Value> = (sent..granted)
+            .map(|n| json!({"text": n.to_string(), "big": 1}))
+            .collect();
+        sent = granted;
+        send(
+            &mut socket,
+            json!([{"type": "message", "id": "c", "payloads": batch}]),
+        )
+        .await;
+        granted += credit_of(&next_frame(&mut socket).await, "c");
+    }
+    send(&mut socket, json!([{"type": "end", "id": "c"}])).await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
+    let end = envelopes.iter().find(|e| e["end"] == true).unwrap();
+    assert_eq!(end["payload"]["sum"], sent.to_string(), "{end}");
+}
+
+#[tokio::test]
+async fn a_client_stream_past_its_credit_fails_alone() {
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
+    // A backend that takes a message every 100 ms; 500 at once is past
+    // the queue of 64.
+    let messages: Vec<Value> = (0..500)
+        .map(|n| json!({"text": n.to_string(), "delayMs": 100}))
+        .collect();
+    send(
+        &mut socket,
+        json!([
+            {"type": "request", "method": CLIENT_STREAM, "id": "c"},
+            {"type": "message", "id": "c", "payloads": messages},
+            {"type": "request", "method": "SayHello", "id": "u", "payload": {"name": "u"}},
+        ]),
+    )
+    .await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 2).await;
+    let failed = envelopes
+        .iter()
+        .find(|e| e["id"] == "c" && e["end"] == true);
+    assert_eq!(failed.unwrap()["codeName"], "RESOURCE_EXHAUSTED");
+    let answered = envelopes.iter().find(|e| e["id"] == "u").unwrap();
+    assert_eq!(answered["payload"]["message"], "Hello u");
+}
+
+#[tokio::test]
+async fn a_full_request_queue_holds_up_no_other_call() {
+    let (_backend, _bridge, mut socket, settings) = open_v2(|b| b).await;
+    let queue = settings[0]["callQueueMessages"].as_u64().unwrap();
+    // A whole queue for a backend that takes 50 ms a message: some 3 s.
+    let messages: Vec<Value> = (0..queue)
+        .map(|n| json!({"text": n.to_string(), "delayMs": 50}))
+        .collect();
+    send(
+        &mut socket,
+        json!([
+            {"type": "request", "method": CLIENT_STREAM, "id": "c"},
+            {"type": "message", "id": "c", "payloads": messages, "end": true},
+            {"type": "request", "method": "SayHello", "id": "u", "payload": {"name": "u"}},
+        ]),
+    )
+    .await;
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        for envelope in next_frame(&mut socket).await {
+            if envelope["end"] == true {
+                order.push(envelope["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(order, ["u", "c"], "the unary call was answered first");
 }

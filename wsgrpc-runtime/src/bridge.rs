@@ -10,7 +10,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use http::{HeaderMap, StatusCode, Uri, header};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
@@ -20,11 +19,11 @@ use tokio_util::task::TaskTracker;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::connection;
 use crate::envelope::{Metadata, Protocol};
 use crate::json::{JsonOptions, JsonRules};
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Service, ServiceTable};
+use crate::{accept, connection};
 
 /// What each socket reads into at first.
 const READ_BUFFER: usize = 4 * 1024;
@@ -91,6 +90,8 @@ pub(crate) struct Limits {
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub drain_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_pending_connections: usize,
 }
 
 /// What every connection of a bridge shares.
@@ -220,6 +221,8 @@ impl Default for BridgeBuilder {
                 ping_interval: Some(Duration::from_secs(30)),
                 idle_timeout: Some(Duration::from_secs(90)),
                 drain_timeout: Duration::from_secs(10),
+                header_read_timeout: Duration::from_secs(10),
+                max_pending_connections: 1024,
             },
             authenticator: None,
         }
@@ -352,6 +355,23 @@ impl BridgeBuilder {
         self
     }
 
+    /// How long a client may take to send an HTTP request's headers, the
+    /// upgrade request's among them, counted from when the bridge starts
+    /// reading it; default 10 s. A slower one's connection is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// HTTP connections that have not (yet) become WebSockets, at once;
+    /// default 1,024. A new connection past this closes the one that has
+    /// waited longest, so that connections that never finish their request
+    /// hold bounded memory and cannot keep others out.
+    pub fn max_pending_connections(mut self, connections: usize) -> Self {
+        self.limits.max_pending_connections = connections.max(1);
+        self
+    }
+
     /// Longest a call may run, streams included; default no limit. A call
     /// that runs longer ends with `DEADLINE_EXCEEDED` and is cancelled at
     /// the backend.
@@ -474,6 +494,8 @@ impl Bridge {
 
     /// An axum router with the WebSocket endpoint, `/healthz` and
     /// `/metrics`, to serve alone or merge into an application's router.
+    /// Served that way, the header-read timeout and the cap on pending
+    /// connections are the application's server's to set.
     pub fn router(&self) -> Router {
         Router::new()
             .route(&self.path, axum::routing::get(upgrade))
@@ -495,6 +517,12 @@ impl Bridge {
     }
 
     /// Serves on `listener` until `shutdown` completes.
+    ///
+    /// Requests' headers must arrive within
+    /// [`BridgeBuilder::header_read_timeout`], and at most
+    /// [`BridgeBuilder::max_pending_connections`] connections may wait for
+    /// theirs; a bridge merged into another app through [`Bridge::router`]
+    /// has the limits of that app's server instead.
     pub async fn serve_with(
         self,
         listener: TcpListener,
@@ -502,22 +530,14 @@ impl Bridge {
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?listener.local_addr()?, path = %self.path, "bridge listening");
         let token = self.shared.shutdown.clone();
-        let router = self.router();
         let stop_accepting = async move {
             tokio::select! {
                 _ = shutdown => token.cancel(),
                 _ = token.cancelled() => {}
             }
         };
-        // Frames are small and latency matters more than packet count.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop_accepting)
-            .await?;
+        let serving = accept::serve(listener, self.router(), self.shared.clone());
+        tokio::join!(stop_accepting, serving);
         // Upgraded sockets live outside the HTTP server; they drain on their
         // own once shutdown starts.
         self.shared.connections.close();

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 use crate::backend::Backend;
 use crate::bridge::Shared;
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protocol, code_name};
+use crate::flow::ResponseWindow;
 use crate::metadata;
 use crate::metrics::InFlight;
 use crate::outbox::Outbox;
@@ -50,6 +51,8 @@ pub(crate) struct CallSpec {
     pub route: Arc<Route>,
     pub metadata: tonic::metadata::MetadataMap,
     pub deadline: Option<Deadline>,
+    /// v2: the stream responses the client takes, where it said.
+    pub window: Option<ResponseWindow>,
 }
 
 /// When a call must be over.
@@ -311,6 +314,15 @@ impl Exchange<'_> {
                 .encode_response(&message)
                 .map_err(|err| Status::internal(err.to_string()))?;
             if kind.server_streams() {
+                if let Some(window) = &spec.window
+                    && !window.try_spend()
+                {
+                    // Out of credit: the client gets what is gathered, and
+                    // the backend's stream is not read until it grants more,
+                    // so HTTP/2 flow control holds the backend back.
+                    self.flush_run().await?;
+                    window.spend().await;
+                }
                 self.send_message(&json).await?;
             } else if single.replace(json).is_some() {
                 return Err(Status::internal(
@@ -318,7 +330,9 @@ impl Exchange<'_> {
                 ));
             }
             // Polled once, without waiting: the messages that came in one
-            // HTTP/2 DATA frame are all there at once.
+            // HTTP/2 DATA frame are all there at once. Past the window this
+            // holds one message, so that a stream that has ended is seen to
+            // end without waiting for credit it does not need.
             ready = stream.message().now_or_never();
         }
         if !kind.server_streams() && single.is_none() {

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::bridge::Shared;
 use crate::call::{self, CallSpec, Deadline, Finish};
 use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, code_name};
+use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
 use crate::metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, Framing, Outbox, Outgoing};
@@ -178,6 +179,8 @@ struct OpenCall {
     /// Further request messages; `None` once the client half-closed or
     /// where the method takes one request.
     requests: Option<RequestQueue>,
+    /// v2: the stream responses the client takes, where it said.
+    window: Option<ResponseWindow>,
     task: AbortHandle,
     finish: Finish,
 }
@@ -238,14 +241,7 @@ impl Connection {
                 Err(err) => {
                     let message =
                         format!("malformed frame: a v2 frame is a JSON array of envelopes: {err}");
-                    self.refuse(
-                        None,
-                        None,
-                        Rejection::Malformed,
-                        Code::InvalidArgument,
-                        message,
-                    )
-                    .await;
+                    self.refuse_invalid(None, None, message).await;
                 }
             },
         }
@@ -254,81 +250,51 @@ impl Connection {
     async fn refuse_malformed(&mut self, text: &str, err: serde_json::Error) {
         let id = salvage_id(text);
         let message = format!("malformed frame: {err}");
-        self.refuse(
-            id.as_deref(),
-            None,
-            Rejection::Malformed,
-            Code::InvalidArgument,
-            message,
-        )
-        .await;
+        self.refuse_invalid(id.as_deref(), None, message).await;
     }
 
     async fn on_envelope(&mut self, frame: &Envelope<'_>) {
         let kind = frame.frame_type;
         let Some(id) = frame.id.as_deref().filter(|id| !id.is_empty()) else {
             let message = "frame has no `id`";
-            return self
-                .refuse(
-                    None,
-                    kind,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+            return self.refuse_invalid(None, kind, message).await;
         };
         if id.len() > MAX_ID_LEN {
             let message = format!("`id` is longer than {MAX_ID_LEN} bytes");
-            return self
-                .refuse(
-                    None,
-                    kind,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+            return self.refuse_invalid(None, kind, message).await;
         }
-        if self.protocol == Protocol::V1 && frame.payloads.is_some() {
-            let message =
-                "malformed frame: unknown field `payloads` (a v2 field; this socket speaks v1)";
-            return self
-                .refuse(
-                    Some(id),
-                    kind,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+        let v2_only = [
+            ("payloads", frame.payloads.is_some()),
+            ("window", frame.window.is_some()),
+            ("messages", frame.messages.is_some()),
+        ];
+        if self.protocol == Protocol::V1
+            && let Some((field, _)) = v2_only.iter().find(|(_, present)| *present)
+        {
+            let message = format!(
+                "malformed frame: unknown field `{field}` (a v2 field; this socket speaks v1)"
+            );
+            return self.refuse_invalid(Some(id), kind, message).await;
         }
         match kind {
             Some(FrameType::Request) => self.open(id, frame).await,
             Some(FrameType::Message) => self.push(id, frame).await,
             Some(FrameType::End) => self.half_close(id).await,
             Some(FrameType::Cancel) => self.cancel(id).await,
+            Some(FrameType::Credit) if self.protocol == Protocol::V2 => {
+                self.credit(id, frame).await;
+            }
+            Some(FrameType::Credit) => {
+                let message = "`credit` is a v2 envelope; this socket speaks v1";
+                self.refuse_invalid(Some(id), kind, message).await;
+            }
             Some(other @ (FrameType::Response | FrameType::Error | FrameType::Settings)) => {
                 let message = format!("clients do not send `{other:?}` frames").to_lowercase();
-                self.refuse(
-                    Some(id),
-                    kind,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+                self.refuse_invalid(Some(id), kind, message).await;
             }
             None => {
                 let message = "frame has no `type`";
-                self.refuse(
-                    Some(id),
-                    None,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+                self.refuse_invalid(Some(id), None, message).await;
             }
         }
     }
@@ -433,6 +399,15 @@ impl Connection {
         };
 
         let kind = route.method.kind();
+        let window = match frame.window {
+            Some(window) if window > MAX_WINDOW => {
+                let message = format!("`window` is larger than {MAX_WINDOW}");
+                return Err((Code::InvalidArgument, message));
+            }
+            Some(window) if kind.server_streams() => Some(ResponseWindow::new(window)),
+            // A call with one response needs no window.
+            Some(_) | None => None,
+        };
         let first = match frame.payload {
             Some(payload) => Some(payload.get()),
             // A call that takes one request always sends one: the empty message.
@@ -455,6 +430,7 @@ impl Connection {
             route,
             metadata: grpc_metadata,
             deadline,
+            window,
         };
         Ok((spec, first))
     }
@@ -464,10 +440,14 @@ impl Connection {
         let id = spec.id.clone();
         let route = spec.route.clone();
         let method_echo = spec.method_echo.clone();
+        let window = spec.window.clone();
         let finish = Finish::default();
         let first = stream::iter(first);
         let (requests, task) = if route.method.kind().client_streams() && !half_closed {
-            let (sender, mut receiver) = mpsc::channel(self.shared.limits.call_queue_messages);
+            let queue = self.shared.limits.call_queue_messages;
+            let (sender, mut receiver) = mpsc::channel(queue);
+            let mut credit = (self.protocol == Protocol::V2)
+                .then(|| RequestCredit::new(id.clone(), self.out.clone(), queue));
             let queue = RequestQueue {
                 sender,
                 half_closed: Arc::default(),
@@ -479,7 +459,12 @@ impl Connection {
             // rather than by a clean end of input that completes the call.
             let more = stream::poll_fn(move |cx| match receiver.poll_recv(cx) {
                 Poll::Ready(None) if !half_closed.load(Ordering::Acquire) => Poll::Pending,
-                polled => polled,
+                polled => {
+                    if let (Poll::Ready(Some(_)), Some(credit)) = (&polled, &mut credit) {
+                        credit.took_one();
+                    }
+                    polled
+                }
             });
             (
                 Some(queue),
@@ -492,6 +477,7 @@ impl Connection {
             route,
             method_echo,
             requests,
+            window,
             task,
             finish,
         };
@@ -548,15 +534,18 @@ impl Connection {
             _ => None,
         };
         if let Some(message) = malformed {
-            return self
-                .refuse(
-                    Some(id),
-                    refused,
-                    Rejection::Malformed,
-                    Code::InvalidArgument,
-                    message,
-                )
-                .await;
+            return self.refuse_invalid(Some(id), refused, message).await;
+        }
+        let queue = self.shared.limits.call_queue_messages;
+        if frame
+            .payloads
+            .as_ref()
+            .is_some_and(|payloads| payloads.len() > queue)
+        {
+            // Never within credit, which is at most the queue.
+            let message =
+                format!("a `message` envelope holds more than {queue} messages, the call's credit");
+            return self.fail(id, Status::resource_exhausted(message)).await;
         }
         let payloads = frame.payload.iter().chain(frame.payloads.iter().flatten());
         for payload in payloads {
@@ -568,21 +557,20 @@ impl Connection {
                     return self.fail(id, Status::invalid_argument(message)).await;
                 }
             };
-            if self.protocol == Protocol::V2 {
-                // A batch may hold more messages than the queue: wait for
-                // the backend to take them, which stops reading the socket
-                // meanwhile, so TCP pushes back on the client.
-                if requests.send(message).await.is_err() {
-                    return;
-                }
-                continue;
-            }
+            // Never waits: a v2 client sends only what the bridge's credit
+            // allows, which the queue always has room for, and a full
+            // queue must not stop the socket's other calls.
             match requests.try_send(message) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let limit = self.shared.limits.call_queue_messages;
-                    let message =
-                        format!("client sent more than {limit} messages ahead of the backend");
+                    let message = match self.protocol {
+                        Protocol::V1 => {
+                            format!("client sent more than {queue} messages ahead of the backend")
+                        }
+                        Protocol::V2 => format!(
+                            "client sent more messages than its credit allows (a queue of {queue})"
+                        ),
+                    };
                     return self.fail(id, Status::resource_exhausted(message)).await;
                 }
                 // The call is finishing; its final frame is on its way.
@@ -602,6 +590,21 @@ impl Connection {
                 }
             }
             None => self.refuse_not_open(id, Some(FrameType::End)).await,
+        }
+    }
+
+    /// v2: the client takes `messages` more stream responses of a call.
+    async fn credit(&mut self, id: &str, frame: &Envelope<'_>) {
+        let Some(messages) = frame.messages.filter(|n| (1..=MAX_WINDOW).contains(n)) else {
+            let message = format!("`credit` needs `messages` from 1 to {MAX_WINDOW}");
+            return self
+                .refuse_invalid(Some(id), Some(FrameType::Credit), message)
+                .await;
+        };
+        // Credit for a call that has ended crossed its end on the wire, and
+        // a call without a window needs none: both are ignored.
+        if let Some(window) = self.open_call(id).and_then(|call| call.window.as_ref()) {
+            window.grant(messages);
         }
     }
 
@@ -687,6 +690,23 @@ impl Connection {
             ..Envelope::default()
         };
         self.send(frame.to_json()).await;
+    }
+
+    /// A frame that is not a valid envelope: `INVALID_ARGUMENT`.
+    async fn refuse_invalid(
+        &mut self,
+        id: Option<&str>,
+        refused: Option<FrameType>,
+        message: impl Into<String>,
+    ) {
+        self.refuse(
+            id,
+            refused,
+            Rejection::Malformed,
+            Code::InvalidArgument,
+            message,
+        )
+        .await;
     }
 
     async fn refuse_not_open(&mut self, id: &str, refused: Option<FrameType>) {

@@ -4,7 +4,8 @@
 //! The field names are those of the original hand-written bridge (`type`,
 //! `method`, `id`, `payload`, `error`), so its clients keep working; the rest
 //! (`end`, `code`, `codeName`, `metadata`, …) is what wire protocol v1 adds,
-//! and `payloads`, `refused` and the `settings` envelope what v2 adds.
+//! and `payloads`, `refused`, the `settings` envelope and flow control
+//! (`window`, the `credit` envelope) what v2 adds.
 //! docs/PROTOCOL.md describes every frame.
 
 use std::borrow::Cow;
@@ -78,6 +79,9 @@ pub enum FrameType {
     Error,
     /// Bridge → client, v2: the bridge's limits, the first envelope it sends.
     Settings,
+    /// v2, both ways: the receiver takes `messages` more of the call's
+    /// messages, as HTTP/2's WINDOW_UPDATE grants bytes.
+    Credit,
 }
 
 /// One frame of wire protocol v1.
@@ -122,6 +126,13 @@ pub struct Envelope<'a> {
     /// Client → bridge: the call's deadline in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Client → bridge, v2, on `request`: how many stream responses the
+    /// bridge may send before the client grants more with `credit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
+    /// v2, on `credit`: how many more messages the receiver takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
     /// Bridge → client: the backend's response headers, on the first frame
     /// of a call that has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

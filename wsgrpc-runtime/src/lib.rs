@@ -21,11 +21,13 @@
 //!
 //! The wire protocol is described in `docs/PROTOCOL.md`.
 
+mod accept;
 mod backend;
 mod bridge;
 mod call;
 mod connection;
 pub mod envelope;
+mod flow;
 pub mod json;
 mod metadata;
 mod metrics;

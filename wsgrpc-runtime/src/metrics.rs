@@ -39,6 +39,10 @@ pub(crate) enum Rejection {
     Origin,
     Unauthenticated,
     TooManyConnections,
+    /// An HTTP request whose headers did not arrive in time.
+    HeaderTimeout,
+    /// An HTTP connection closed to make room for a newer one.
+    TooManyPending,
 }
 
 impl Rejection {
@@ -53,6 +57,8 @@ impl Rejection {
             Self::Origin => "origin",
             Self::Unauthenticated => "unauthenticated",
             Self::TooManyConnections => "too_many_connections",
+            Self::HeaderTimeout => "header_timeout",
+            Self::TooManyPending => "too_many_pending",
         }
     }
 }
@@ -60,6 +66,7 @@ impl Rejection {
 pub(crate) struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
+    pub pending_connections: Gauge,
     calls_in_flight: Family<MethodLabels, Gauge>,
     calls: Family<CallLabels, Counter>,
     pub bytes_received: Counter,
@@ -71,6 +78,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("wsgrpc");
         let connections_open = Gauge::default();
+        let pending_connections = Gauge::default();
         let calls_in_flight = Family::<MethodLabels, Gauge>::default();
         let calls = Family::<CallLabels, Counter>::default();
         let bytes_received = Counter::default();
@@ -80,6 +88,11 @@ impl Default for Metrics {
             "connections_open",
             "Open WebSocket connections",
             connections_open.clone(),
+        );
+        registry.register(
+            "pending_connections",
+            "HTTP connections not (yet) upgraded to a WebSocket",
+            pending_connections.clone(),
         );
         registry.register(
             "calls_in_flight",
@@ -109,6 +122,7 @@ impl Default for Metrics {
         Self {
             registry,
             connections_open,
+            pending_connections,
             calls_in_flight,
             calls,
             bytes_received,

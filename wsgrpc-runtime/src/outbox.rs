@@ -27,6 +27,8 @@ const MAX_FRAMES_PER_FLUSH: usize = 256;
 pub(crate) enum Outgoing {
     /// One envelope's JSON text.
     Envelope(String),
+    /// An envelope that takes no room in the queue: flow-control credit.
+    Unmetered(String),
     Ping,
     Close(CloseFrame),
 }
@@ -87,6 +89,14 @@ impl Outbox {
         permits.forget();
         self.queue
             .send(Outgoing::Envelope(envelope))
+            .map_err(|_| Closed)
+    }
+
+    /// Queues an envelope without waiting, taking no room: only for
+    /// envelopes that are tiny and few (credit).
+    pub(crate) fn send_unmetered(&self, envelope: String) -> Result<(), Closed> {
+        self.queue
+            .send(Outgoing::Unmetered(envelope))
             .map_err(|_| Closed)
     }
 
@@ -171,10 +181,12 @@ where
         // client's first frame) indefinitely.
         while let Some(item) = next.take() {
             let message = match item {
-                Outgoing::Envelope(text) if framing.protocol == Protocol::V2 => {
+                Outgoing::Envelope(text) | Outgoing::Unmetered(text)
+                    if framing.protocol == Protocol::V2 =>
+                {
                     Message::Text(batch(text, &mut inbox, &framing).await.into())
                 }
-                Outgoing::Envelope(text) => Message::Text(text.into()),
+                Outgoing::Envelope(text) | Outgoing::Unmetered(text) => Message::Text(text.into()),
                 Outgoing::Ping => Message::Ping(Bytes::new()),
                 Outgoing::Close(frame) => {
                     let _ = sink.send(Message::Close(Some(frame))).await;
@@ -217,7 +229,9 @@ async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
             },
         };
         match item {
-            Outgoing::Envelope(text) if frame.len() + text.len() + 2 <= framing.batch_bytes => {
+            Outgoing::Envelope(text) | Outgoing::Unmetered(text)
+                if frame.len() + text.len() + 2 <= framing.batch_bytes =>
+            {
                 frame.push(',');
                 frame.push_str(&text);
             }

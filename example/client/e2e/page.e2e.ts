@@ -22,6 +22,7 @@ import {
   targetDir,
   waitForHttp,
 } from "./support.js";
+import type { SlowReader } from "./slow_reader.js";
 
 const distDir = join(clientDir, "dist");
 const screenshotDir = join(targetDir, "e2e");
@@ -84,12 +85,14 @@ interface Front {
   url: string;
   /** The example binary, whose log tells what the backend saw. */
   example: Service;
+  /** The example binary's own address (`127.0.0.1:PORT`), for its `/metrics`. */
+  address: string;
   stop(): Promise<void>;
 }
 
 async function direct(): Promise<Front> {
   const { service, address } = await startExample();
-  return { url: `http://${address}/`, example: service, stop: () => service.stop() };
+  return { url: `http://${address}/`, example: service, address, stop: () => service.stop() };
 }
 
 /** A fresh example binary with a proxy in front, started by `start(bridgePort)`. */
@@ -103,6 +106,7 @@ async function behind(
     return {
       url,
       example,
+      address,
       stop: async () => {
         await proxy.stop();
         await example.stop();
@@ -158,10 +162,10 @@ async function nginx(bridgePort: string): Promise<{ proxy: Service; url: string 
  * The development setup of vite.config.ts: the Vite dev server serves the
  * page from source and proxies /ws to a bridge that allows its origin.
  */
-async function viteDevServer(): Promise<Front> {
+async function viteDevServer(extraArgs: string[] = []): Promise<Front> {
   const port = await freePort();
   const origin = `http://localhost:${port}`;
-  const { service: example, address } = await startExample([`--allow-origin=${origin}`]);
+  const { service: example, address } = await startExample([`--allow-origin=${origin}`, ...extraArgs]);
   try {
     // vite.config.ts reads the bridge's address when the server loads it.
     process.env["WSGRPC_BRIDGE"] = `http://${address}`;
@@ -171,6 +175,7 @@ async function viteDevServer(): Promise<Front> {
     return {
       url: `${origin}/`,
       example,
+      address,
       stop: async () => {
         await server.close();
         await example.stop();
@@ -338,6 +343,70 @@ describe.each([
 
   test("every method works, and Stop and Disconnect cancel at the backend", async () => {
     await clickThrough(front!, name);
+  });
+});
+
+/** A counter of the example binary's bridge, from its `/metrics`. */
+async function bridgeMetric(front: Front, name: string): Promise<number> {
+  const text = await waitForHttp(`http://${front.address}/metrics`);
+  const line = text.split("\n").find((line) => line.startsWith(`${name} `));
+  if (line === undefined) {
+    throw new Error(`no ${name} in:\n${text}`);
+  }
+  return Number(line.slice(name.length + 1));
+}
+
+describe("a stream read slowly in the page", () => {
+  // Streaming as fast as the backend can, to a reader (e2e/slow_reader.ts)
+  // that the Vite dev server serves from source.
+  let front: Front | undefined;
+
+  beforeAll(async () => {
+    front = await viteDevServer(["--stream-interval-ms=0"]);
+  });
+
+  afterAll(async () => {
+    await front?.stop();
+  });
+
+  test("arrives in order while the bridge holds back, and the page's heap stays flat", async () => {
+    const count = 200_000;
+    const page = await browser.newPage();
+    const cdp = await page.context().newCDPSession(page);
+    const heapMib = async () => {
+      const { usedSize } = await cdp.send("Runtime.getHeapUsage");
+      return usedSize / (1 << 20);
+    };
+    try {
+      await page.goto(front!.url);
+      const sentBefore = await bridgeMetric(front!, "wsgrpc_sent_bytes_total");
+      const heapBefore = await heapMib();
+      await page.addScriptTag({ type: "module", url: "/e2e/slow_reader.ts" });
+      await page.waitForFunction(() => "slowReader" in window);
+      const reading = page.evaluate(
+        (count) => (window as unknown as { slowReader: SlowReader }).slowReader.read(count, 1_000, 1_500),
+        count,
+      );
+      await page.waitForFunction(() => (window as unknown as { slowReader: SlowReader }).slowReader.paused);
+      await page.waitForTimeout(500);
+      const sentWhilePaused = (await bridgeMetric(front!, "wsgrpc_sent_bytes_total")) - sentBefore;
+      const heapWhilePaused = await heapMib();
+      const { read, outOfOrder, ms } = await reading;
+      const heapAfter = await heapMib();
+      console.log(
+        `Chromium: ${read} messages in ${(ms / 1000).toFixed(1)} s with a 1.5 s pause; ` +
+          `the bridge had sent ${(sentWhilePaused / 1024).toFixed(0)} KiB at the pause; ` +
+          `heap ${heapBefore.toFixed(1)} → ${heapWhilePaused.toFixed(1)} (paused) → ${heapAfter.toFixed(1)} MiB`,
+      );
+      expect(read).toBe(count);
+      expect(outOfOrder).toBe(0);
+      // The window (4,096 messages of some 30 bytes) and the 1,000 read,
+      // against some 6 MB for the whole stream.
+      expect(sentWhilePaused).toBeLessThan(1 << 20);
+      expect(heapWhilePaused - heapBefore).toBeLessThan(16);
+    } finally {
+      await page.close();
+    }
   });
 });
 

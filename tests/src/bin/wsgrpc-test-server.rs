@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
-const USAGE: &str =
-    "Usage: wsgrpc-test-server [--bridge-addr ADDR] [--grpc-addr ADDR | --backend URI]";
+const USAGE: &str = "Usage: wsgrpc-test-server [--bridge-addr ADDR] [--grpc-addr ADDR | --backend URI] [--max-calls N]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,6 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bridge_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut grpc_addr = None;
     let mut backend_uri = None;
+    let mut max_calls = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(USAGE)?;
@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--bridge-addr" => bridge_addr = value.parse()?,
             "--grpc-addr" => grpc_addr = Some(value.parse()?),
             "--backend" => backend_uri = Some(value),
+            "--max-calls" => max_calls = Some(value.parse()?),
             _ => return Err(USAGE.into()),
         }
     }
@@ -44,7 +45,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(backend), uri)
         }
     };
-    let bridge = RunningBridge::start(test_bridge(&backend_uri), bridge_addr).await?;
+    let mut builder = test_bridge(&backend_uri);
+    if let Some(calls) = max_calls {
+        builder = builder.max_calls_per_connection(calls);
+    }
+    let bridge = RunningBridge::start(builder, bridge_addr).await?;
     println!("READY bridge={} grpc={}", bridge.url(), backend_uri);
     tokio::signal::ctrl_c().await?;
     Ok(())

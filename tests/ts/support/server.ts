@@ -2,6 +2,7 @@
 // of the `wsgrpc-tests` crate) for the TypeScript tests.
 
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +22,8 @@ export interface TestServer {
   readonly bridgeUrl: string;
   /** `http://127.0.0.1:PORT`: the backend, its own or the one given. */
   readonly grpcUrl: string;
+  /** The process's ID: bridge and backend share it. */
+  readonly pid: number;
   /** Kills the process (SIGKILL: no goodbye to any client) and waits for it. */
   kill(): Promise<void>;
 }
@@ -30,6 +33,8 @@ export interface ServerOptions {
   bridgeAddr?: string;
   /** A backend to use (`http://…`) instead of starting one: a bridge alone. */
   backend?: string;
+  /** Calls open at once per socket; default 4. */
+  maxCalls?: number;
 }
 
 /** Starts a server: the test backend and a bridge, or a bridge alone. */
@@ -47,6 +52,9 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
   if (options.backend !== undefined) {
     args.push("--backend", options.backend);
   }
+  if (options.maxCalls !== undefined) {
+    args.push("--max-calls", String(options.maxCalls));
+  }
   const server = Process.start("wsgrpc-test-server", binary, args);
   let ready: RegExpMatchArray;
   try {
@@ -58,6 +66,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
   return {
     bridgeUrl: ready[1]!,
     grpcUrl: ready[2]!,
+    pid: server.pid,
     kill: () => server.kill("SIGKILL"),
   };
 }
@@ -80,6 +89,16 @@ export async function bridgeMetric(server: TestServer, name: string): Promise<nu
     }
   }
   throw new Error(`${url} has no ${name}:\n${text}`);
+}
+
+/** The resident memory of process `pid`, in KiB (Linux). */
+export async function rssKib(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const line = status.split("\n").find((line) => line.startsWith("VmRSS:"));
+  if (line === undefined) {
+    throw new Error(`/proc/${pid}/status has no VmRSS`);
+  }
+  return Number.parseInt(line.slice("VmRSS:".length), 10);
 }
 
 /** A loopback port that was free a moment ago. */

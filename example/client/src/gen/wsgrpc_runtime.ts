@@ -198,6 +198,13 @@ export interface ClientOptions {
    * anything it sends that cannot be read. Default: `console.warn`.
    */
   onProtocolError?: (error: RpcError, frame: unknown) => void;
+  /**
+   * v2: how many responses of a server or bidi stream may wait for its
+   * reader. The bridge sends no more until the reader takes some, and
+   * meanwhile reads no more from the backend, so a slow reader holds the
+   * backend back instead of filling memory. Default 4,096.
+   */
+  streamWindow?: number;
 }
 
 /** A call's inputs, for client and bidi streaming. */
@@ -212,6 +219,7 @@ const SOCKET_OPEN = 1;
 const SUBPROTOCOLS = ["wsgrpc.v2", "wsgrpc.v1"];
 // What a v2 frame from the client may hold until the bridge's settings say.
 const DEFAULT_MAX_FRAME_BYTES = 64 << 10;
+const DEFAULT_STREAM_WINDOW = 4096;
 
 /**
  * A connection to a wsgrpc bridge that many calls share. It connects on
@@ -233,6 +241,7 @@ export class WebSocketGRPCClient {
   #wakeFromBackoff: (() => void) | null = null;
   // v2 until a bridge refuses to hear of it.
   #offerV2: boolean;
+  readonly #streamWindow: number;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -245,6 +254,7 @@ export class WebSocketGRPCClient {
     }
     this.#WebSocket = WebSocket;
     this.#offerV2 = (options.protocol ?? "v2") === "v2";
+    this.#streamWindow = Math.max(1, Math.floor(options.streamWindow ?? DEFAULT_STREAM_WINDOW));
     this.#reconnect =
       options.reconnect === undefined || options.reconnect === false
         ? null
@@ -335,6 +345,7 @@ export class WebSocketGRPCClient {
   #context(): CallContext {
     return {
       open: () => this.#open(),
+      streamWindow: this.#streamWindow,
       protocolError: (error, frame) => this.#onProtocolError(error, frame),
     };
   }
@@ -537,6 +548,8 @@ function backoffDelay(options: Required<ReconnectOptions>, retry: number): numbe
 /** What a call needs of its client. */
 interface CallContext {
   open(): Promise<Connection>;
+  /** v2: the responses a stream's reader may have waiting. */
+  readonly streamWindow: number;
   protocolError(error: RpcError, frame: unknown): void;
 }
 
@@ -548,6 +561,8 @@ interface CallHandle {
   refused(error: RpcError): void;
   /** v2: a `message` or `end` of the call was refused. */
   inputRefused(error: RpcError): void;
+  /** v2: the bridge takes `messages` more request messages. */
+  credit(messages: number): void;
   fail(error: RpcError): void;
 }
 
@@ -579,6 +594,9 @@ interface InboundFrame {
   /** v2, on `settings`. */
   maxFrameBytes?: unknown;
   maxCallsPerConnection?: unknown;
+  callQueueMessages?: unknown;
+  /** v2, on `credit`. */
+  messages?: unknown;
 }
 
 type OutboundFrame =
@@ -589,10 +607,13 @@ type OutboundFrame =
       payload?: unknown;
       metadata?: Metadata;
       timeoutMs?: number;
+      /** v2: the responses the bridge may send before credit. */
+      window?: number;
     }
   | { type: "message"; id: string; payload: unknown }
   | { type: "end"; id: string }
-  | { type: "cancel"; id: string };
+  | { type: "cancel"; id: string }
+  | { type: "credit"; id: string; messages: number };
 
 /** One open WebSocket and the calls on it. */
 class Connection {
@@ -609,6 +630,9 @@ class Connection {
   // beyond wait here, in order, as an HTTP/2 client waits for a stream.
   #maxCalls = Infinity;
   readonly #waitingForRoom: { call: CallHandle; start: () => void }[] = [];
+  // v2: the request messages a client or bidi stream may send before the
+  // bridge's first credit: its call queue.
+  #requestWindow = Infinity;
   // v2: envelopes (as JSON text) queued in this task, sent as one frame.
   #queued: string[] = [];
   #queuedBytes = 0;
@@ -628,6 +652,16 @@ class Connection {
   /** Bytes given to this connection and not yet sent. */
   get bufferedAmount(): number {
     return this.socket.bufferedAmount + this.#queuedBytes;
+  }
+
+  /** Whether the socket speaks v2, with its flow control. */
+  get v2(): boolean {
+    return this.#v2;
+  }
+
+  /** v2: request messages a new call may send before credit arrives. */
+  get requestWindow(): number {
+    return this.#requestWindow;
   }
 
   /** v2: calls `ready` once the bridge's settings have arrived. */
@@ -802,12 +836,22 @@ class Connection {
       this.#refused(frame, call);
       return;
     }
+    if (frame.type === "credit" && this.#v2) {
+      // Credit for a call that has ended crossed its end: ignored.
+      if (typeof frame.messages === "number" && frame.messages > 0) {
+        call?.credit(frame.messages);
+      }
+      return;
+    }
     if (frame.type === "settings" && this.#v2) {
       if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
         this.#maxFrameBytes = frame.maxFrameBytes;
       }
       if (typeof frame.maxCallsPerConnection === "number" && frame.maxCallsPerConnection > 0) {
         this.#maxCalls = frame.maxCallsPerConnection;
+      }
+      if (typeof frame.callQueueMessages === "number" && frame.callQueueMessages > 0) {
+        this.#requestWindow = frame.callQueueMessages;
       }
       const ready = this.#onSettings;
       this.#onSettings = null;
@@ -887,6 +931,13 @@ class Call<I, O> implements CallHandle {
   #onAbort: (() => void) | undefined;
   // Takes the call out of the line for a free place on the connection.
   #leaveLine: (() => void) | undefined;
+  // v2 flow control: the request messages the bridge takes before it
+  // grants more, and the input waiting for that.
+  #inputCredit = Infinity;
+  #wakeInput: (() => void) | undefined;
+  // v2 flow control: responses the reader took since the last credit;
+  // undefined where the call has no window.
+  #takenSinceCredit: number | undefined;
   /** Whether any frame of this call has arrived. */
   acknowledged = false;
 
@@ -951,6 +1002,12 @@ class Call<I, O> implements CallHandle {
     if ("request" in input) {
       request.payload = input.request;
     }
+    const streamsResponses = this.#kind === "serverStreaming" || this.#kind === "bidiStreaming";
+    if (connection.v2 && streamsResponses) {
+      request.window = this.#context.streamWindow;
+      this.#takenSinceCredit = 0;
+    }
+    this.#inputCredit = connection.requestWindow;
     this.#connection = connection;
     this.#id = request.id = connection.add(this);
     let sent: boolean;
@@ -984,14 +1041,19 @@ class Call<I, O> implements CallHandle {
           connection.send({ type: "end", id: this.#id });
           return;
         }
-        // The protocol has no flow control; at least do not pile up
-        // megabytes in the socket.
+        // v2: no more than the bridge has room for; it grants more as the
+        // backend takes them.
+        while (this.#inputCredit <= 0 && !this.#done) {
+          await new Promise<void>((resolve) => (this.#wakeInput = resolve));
+        }
+        // Nor megabytes piled up in the socket (v1 has no credit).
         while (connection.isOpen && connection.bufferedAmount > SEND_HIGH_WATER_BYTES && !this.#done) {
           await sleep(10);
         }
         if (this.#done) {
           break;
         }
+        this.#inputCredit -= 1;
         connection.send({ type: "message", id: this.#id, payload: step.value });
       }
       await iterator.return?.();
@@ -1059,6 +1121,28 @@ class Call<I, O> implements CallHandle {
     this.abandon(error);
   }
 
+  credit(messages: number): void {
+    this.#inputCredit += messages;
+    this.#wakeInput?.();
+    this.#wakeInput = undefined;
+  }
+
+  /**
+   * The reader took a response. Credit goes back to the bridge half a
+   * window at a time, as HTTP/2 sends WINDOW_UPDATE, so a reader that
+   * keeps up never finds the stream waiting for it.
+   */
+  taken(): void {
+    if (this.#takenSinceCredit === undefined || this.#done) {
+      return;
+    }
+    this.#takenSinceCredit += 1;
+    if (this.#takenSinceCredit * 2 >= this.#context.streamWindow) {
+      this.#connection?.send({ type: "credit", id: this.#id, messages: this.#takenSinceCredit });
+      this.#takenSinceCredit = 0;
+    }
+  }
+
   /** The bridge refused the request frame: the call never opened. */
   refused(error: RpcError): void {
     if (error.code !== Code.ALREADY_EXISTS && (this.#kind === "clientStreaming" || this.#kind === "bidiStreaming")) {
@@ -1094,6 +1178,7 @@ class Call<I, O> implements CallHandle {
     }
     this.#done = true;
     this.#leaveLine?.();
+    this.#wakeInput?.();
     this.#connection?.remove(this.#id);
     clearTimeout(this.#deadlineTimer);
     if (this.#onAbort !== undefined) {
@@ -1115,14 +1200,22 @@ function deadlineExceeded(timeoutMs: number): RpcError {
   return new RpcError(Code.DEADLINE_EXCEEDED, `the deadline of ${timeoutMs} ms passed`);
 }
 
+/** What a stream needs of its call. */
+interface StreamCall {
+  /** Cancels the call. */
+  abandon(): void;
+  /** The reader took a response. */
+  taken(): void;
+}
+
 /**
  * The responses of a streaming call, buffered so that a slow reader loses
- * none. The call starts when iteration does; leaving the loop early
+ * none; in v2, flow control keeps the buffer within the stream's window. The call starts when iteration does; leaving the loop early
  * cancels it.
  */
 class ResponseStream<O> implements AsyncIterableIterator<O> {
-  readonly #startCall: (sink: CallSink<O>) => { abandon(): void };
-  #call: { abandon(): void } | null = null;
+  readonly #startCall: (sink: CallSink<O>) => StreamCall;
+  #call: StreamCall | null = null;
   // Unread messages from #head on; read ones are dropped in bulk, so that
   // a long backlog costs O(1) per message, not Array.shift()'s O(n).
   #buffer: O[] = [];
@@ -1131,7 +1224,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   #ended = false;
   #failure: { error: unknown } | null = null;
 
-  constructor(startCall: (sink: CallSink<O>) => { abandon(): void }) {
+  constructor(startCall: (sink: CallSink<O>) => StreamCall) {
     this.#startCall = startCall;
   }
 
@@ -1150,6 +1243,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
     if (this.#head < this.#buffer.length) {
       const value = this.#buffer[this.#head] as O;
       this.#head += 1;
+      this.#call?.taken();
       if (this.#head === this.#buffer.length) {
         this.#buffer = [];
         this.#head = 0;
@@ -1189,6 +1283,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   #push(payload: O): void {
     const waiter = this.#waiting.shift();
     if (waiter !== undefined) {
+      this.#call?.taken();
       waiter.resolve({ value: payload, done: false });
     } else {
       this.#buffer.push(payload);

@@ -112,6 +112,21 @@ export interface StatsResponse {
    * @generated from field: uint64 active = 2;
    */
   active?: string;
+
+  /**
+   * Stream responses (ServerStream, Bidi) handed to the transport, which
+   * takes them only as fast as HTTP/2 flow control lets it.
+   *
+   * @generated from field: uint64 sent = 3;
+   */
+  sent?: string;
+
+  /**
+   * Stream requests (ClientStream, Bidi) read from the transport.
+   *
+   * @generated from field: uint64 received = 4;
+   */
+  received?: string;
 }
 
 /**
