@@ -8,7 +8,9 @@ use prost::Message;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
 fn bridge(args: &[&str]) -> Output {
+    // Any free port: the errors must not depend on what else listens.
     Command::new(env!("CARGO_BIN_EXE_wsgrpc-bridge"))
+        .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
