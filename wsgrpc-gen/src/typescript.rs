@@ -3,7 +3,7 @@
 //!
 //! Rendering has two steps: a view of each file with every name and type
 //! already resolved to TypeScript ([`FileView`]), then one tera template
-//! (`templates/file_wsgrpc.ts.tera`) that only lays it out. Both templates
+//! (`wsgrpc-gen/templates/file_wsgrpc.ts.tera`) that only lays it out. Both templates
 //! are compiled in, so an installed `protoc-gen-wsgrpc` needs no files
 //! beside it.
 //!
@@ -66,8 +66,8 @@ impl Default for Options {
 /// The transport every generated file imports, at the output's root.
 pub const RUNTIME_FILE: &str = "wsgrpc_runtime.ts";
 
-const RUNTIME_SOURCE: &str = include_str!("../../templates/wsgrpc_runtime.ts");
-const FILE_TEMPLATE: &str = include_str!("../../templates/file_wsgrpc.ts.tera");
+const RUNTIME_SOURCE: &str = include_str!("../templates/wsgrpc_runtime.ts");
+const FILE_TEMPLATE: &str = include_str!("../templates/file_wsgrpc.ts.tera");
 
 /// What the generated files import `wsgrpc_runtime.ts` as (reserved).
 const RUNTIME_NAMESPACE: &str = "wsgrpc";
