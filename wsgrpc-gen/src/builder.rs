@@ -5,26 +5,32 @@ use std::path::{Path, PathBuf};
 
 use prost_types::FileDescriptorSet;
 
-use crate::{Error, GeneratedFile, Options, ServiceGenerator, typescript};
+use crate::{Error, GeneratedFile, Language, Options, OptionsError, ServiceGenerator};
 
 /// Starts configuring code generation for a build script.
 pub fn configure() -> Builder {
     Builder {
         out_dir: None,
         typescript_out_dir: None,
-        rust: true,
-        typescript_options: typescript::Options::default(),
+        // TypeScript once it has somewhere to go.
+        options: Options::default().only(Language::Rust),
+        invalid_option: None,
         service_generator: None,
     }
 }
 
 /// Configures and runs code generation; see [`configure`].
+///
+/// It sets the same [`Options`] the protoc plugin parses from its
+/// parameter, so that both write the same files.
 #[must_use]
 pub struct Builder {
     out_dir: Option<PathBuf>,
     typescript_out_dir: Option<PathBuf>,
-    rust: bool,
-    typescript_options: typescript::Options,
+    options: Options,
+    /// The first option set to a value [`Options`] refused, reported by
+    /// `compile`, as a build script can only fail there.
+    invalid_option: Option<OptionsError>,
     service_generator: Option<Box<dyn ServiceGenerator>>,
 }
 
@@ -33,7 +39,7 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("out_dir", &self.out_dir)
             .field("typescript_out_dir", &self.typescript_out_dir)
-            .field("rust", &self.rust)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -49,19 +55,23 @@ impl Builder {
     /// relative to the crate's manifest directory, as build scripts run).
     pub fn typescript_out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.typescript_out_dir = Some(dir.into());
+        self.options.typescript = true;
         self
     }
 
     /// Whether to write the Rust; default yes. Turn it off for a build script
     /// that only writes TypeScript.
     pub fn rust(mut self, enable: bool) -> Self {
-        self.rust = enable;
+        self.options.rust = enable;
         self
     }
 
-    /// How the TypeScript is written.
-    pub fn typescript_options(mut self, options: typescript::Options) -> Self {
-        self.typescript_options = options;
+    /// The extension of relative imports in the TypeScript, as the plugin's
+    /// `import_extension`: `.js` (the default) or `js`, or `none`.
+    pub fn import_extension(mut self, extension: &str) -> Self {
+        if let Err(err) = self.options.set_import_extension(extension) {
+            self.invalid_option.get_or_insert(err);
+        }
         self
     }
 
@@ -90,17 +100,14 @@ impl Builder {
         self.compile_fds(set)
     }
 
-    /// Generates from descriptors already parsed: every file in the set but
-    /// the well-known types, which come from `prost-types`.
+    /// Generates from descriptors already parsed, for every file in the set
+    /// (as prost-build does).
     pub fn compile_fds(self, set: FileDescriptorSet) -> Result<(), Error> {
-        let to_generate: Vec<String> = set
-            .file
-            .iter()
-            .map(|file| file.name().to_owned())
-            .filter(|name| !name.starts_with("google/protobuf/"))
-            .collect();
-        let rust_dir = match (&self.out_dir, self.rust) {
-            (Some(dir), true) => Some(dir.clone()),
+        if let Some(err) = self.invalid_option {
+            return Err(err.into());
+        }
+        let rust_dir = match (self.out_dir, self.options.rust) {
+            (Some(dir), true) => Some(dir),
             (None, true) => Some(PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(
                 || {
                     Error::Generate(
@@ -110,29 +117,21 @@ impl Builder {
             )?)),
             (_, false) => None,
         };
-        if let Some(dir) = &rust_dir {
-            let files = crate::generate(
-                &set.file,
-                &to_generate,
-                Options {
-                    rust: true,
-                    service_generator: self.service_generator,
-                    ..Options::default()
-                },
-            )?;
-            write_all(dir, &files)?;
-        }
-        if let Some(dir) = &self.typescript_out_dir {
-            let files = crate::generate(
-                &set.file,
-                &to_generate,
-                Options {
-                    typescript: true,
-                    typescript_options: self.typescript_options,
-                    ..Options::default()
-                },
-            )?;
-            write_all(dir, &files)?;
+        let to_generate: Vec<String> = set.file.iter().map(|file| file.name().to_owned()).collect();
+        let files = crate::generate(
+            &set.file,
+            &to_generate,
+            &self.options,
+            self.service_generator,
+        )?;
+        for file in &files {
+            let dir = match file.language {
+                Language::Rust => rust_dir.as_deref(),
+                Language::TypeScript => self.typescript_out_dir.as_deref(),
+            };
+            if let Some(dir) = dir {
+                write(dir, file)?;
+            }
         }
         Ok(())
     }
@@ -169,19 +168,17 @@ fn parse_error(err: protox::Error) -> Error {
     Error::Parse(message)
 }
 
-/// Writes each file under `dir`, leaving unchanged files alone so that
-/// their modification times do not trigger rebuilds.
-fn write_all(dir: &Path, files: &[GeneratedFile]) -> Result<(), Error> {
-    for file in files {
-        let path = dir.join(&file.name);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == file.content) {
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, &file.content)?;
+/// Writes `file` under `dir`, leaving it alone when unchanged so that its
+/// modification time does not trigger rebuilds.
+fn write(dir: &Path, file: &GeneratedFile) -> Result<(), Error> {
+    let path = dir.join(&file.name);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == file.content) {
+        return Ok(());
     }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, &file.content)?;
     Ok(())
 }
 
@@ -215,5 +212,35 @@ mod tests {
             .to_string();
         assert!(message.starts_with("types.proto:3:3: "), "{message}");
         assert!(message.contains("Missing"), "{message}");
+    }
+
+    #[test]
+    fn an_import_extension_is_normalised_as_the_plugin_does_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("svc.proto"),
+            "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
+        )
+        .unwrap();
+        let out = dir.path().join("ts");
+        configure()
+            .rust(false)
+            .typescript_out_dir(&out)
+            .import_extension("js")
+            .compile(&["svc.proto"], &[dir.path()])
+            .unwrap();
+        let client = std::fs::read_to_string(out.join("svc_wsgrpc.ts")).unwrap();
+        assert!(
+            client.contains("import * as wsgrpc from \"./wsgrpc_runtime.js\";"),
+            "{client}"
+        );
+
+        let err = configure()
+            .rust(false)
+            .typescript_out_dir(&out)
+            .import_extension("js/../x")
+            .compile(&["svc.proto"], &[dir.path()])
+            .unwrap_err();
+        assert!(err.to_string().contains("not a file extension"), "{err}");
     }
 }

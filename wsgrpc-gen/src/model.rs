@@ -482,6 +482,12 @@ impl File {
     }
 }
 
+/// Whether `name` is one of the well-known types' files
+/// (`google/protobuf/*.proto`), which every toolchain ships its own copy of.
+pub fn is_well_known_file(name: &str) -> bool {
+    name.starts_with("google/protobuf/")
+}
+
 fn strip_dot(name: &str) -> String {
     name.strip_prefix('.').unwrap_or(name).to_owned()
 }
