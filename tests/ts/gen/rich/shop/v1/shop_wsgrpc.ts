@@ -606,6 +606,7 @@ export const Catalog = {
   methods: {
     match: { name: "Match", path: "rich.shop.v1.Catalog/Match", kind: "unary" },
     delete: { name: "Delete", path: "rich.shop.v1.Catalog/Delete", kind: "unary" },
+    serviceName: { name: "ServiceName", path: "rich.shop.v1.Catalog/ServiceName", kind: "unary" },
   },
 } as const;
 
@@ -637,5 +638,14 @@ export class CatalogClient {
    */
   delete(request: Record<string, never>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
     return this.#transport.unary<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog/Delete", request, options);
+  }
+
+  /**
+   * Named like the constant a bridge module names its service by.
+   *
+   * @generated from rpc rich.shop.v1.Catalog.ServiceName
+   */
+  serviceName(request: Record<string, never>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
+    return this.#transport.unary<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog/ServiceName", request, options);
   }
 }
