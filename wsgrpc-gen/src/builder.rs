@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use prost_types::FileDescriptorSet;
+use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 
 use crate::{Error, GeneratedFile, Language, Options, OptionsError, ServiceGenerator};
 
@@ -16,6 +17,7 @@ pub fn configure() -> Builder {
         options: Options::default().only(Language::Rust),
         invalid_option: None,
         service_generator: None,
+        bundled_well_known_types: true,
     }
 }
 
@@ -32,6 +34,7 @@ pub struct Builder {
     /// `compile`, as a build script can only fail there.
     invalid_option: Option<OptionsError>,
     service_generator: Option<Box<dyn ServiceGenerator>>,
+    bundled_well_known_types: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Builder {
             .field("out_dir", &self.out_dir)
             .field("typescript_out_dir", &self.typescript_out_dir)
             .field("options", &self.options)
+            .field("bundled_well_known_types", &self.bundled_well_known_types)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +87,21 @@ impl Builder {
         self
     }
 
+    /// Whether `google/protobuf/*.proto` come from protox's own copies
+    /// (the default) rather than from `includes`.
+    ///
+    /// The generated code never depends on which copy was read: the Rust
+    /// uses `prost-types`, the TypeScript writes the well-known types
+    /// inline, and the bridge's descriptors leave them out. A copy on the
+    /// include path (Google's APIs ship the newest descriptor.proto, say)
+    /// can then only break parsing where it uses syntax newer than protox
+    /// reads. Turn this off for a .proto that needs an option only a newer
+    /// descriptor.proto than protox's declares.
+    pub fn bundled_well_known_types(mut self, enable: bool) -> Self {
+        self.bundled_well_known_types = enable;
+        self
+    }
+
     /// Parses `protos` (found in `includes`) with protox and writes the
     /// outputs. A .proto that does not parse fails naming file, line and
     /// column.
@@ -91,7 +110,7 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> Result<(), Error> {
-        let set = parse(protos, includes)?;
+        let set = parse(protos, includes, self.bundled_well_known_types)?;
         if std::env::var_os("CARGO").is_some() {
             for include in includes {
                 println!("cargo:rerun-if-changed={}", include.as_ref().display());
@@ -137,12 +156,23 @@ impl Builder {
     }
 }
 
-/// Parses .proto files with protox, keeping comments for the docs.
+/// Parses .proto files with protox, keeping comments for the docs; the
+/// well-known types first from protox's copies, if `bundled_well_known_types`.
 pub(crate) fn parse(
     protos: &[impl AsRef<Path>],
     includes: &[impl AsRef<Path>],
+    bundled_well_known_types: bool,
 ) -> Result<FileDescriptorSet, Error> {
-    let mut compiler = protox::Compiler::new(includes).map_err(parse_error)?;
+    let mut resolver = ChainFileResolver::new();
+    if bundled_well_known_types {
+        resolver.add(GoogleFileResolver::new());
+    }
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
+    }
+    // Last, as protox's `Compiler::new` has it: files no include holds.
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true).include_source_info(true);
     for proto in protos {
         compiler.open_file(proto).map_err(parse_error)?;
@@ -194,7 +224,7 @@ mod tests {
             "syntax = \"proto3\";\nmessage A {\n  string name = 1\n}\n",
         )
         .unwrap();
-        let err = parse(&["broken.proto"], &[dir.path()]).unwrap_err();
+        let err = parse(&["broken.proto"], &[dir.path()], true).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("broken.proto:4:1: "), "{message}");
     }
@@ -207,7 +237,7 @@ mod tests {
             "syntax = \"proto3\";\nmessage A {\n  Missing m = 1;\n}\n",
         )
         .unwrap();
-        let message = parse(&["types.proto"], &[dir.path()])
+        let message = parse(&["types.proto"], &[dir.path()], true)
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("types.proto:3:3: "), "{message}");
@@ -242,5 +272,28 @@ mod tests {
             .compile(&["svc.proto"], &[dir.path()])
             .unwrap_err();
         assert!(err.to_string().contains("not a file extension"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_descriptor_proto_on_the_include_path_is_not_read() {
+        let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protos/newer_descriptor");
+        let out = tempfile::tempdir().unwrap();
+        configure()
+            .out_dir(out.path())
+            .compile(&["routes.proto"], &[&include])
+            .unwrap();
+        let rust = std::fs::read_to_string(out.path().join("routes.rs")).unwrap();
+        assert!(rust.contains("pub mod routes_bridge {"), "{rust}");
+
+        let message = configure()
+            .out_dir(out.path())
+            .bundled_well_known_types(false)
+            .compile(&["routes.proto"], &[&include])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("google/protobuf/descriptor.proto:"),
+            "asked to, it reads the include path's copy: {message}"
+        );
     }
 }
