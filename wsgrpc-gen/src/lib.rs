@@ -1,32 +1,35 @@
-//! Generates what a wsgrpc bridge and its browser clients need from `.proto`
-//! files:
+#![doc = include_str!("../README.md")]
 //!
-//! - Rust, one file per proto package: the prost message types, and for a
-//!   package with services the descriptors the bridge transcodes their
-//!   proto3 JSON from and a `{service}_bridge` module per service whose
-//!   `service()` is the bridge's dispatch table;
-//! - TypeScript, one `{name}_wsgrpc.ts` per .proto file with its message
-//!   types and service clients, plus the transport `wsgrpc_runtime.ts`.
+//! ## The parts
 //!
-//! Two entry points share one core ([`generate`]): the protoc plugin
-//! `protoc-gen-wsgrpc`, and [`configure`] for build scripts, which parses
-//! with protox and so needs no protoc.
+//! - [`generate`] is the core: descriptors in, files out, no I/O. Both
+//!   entry points wrap it: [`plugin::execute`] (what `protoc-gen-wsgrpc`
+//!   runs) and [`configure`], the [`Builder`] for build scripts.
+//! - [`Options`] says what to generate and how; the plugin parses its
+//!   parameter into it, the builder sets it.
+//! - [`model`] is what both renderers read: the files, messages, enums and
+//!   services, built once from the descriptors. [`typescript`] describes
+//!   the TypeScript output: its types and how names are escaped.
 //!
-//! ```no_run
-//! // build.rs
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     wsgrpc_gen::configure()
-//!         .typescript_out_dir("client/src/gen")
-//!         .compile(&["proto/example.proto"], &["proto"])?;
-//!     Ok(())
-//! }
 //! ```
+//! use prost_types::{DescriptorProto, FileDescriptorProto};
 //!
-//! ```ignore
-//! // src/lib.rs
-//! pub mod example {
-//!     wsgrpc_runtime::include_proto!("example");
-//! }
+//! let file = FileDescriptorProto {
+//!     name: Some("hello.proto".into()),
+//!     package: Some("hello".into()),
+//!     syntax: Some("proto3".into()),
+//!     message_type: vec![DescriptorProto {
+//!         name: Some("Hello".into()),
+//!         ..DescriptorProto::default()
+//!     }],
+//!     ..FileDescriptorProto::default()
+//! };
+//! let options = "typescript".parse()?;
+//! let files = wsgrpc_gen::generate(&[file], &["hello.proto".into()], &options, None)?;
+//! let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+//! assert_eq!(names, ["hello_wsgrpc.ts", "wsgrpc_runtime.ts"]);
+//! assert!(files[0].content.contains("export type Hello = Record<string, never>;"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod builder;
