@@ -540,7 +540,10 @@ mod tests {
             r#"
             syntax = "proto3";
             package a.b;
-            // Greets.
+            // Greets,
+            // in two lines.
+            //
+            // And a second paragraph.
             service Greeter {
               // Says hello.
               rpc Hello(Req) returns (stream Res); // and more
@@ -563,7 +566,11 @@ mod tests {
 
         let service = &file.services[0];
         assert_eq!(service.full_name, "a.b.Greeter");
-        assert_eq!(service.comments.lines(), ["Greets."]);
+        assert_eq!(
+            service.comments.lines(),
+            ["Greets,", "in two lines.", "", "And a second paragraph."],
+            "a comment is a list of lines, blank between paragraphs"
+        );
         let hello = &service.methods[0];
         assert_eq!(hello.kind, MethodKind::ServerStreaming);
         assert_eq!(hello.input_type, "a.b.Req");
