@@ -216,14 +216,14 @@ fn write(dir: &Path, file: &GeneratedFile) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    use crate::test_protos::include_dir;
+
     #[test]
     fn a_syntax_error_names_file_line_and_column() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("broken.proto"),
+        let dir = include_dir(&[(
+            "broken.proto",
             "syntax = \"proto3\";\nmessage A {\n  string name = 1\n}\n",
-        )
-        .unwrap();
+        )]);
         let err = parse(&["broken.proto"], &[dir.path()], true).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("broken.proto:4:1: "), "{message}");
@@ -231,12 +231,10 @@ mod tests {
 
     #[test]
     fn an_unknown_type_names_its_location() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("types.proto"),
+        let dir = include_dir(&[(
+            "types.proto",
             "syntax = \"proto3\";\nmessage A {\n  Missing m = 1;\n}\n",
-        )
-        .unwrap();
+        )]);
         let message = parse(&["types.proto"], &[dir.path()], true)
             .unwrap_err()
             .to_string();
@@ -246,12 +244,10 @@ mod tests {
 
     #[test]
     fn an_import_extension_is_normalised_as_the_plugin_does_it() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("svc.proto"),
+        let dir = include_dir(&[(
+            "svc.proto",
             "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
-        )
-        .unwrap();
+        )]);
         let out = dir.path().join("ts");
         configure()
             .rust(false)

@@ -38,6 +38,8 @@ mod names;
 mod options;
 pub mod plugin;
 mod rust;
+#[cfg(test)]
+mod test_protos;
 pub mod typescript;
 
 use std::fmt;

@@ -520,14 +520,7 @@ mod tests {
     use super::*;
 
     fn compile(source: &str) -> FileDescriptorProto {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.proto"), source).unwrap();
-        let set = protox::Compiler::new([dir.path()])
-            .unwrap()
-            .include_source_info(true)
-            .open_file("t.proto")
-            .unwrap()
-            .file_descriptor_set();
+        let set = crate::test_protos::parse(&[("t.proto", source)]);
         set.file
             .into_iter()
             .find(|f| f.name() == "t.proto")

@@ -3,16 +3,7 @@ use super::*;
 /// Generates TypeScript for `sources` (name, text), the first being the
 /// file to generate; returns its output.
 fn generate(sources: &[(&str, &str)], options: Options) -> Vec<GeneratedFile> {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in sources {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    let mut compiler = protox::Compiler::new([dir.path()]).unwrap();
-    compiler.include_imports(true).include_source_info(true);
-    compiler.open_file(sources[0].0).unwrap();
-    let set = compiler.file_descriptor_set();
+    let set = crate::test_protos::parse(sources);
     crate::generate(
         &set.file,
         &[sources[0].0.to_owned()],
@@ -291,16 +282,10 @@ fn renders_each_method_kind() {
 
 #[test]
 fn writes_no_file_for_well_known_types() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("t.proto"),
+    let set = crate::test_protos::parse(&[(
+        "t.proto",
         "syntax = \"proto3\"; import \"google/protobuf/empty.proto\"; message M {}",
-    )
-    .unwrap();
-    let mut compiler = protox::Compiler::new([dir.path()]).unwrap();
-    compiler.include_imports(true);
-    compiler.open_file("t.proto").unwrap();
-    let set = compiler.file_descriptor_set();
+    )]);
     let names: Vec<String> = set.file.iter().map(|f| f.name().to_owned()).collect();
     let files = crate::generate(
         &set.file,
