@@ -133,6 +133,9 @@ pub enum FieldType {
     Message(String),
     /// An enum, by full name without the leading dot.
     Enum(String),
+    /// A proto2 group, by the full name of its message. The Rust output
+    /// carries it (prost does); the TypeScript output refuses it.
+    Group(String),
 }
 
 #[derive(Debug, Clone)]
@@ -365,13 +368,7 @@ impl File {
         comments: Comments,
         message_name: &str,
     ) -> Result<Field, ModelError> {
-        let field_type = field_type(field).ok_or_else(|| {
-            ModelError(format!(
-                "{}: field `{message_name}.{}` has a type that proto3 JSON cannot carry (groups are not supported)",
-                self.name,
-                field.name()
-            ))
-        })?;
+        let field_type = field_type(field);
         let map_entry = match &field_type {
             FieldType::Message(name) if field.label() == Label::Repeated => {
                 message.nested_type.iter().find(|nested| {
@@ -384,10 +381,7 @@ impl File {
         let cardinality = if let Some(entry) = map_entry {
             let key = entry.field.iter().find(|f| f.number() == 1);
             let value = entry.field.iter().find(|f| f.number() == 2);
-            match (
-                key.and_then(self::field_type),
-                value.and_then(self::field_type),
-            ) {
+            match (key.map(self::field_type), value.map(self::field_type)) {
                 (Some(key), Some(value)) => Cardinality::Map { key, value },
                 _ => {
                     return Err(ModelError(format!(
@@ -492,8 +486,8 @@ fn strip_dot(name: &str) -> String {
     name.strip_prefix('.').unwrap_or(name).to_owned()
 }
 
-fn field_type(field: &FieldDescriptorProto) -> Option<FieldType> {
-    Some(match field.r#type() {
+fn field_type(field: &FieldDescriptorProto) -> FieldType {
+    match field.r#type() {
         Type::Double => FieldType::Double,
         Type::Float => FieldType::Float,
         Type::Int64 => FieldType::Int64,
@@ -511,8 +505,8 @@ fn field_type(field: &FieldDescriptorProto) -> Option<FieldType> {
         Type::Sint64 => FieldType::Sint64,
         Type::Message => FieldType::Message(strip_dot(field.type_name())),
         Type::Enum => FieldType::Enum(strip_dot(field.type_name())),
-        Type::Group => return None,
-    })
+        Type::Group => FieldType::Group(strip_dot(field.type_name())),
+    }
 }
 
 #[cfg(test)]

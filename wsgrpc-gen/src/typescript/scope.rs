@@ -45,6 +45,11 @@ impl<'s, 'a> Scope<'s, 'a> {
         }
     }
 
+    /// The .proto file this is the scope of.
+    pub(super) fn file_name(&self) -> &str {
+        &self.file.name
+    }
+
     /// The exported name of a message or enum this file declares.
     pub(super) fn declared_name(&self, full_name: &str) -> String {
         self.symbols.get(full_name).expect("declared").name.clone()

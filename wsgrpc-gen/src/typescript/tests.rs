@@ -297,3 +297,19 @@ fn writes_no_file_for_well_known_types() {
     let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["t_wsgrpc.ts", "wsgrpc_runtime.ts"]);
 }
+
+#[test]
+fn refuses_groups_which_the_rust_output_carries() {
+    let set = crate::test_protos::parse(&[(
+        "g.proto",
+        "syntax = \"proto2\"; package g; message M { optional group Point = 1 { optional int32 x = 2; } }",
+    )]);
+    let to_generate = ["g.proto".to_owned()];
+    let rust = crate::generate(&set.file, &to_generate, &"rust".parse().unwrap(), None).unwrap();
+    assert_eq!(rust[0].name, "g.rs");
+    let err = crate::generate(&set.file, &to_generate, &Options::default(), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "g.proto: `g.M.Point` is a group, which the TypeScript output does not support"
+    );
+}

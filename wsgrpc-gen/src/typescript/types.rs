@@ -47,6 +47,12 @@ impl Scope<'_, '_> {
             | FieldType::Bytes => "string".to_owned(),
             FieldType::Bool => "boolean".to_owned(),
             FieldType::Message(name) | FieldType::Enum(name) => self.reference(name)?,
+            FieldType::Group(name) => {
+                return Err(Error::Generate(format!(
+                    "{}: `{name}` is a group, which the TypeScript output does not support",
+                    self.file_name()
+                )));
+            }
         })
     }
 
@@ -90,7 +96,7 @@ fn proto_type_name(field_type: &FieldType) -> &str {
         FieldType::Bool => "bool",
         FieldType::String => "string",
         FieldType::Bytes => "bytes",
-        FieldType::Message(name) | FieldType::Enum(name) => name,
+        FieldType::Message(name) | FieldType::Enum(name) | FieldType::Group(name) => name,
     }
 }
 
