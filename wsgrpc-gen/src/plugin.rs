@@ -12,6 +12,18 @@ use crate::Options;
 
 /// Runs the plugin on an encoded request. Every failure is reported in the
 /// response's `error`, as protoc expects, never by panicking.
+///
+/// ```
+/// use prost::Message;
+/// use prost_types::compiler::CodeGeneratorRequest;
+///
+/// let request = CodeGeneratorRequest {
+///     parameter: Some("rust,colour=blue".into()),
+///     ..CodeGeneratorRequest::default()
+/// };
+/// let response = wsgrpc_gen::plugin::execute(&request.encode_to_vec());
+/// assert!(response.error().contains("unknown parameter `colour=blue`"));
+/// ```
 pub fn execute(request: &[u8]) -> CodeGeneratorResponse {
     let mut response = CodeGeneratorResponse {
         supported_features: Some(Feature::Proto3Optional as u64),
@@ -65,6 +77,28 @@ mod tests {
             response.error()
         );
         assert!(response.file.is_empty());
+    }
+
+    #[test]
+    fn writes_no_code_for_the_well_known_types_even_when_asked() {
+        let set = crate::test_protos::parse(&[(
+            "t.proto",
+            "syntax = \"proto3\"; package t; import \"google/protobuf/empty.proto\"; message M {}",
+        )]);
+        let request = CodeGeneratorRequest {
+            file_to_generate: vec!["google/protobuf/empty.proto".into(), "t.proto".into()],
+            parameter: Some("rust".into()),
+            proto_file: set.file,
+            ..CodeGeneratorRequest::default()
+        };
+        let response = execute(&request.encode_to_vec());
+        assert_eq!(response.error, None);
+        let names: Vec<&str> = response.file.iter().map(|file| file.name()).collect();
+        assert_eq!(
+            names,
+            ["t.rs"],
+            "as the build.rs path, which uses prost-types"
+        );
     }
 
     #[test]
