@@ -37,30 +37,11 @@ pub(crate) fn render(
         with_other_services: other_services.is_some(),
     };
 
-    let mut config = prost_build::Config::new();
-    config.service_generator(Box::new(BridgeGenerator {
+    let generator = BridgeGenerator {
         modules: bridge_modules(model, to_generate)?,
         other: other_services,
-    }));
-    // prost needs every descriptor to decide what its types can derive;
-    // only the packages asked for are kept.
-    let requests = descriptors
-        .iter()
-        .map(|file| {
-            (
-                Module::from_protobuf_package_name(file.package()),
-                file.clone(),
-            )
-        })
-        .collect();
-    let wanted: Vec<Module> = files
-        .iter()
-        .map(|file| Module::from_protobuf_package_name(file.package()))
-        .collect();
-    let mut messages = config
-        .generate(requests)
-        .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
-    messages.retain(|module, _| wanted.contains(module));
+    };
+    let mut messages = prost_modules(descriptors, &files, generator)?;
 
     let mut out = Vec::new();
     let mut modules: Vec<Module> = messages.keys().cloned().collect();
@@ -91,6 +72,37 @@ pub(crate) fn render(
         });
     }
     Ok(out)
+}
+
+/// prost's output, with the bridge modules in it, for the packages of
+/// `files`.
+fn prost_modules(
+    descriptors: &[FileDescriptorProto],
+    files: &[&FileDescriptorProto],
+    generator: BridgeGenerator,
+) -> Result<HashMap<Module, String>, Error> {
+    let mut config = prost_build::Config::new();
+    config.service_generator(Box::new(generator));
+    // prost needs every descriptor to decide what its types can derive;
+    // only the packages asked for are kept.
+    let requests = descriptors
+        .iter()
+        .map(|file| {
+            (
+                Module::from_protobuf_package_name(file.package()),
+                file.clone(),
+            )
+        })
+        .collect();
+    let wanted: Vec<Module> = files
+        .iter()
+        .map(|file| Module::from_protobuf_package_name(file.package()))
+        .collect();
+    let mut modules = config
+        .generate(requests)
+        .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
+    modules.retain(|module, _| wanted.contains(module));
+    Ok(modules)
 }
 
 /// The line prost-build starts each file with.
