@@ -240,6 +240,12 @@ fn bridge_tables_list_every_method_with_its_kind() {
         "rich.shop.v1.Shop/WatchOrders"
     );
     assert_eq!(shop::catalog_bridge::MATCH, "rich.shop.v1.Catalog/Match");
+    // A method whose constant would take the service's name is escaped.
+    assert_eq!(shop::catalog_bridge::SERVICE_NAME, "rich.shop.v1.Catalog");
+    assert_eq!(
+        shop::catalog_bridge::SERVICE_NAME_,
+        "rich.shop.v1.Catalog/ServiceName"
+    );
 
     // The table's transcoders are those of the right types.
     let get_order = &shop.methods()[0];

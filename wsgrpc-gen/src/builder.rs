@@ -4,28 +4,37 @@
 use std::path::{Path, PathBuf};
 
 use prost_types::FileDescriptorSet;
+use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 
-use crate::{Error, GeneratedFile, Options, ServiceGenerator, typescript};
+use crate::{Error, GeneratedFile, Language, Options, OptionsError, ServiceGenerator};
 
 /// Starts configuring code generation for a build script.
 pub fn configure() -> Builder {
     Builder {
         out_dir: None,
         typescript_out_dir: None,
-        rust: true,
-        typescript_options: typescript::Options::default(),
+        // TypeScript once it has somewhere to go.
+        options: Options::default().only(Language::Rust),
+        invalid_option: None,
         service_generator: None,
+        bundled_well_known_types: true,
     }
 }
 
 /// Configures and runs code generation; see [`configure`].
+///
+/// It sets the same [`Options`] the protoc plugin parses from its
+/// parameter, so that both write the same files.
 #[must_use]
 pub struct Builder {
     out_dir: Option<PathBuf>,
     typescript_out_dir: Option<PathBuf>,
-    rust: bool,
-    typescript_options: typescript::Options,
+    options: Options,
+    /// The first option set to a value [`Options`] refused, reported by
+    /// `compile`, as a build script can only fail there.
+    invalid_option: Option<OptionsError>,
     service_generator: Option<Box<dyn ServiceGenerator>>,
+    bundled_well_known_types: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -33,7 +42,8 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("out_dir", &self.out_dir)
             .field("typescript_out_dir", &self.typescript_out_dir)
-            .field("rust", &self.rust)
+            .field("options", &self.options)
+            .field("bundled_well_known_types", &self.bundled_well_known_types)
             .finish_non_exhaustive()
     }
 }
@@ -49,19 +59,23 @@ impl Builder {
     /// relative to the crate's manifest directory, as build scripts run).
     pub fn typescript_out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.typescript_out_dir = Some(dir.into());
+        self.options.typescript = true;
         self
     }
 
     /// Whether to write the Rust; default yes. Turn it off for a build script
     /// that only writes TypeScript.
     pub fn rust(mut self, enable: bool) -> Self {
-        self.rust = enable;
+        self.options.rust = enable;
         self
     }
 
-    /// How the TypeScript is written.
-    pub fn typescript_options(mut self, options: typescript::Options) -> Self {
-        self.typescript_options = options;
+    /// The extension of relative imports in the TypeScript, as the plugin's
+    /// `import_extension`: `.js` (the default) or `js`, or `none`.
+    pub fn import_extension(mut self, extension: &str) -> Self {
+        if let Err(err) = self.options.set_import_extension(extension) {
+            self.invalid_option.get_or_insert(err);
+        }
         self
     }
 
@@ -73,6 +87,21 @@ impl Builder {
         self
     }
 
+    /// Whether `google/protobuf/*.proto` come from protox's own copies
+    /// (the default) rather than from `includes`.
+    ///
+    /// The generated code never depends on which copy was read: the Rust
+    /// uses `prost-types`, the TypeScript writes the well-known types
+    /// inline, and the bridge's descriptors leave them out. A copy on the
+    /// include path (Google's APIs ship the newest descriptor.proto, say)
+    /// can then only break parsing where it uses syntax newer than protox
+    /// reads. Turn this off for a .proto that needs an option only a newer
+    /// descriptor.proto than protox's declares.
+    pub fn bundled_well_known_types(mut self, enable: bool) -> Self {
+        self.bundled_well_known_types = enable;
+        self
+    }
+
     /// Parses `protos` (found in `includes`) with protox and writes the
     /// outputs. A .proto that does not parse fails naming file, line and
     /// column.
@@ -81,7 +110,7 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> Result<(), Error> {
-        let set = parse(protos, includes)?;
+        let set = parse(protos, includes, self.bundled_well_known_types)?;
         if std::env::var_os("CARGO").is_some() {
             for include in includes {
                 println!("cargo:rerun-if-changed={}", include.as_ref().display());
@@ -90,17 +119,14 @@ impl Builder {
         self.compile_fds(set)
     }
 
-    /// Generates from descriptors already parsed: every file in the set but
-    /// the well-known types, which come from `prost-types`.
+    /// Generates from descriptors already parsed, for every file in the set
+    /// (as prost-build does).
     pub fn compile_fds(self, set: FileDescriptorSet) -> Result<(), Error> {
-        let to_generate: Vec<String> = set
-            .file
-            .iter()
-            .map(|file| file.name().to_owned())
-            .filter(|name| !name.starts_with("google/protobuf/"))
-            .collect();
-        let rust_dir = match (&self.out_dir, self.rust) {
-            (Some(dir), true) => Some(dir.clone()),
+        if let Some(err) = self.invalid_option {
+            return Err(err.into());
+        }
+        let rust_dir = match (self.out_dir, self.options.rust) {
+            (Some(dir), true) => Some(dir),
             (None, true) => Some(PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(
                 || {
                     Error::Generate(
@@ -110,40 +136,43 @@ impl Builder {
             )?)),
             (_, false) => None,
         };
-        if let Some(dir) = &rust_dir {
-            let files = crate::generate(
-                &set.file,
-                &to_generate,
-                Options {
-                    rust: true,
-                    service_generator: self.service_generator,
-                    ..Options::default()
-                },
-            )?;
-            write_all(dir, &files)?;
-        }
-        if let Some(dir) = &self.typescript_out_dir {
-            let files = crate::generate(
-                &set.file,
-                &to_generate,
-                Options {
-                    typescript: true,
-                    typescript_options: self.typescript_options,
-                    ..Options::default()
-                },
-            )?;
-            write_all(dir, &files)?;
+        let to_generate: Vec<String> = set.file.iter().map(|file| file.name().to_owned()).collect();
+        let files = crate::generate(
+            &set.file,
+            &to_generate,
+            &self.options,
+            self.service_generator,
+        )?;
+        for file in &files {
+            let dir = match file.language {
+                Language::Rust => rust_dir.as_deref(),
+                Language::TypeScript => self.typescript_out_dir.as_deref(),
+            };
+            if let Some(dir) = dir {
+                write(dir, file)?;
+            }
         }
         Ok(())
     }
 }
 
-/// Parses .proto files with protox, keeping comments for the docs.
+/// Parses .proto files with protox, keeping comments for the docs; the
+/// well-known types first from protox's copies, if `bundled_well_known_types`.
 pub(crate) fn parse(
     protos: &[impl AsRef<Path>],
     includes: &[impl AsRef<Path>],
+    bundled_well_known_types: bool,
 ) -> Result<FileDescriptorSet, Error> {
-    let mut compiler = protox::Compiler::new(includes).map_err(parse_error)?;
+    let mut resolver = ChainFileResolver::new();
+    if bundled_well_known_types {
+        resolver.add(GoogleFileResolver::new());
+    }
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
+    }
+    // Last, as protox's `Compiler::new` has it: files no include holds.
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true).include_source_info(true);
     for proto in protos {
         compiler.open_file(proto).map_err(parse_error)?;
@@ -169,19 +198,17 @@ fn parse_error(err: protox::Error) -> Error {
     Error::Parse(message)
 }
 
-/// Writes each file under `dir`, leaving unchanged files alone so that
-/// their modification times do not trigger rebuilds.
-fn write_all(dir: &Path, files: &[GeneratedFile]) -> Result<(), Error> {
-    for file in files {
-        let path = dir.join(&file.name);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == file.content) {
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, &file.content)?;
+/// Writes `file` under `dir`, leaving it alone when unchanged so that its
+/// modification time does not trigger rebuilds.
+fn write(dir: &Path, file: &GeneratedFile) -> Result<(), Error> {
+    let path = dir.join(&file.name);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == file.content) {
+        return Ok(());
     }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, &file.content)?;
     Ok(())
 }
 
@@ -189,31 +216,80 @@ fn write_all(dir: &Path, files: &[GeneratedFile]) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    use crate::test_protos::include_dir;
+
     #[test]
     fn a_syntax_error_names_file_line_and_column() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("broken.proto"),
+        let dir = include_dir(&[(
+            "broken.proto",
             "syntax = \"proto3\";\nmessage A {\n  string name = 1\n}\n",
-        )
-        .unwrap();
-        let err = parse(&["broken.proto"], &[dir.path()]).unwrap_err();
+        )]);
+        let err = parse(&["broken.proto"], &[dir.path()], true).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("broken.proto:4:1: "), "{message}");
     }
 
     #[test]
     fn an_unknown_type_names_its_location() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("types.proto"),
+        let dir = include_dir(&[(
+            "types.proto",
             "syntax = \"proto3\";\nmessage A {\n  Missing m = 1;\n}\n",
-        )
-        .unwrap();
-        let message = parse(&["types.proto"], &[dir.path()])
+        )]);
+        let message = parse(&["types.proto"], &[dir.path()], true)
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("types.proto:3:3: "), "{message}");
         assert!(message.contains("Missing"), "{message}");
+    }
+
+    #[test]
+    fn an_import_extension_is_normalised_as_the_plugin_does_it() {
+        let dir = include_dir(&[(
+            "svc.proto",
+            "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
+        )]);
+        let out = dir.path().join("ts");
+        configure()
+            .rust(false)
+            .typescript_out_dir(&out)
+            .import_extension("js")
+            .compile(&["svc.proto"], &[dir.path()])
+            .unwrap();
+        let client = std::fs::read_to_string(out.join("svc_wsgrpc.ts")).unwrap();
+        assert!(
+            client.contains("import * as wsgrpc from \"./wsgrpc_runtime.js\";"),
+            "{client}"
+        );
+
+        let err = configure()
+            .rust(false)
+            .typescript_out_dir(&out)
+            .import_extension("js/../x")
+            .compile(&["svc.proto"], &[dir.path()])
+            .unwrap_err();
+        assert!(err.to_string().contains("not a file extension"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_descriptor_proto_on_the_include_path_is_not_read() {
+        let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protos/newer_descriptor");
+        let out = tempfile::tempdir().unwrap();
+        configure()
+            .out_dir(out.path())
+            .compile(&["routes.proto"], &[&include])
+            .unwrap();
+        let rust = std::fs::read_to_string(out.path().join("routes.rs")).unwrap();
+        assert!(rust.contains("pub mod routes_bridge {"), "{rust}");
+
+        let message = configure()
+            .out_dir(out.path())
+            .bundled_well_known_types(false)
+            .compile(&["routes.proto"], &[&include])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("google/protobuf/descriptor.proto:"),
+            "asked to, it reads the include path's copy: {message}"
+        );
     }
 }

@@ -1,43 +1,51 @@
-//! Generates what a wsgrpc bridge and its browser clients need from `.proto`
-//! files:
+#![doc = include_str!("../README.md")]
 //!
-//! - Rust, one file per proto package: the prost message types, and for a
-//!   package with services the descriptors the bridge transcodes their
-//!   proto3 JSON from and a `{service}_bridge` module per service whose
-//!   `service()` is the bridge's dispatch table;
-//! - TypeScript, one `{name}_wsgrpc.ts` per .proto file with its message
-//!   types and service clients, plus the transport `wsgrpc_runtime.ts`.
+//! ## The parts
 //!
-//! Two entry points share one core ([`generate`]): the protoc plugin
-//! `protoc-gen-wsgrpc`, and [`configure`] for build scripts, which parses
-//! with protox and so needs no protoc.
+//! - [`generate`] is the core: descriptors in, files out, no I/O. Both
+//!   entry points wrap it: [`plugin::execute`] (what `protoc-gen-wsgrpc`
+//!   runs) and [`configure`], the [`Builder`] for build scripts.
+//! - [`Options`] says what to generate and how; the plugin parses its
+//!   parameter into it, the builder sets it.
+//! - [`model`] is what both renderers read: the files, messages, enums and
+//!   services, built once from the descriptors. [`typescript`] describes
+//!   the TypeScript output: its types and how names are escaped.
 //!
-//! ```no_run
-//! // build.rs
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     wsgrpc_gen::configure()
-//!         .typescript_out_dir("client/src/gen")
-//!         .compile(&["proto/example.proto"], &["proto"])?;
-//!     Ok(())
-//! }
 //! ```
+//! use prost_types::{DescriptorProto, FileDescriptorProto};
 //!
-//! ```ignore
-//! // src/lib.rs
-//! pub mod example {
-//!     wsgrpc_runtime::include_proto!("example");
-//! }
+//! let file = FileDescriptorProto {
+//!     name: Some("hello.proto".into()),
+//!     package: Some("hello".into()),
+//!     syntax: Some("proto3".into()),
+//!     message_type: vec![DescriptorProto {
+//!         name: Some("Hello".into()),
+//!         ..DescriptorProto::default()
+//!     }],
+//!     ..FileDescriptorProto::default()
+//! };
+//! let options = "typescript".parse()?;
+//! let files = wsgrpc_gen::generate(&[file], &["hello.proto".into()], &options, None)?;
+//! let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+//! assert_eq!(names, ["hello_wsgrpc.ts", "wsgrpc_runtime.ts"]);
+//! assert!(files[0].content.contains("export type Hello = Record<string, never>;"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod builder;
 pub mod model;
+mod names;
+mod options;
 pub mod plugin;
 mod rust;
+#[cfg(test)]
+mod test_protos;
 pub mod typescript;
 
 use std::fmt;
 
 pub use builder::{Builder, configure};
+pub use options::{Language, Options, OptionsError};
 pub use prost_build::ServiceGenerator;
 use prost_types::FileDescriptorProto;
 
@@ -46,64 +54,50 @@ use prost_types::FileDescriptorProto;
 pub struct GeneratedFile {
     pub name: String,
     pub content: String,
-}
-
-/// Which outputs to generate, and how.
-#[derive(Default)]
-pub struct Options {
-    /// `{package}.rs` files for the bridge (and the app's own use).
-    pub rust: bool,
-    /// `{name}_wsgrpc.ts` files and `wsgrpc_runtime.ts`.
-    pub typescript: bool,
-    pub typescript_options: typescript::Options,
-    /// Runs for every service beside the bridge's, so that one build script
-    /// can also generate a tonic server or client over the same types.
-    pub service_generator: Option<Box<dyn ServiceGenerator>>,
-}
-
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Options")
-            .field("rust", &self.rust)
-            .field("typescript", &self.typescript)
-            .field("typescript_options", &self.typescript_options)
-            .field("service_generator", &self.service_generator.is_some())
-            .finish()
-    }
+    /// Which output it belongs to, for writers that put each elsewhere.
+    pub language: Language,
 }
 
 /// The generator's core: descriptors in, files out, no I/O.
 ///
 /// `descriptors` holds every file `to_generate` depends on, as protoc hands
-/// them to a plugin; `to_generate` names the files to write code for.
+/// them to a plugin; `to_generate` names the files to write code for
+/// (those [`Options::generates`] leaves out get none). `other_services`
+/// runs for every service beside the bridge's, so that one build script
+/// can also generate a tonic server or client over the same types.
 pub fn generate(
     descriptors: &[FileDescriptorProto],
     to_generate: &[String],
-    options: Options,
+    options: &Options,
+    other_services: Option<Box<dyn ServiceGenerator>>,
 ) -> Result<Vec<GeneratedFile>, Error> {
     for name in to_generate {
         if !descriptors.iter().any(|file| file.name() == name) {
             return Err(Error::Generate(format!("no descriptor for `{name}`")));
         }
     }
+    let to_generate: Vec<&str> = to_generate
+        .iter()
+        .map(String::as_str)
+        .filter(|name| options.generates(name))
+        .collect();
+    // One model of every file, for both outputs.
+    let model = descriptors
+        .iter()
+        .map(model::File::from_descriptor)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| Error::Generate(err.to_string()))?;
     let mut out = Vec::new();
     if options.typescript {
-        let files = descriptors
-            .iter()
-            .map(model::File::from_descriptor)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| Error::Generate(err.to_string()))?;
-        out.extend(typescript::render(
-            &files,
-            to_generate,
-            &options.typescript_options,
-        )?);
+        out.extend(typescript::render(&model, &to_generate, options)?);
     }
     if options.rust {
         out.extend(rust::render(
             descriptors,
-            to_generate,
-            options.service_generator,
+            &model,
+            &to_generate,
+            options,
+            other_services,
         )?);
     }
     Ok(out)
@@ -117,6 +111,8 @@ pub enum Error {
     Parse(String),
     /// The descriptors hold something the generator cannot render.
     Generate(String),
+    /// An option has a value the generator does not know.
+    Options(OptionsError),
     /// An output could not be written.
     Io(std::io::Error),
 }
@@ -125,12 +121,19 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Parse(message) | Self::Generate(message) => f.write_str(message),
+            Self::Options(err) => err.fmt(f),
             Self::Io(err) => write!(f, "writing generated code: {err}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<OptionsError> for Error {
+    fn from(err: OptionsError) -> Self {
+        Self::Options(err)
+    }
+}
 
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {

@@ -133,6 +133,9 @@ pub enum FieldType {
     Message(String),
     /// An enum, by full name without the leading dot.
     Enum(String),
+    /// A proto2 group, by the full name of its message. The Rust output
+    /// carries it (prost does); the TypeScript output refuses it.
+    Group(String),
 }
 
 #[derive(Debug, Clone)]
@@ -365,13 +368,7 @@ impl File {
         comments: Comments,
         message_name: &str,
     ) -> Result<Field, ModelError> {
-        let field_type = field_type(field).ok_or_else(|| {
-            ModelError(format!(
-                "{}: field `{message_name}.{}` has a type that proto3 JSON cannot carry (groups are not supported)",
-                self.name,
-                field.name()
-            ))
-        })?;
+        let field_type = field_type(field);
         let map_entry = match &field_type {
             FieldType::Message(name) if field.label() == Label::Repeated => {
                 message.nested_type.iter().find(|nested| {
@@ -384,10 +381,7 @@ impl File {
         let cardinality = if let Some(entry) = map_entry {
             let key = entry.field.iter().find(|f| f.number() == 1);
             let value = entry.field.iter().find(|f| f.number() == 2);
-            match (
-                key.and_then(self::field_type),
-                value.and_then(self::field_type),
-            ) {
+            match (key.map(self::field_type), value.map(self::field_type)) {
                 (Some(key), Some(value)) => Cardinality::Map { key, value },
                 _ => {
                     return Err(ModelError(format!(
@@ -482,12 +476,18 @@ impl File {
     }
 }
 
+/// Whether `name` is one of the well-known types' files
+/// (`google/protobuf/*.proto`), which every toolchain ships its own copy of.
+pub fn is_well_known_file(name: &str) -> bool {
+    name.starts_with("google/protobuf/")
+}
+
 fn strip_dot(name: &str) -> String {
     name.strip_prefix('.').unwrap_or(name).to_owned()
 }
 
-fn field_type(field: &FieldDescriptorProto) -> Option<FieldType> {
-    Some(match field.r#type() {
+fn field_type(field: &FieldDescriptorProto) -> FieldType {
+    match field.r#type() {
         Type::Double => FieldType::Double,
         Type::Float => FieldType::Float,
         Type::Int64 => FieldType::Int64,
@@ -505,8 +505,8 @@ fn field_type(field: &FieldDescriptorProto) -> Option<FieldType> {
         Type::Sint64 => FieldType::Sint64,
         Type::Message => FieldType::Message(strip_dot(field.type_name())),
         Type::Enum => FieldType::Enum(strip_dot(field.type_name())),
-        Type::Group => return None,
-    })
+        Type::Group => FieldType::Group(strip_dot(field.type_name())),
+    }
 }
 
 #[cfg(test)]
@@ -514,14 +514,7 @@ mod tests {
     use super::*;
 
     fn compile(source: &str) -> FileDescriptorProto {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.proto"), source).unwrap();
-        let set = protox::Compiler::new([dir.path()])
-            .unwrap()
-            .include_source_info(true)
-            .open_file("t.proto")
-            .unwrap()
-            .file_descriptor_set();
+        let set = crate::test_protos::parse(&[("t.proto", source)]);
         set.file
             .into_iter()
             .find(|f| f.name() == "t.proto")
@@ -534,7 +527,10 @@ mod tests {
             r#"
             syntax = "proto3";
             package a.b;
-            // Greets.
+            // Greets,
+            // in two lines.
+            //
+            // And a second paragraph.
             service Greeter {
               // Says hello.
               rpc Hello(Req) returns (stream Res); // and more
@@ -557,7 +553,11 @@ mod tests {
 
         let service = &file.services[0];
         assert_eq!(service.full_name, "a.b.Greeter");
-        assert_eq!(service.comments.lines(), ["Greets."]);
+        assert_eq!(
+            service.comments.lines(),
+            ["Greets,", "in two lines.", "", "And a second paragraph."],
+            "a comment is a list of lines, blank between paragraphs"
+        );
         let hello = &service.methods[0];
         assert_eq!(hello.kind, MethodKind::ServerStreaming);
         assert_eq!(hello.input_type, "a.b.Req");

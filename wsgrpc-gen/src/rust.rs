@@ -2,12 +2,11 @@
 //! and writes their proto3 JSON from, and for every service the bridge's
 //! dispatch table.
 //!
-//! The table is rendered from inside prost's service hook, so that it lands
-//! in prost's file next to any other generator's output (tonic's server).
-//! It names message types by their proto names only: the bridge transcodes
-//! from descriptors, never through the Rust types.
+//! The tables are rendered from the model, like the TypeScript, and placed
+//! through prost's service hook, so that each lands in prost's file next
+//! to any other generator's output (tonic's server).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use heck::{ToShoutySnakeCase, ToSnakeCase};
@@ -18,23 +17,72 @@ use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::{format_ident, quote};
 
 use crate::model::{self, MethodKind};
-use crate::{Error, GeneratedFile};
+use crate::names::unique_name;
+use crate::{Error, GeneratedFile, Language, Options};
 
 /// Renders one `{package}.rs` per package of `to_generate`.
 pub(crate) fn render(
     descriptors: &[FileDescriptorProto],
-    to_generate: &[String],
-    extra_services: Option<Box<dyn ServiceGenerator>>,
+    model: &[model::File],
+    to_generate: &[&str],
+    options: &Options,
+    other_services: Option<Box<dyn ServiceGenerator>>,
 ) -> Result<Vec<GeneratedFile>, Error> {
     let files: Vec<&FileDescriptorProto> = descriptors
         .iter()
-        .filter(|file| to_generate.contains(&file.name().to_owned()))
+        .filter(|file| to_generate.contains(&file.name()))
         .collect();
+    let header = Header {
+        parameter: options.only(Language::Rust).to_string(),
+        with_other_services: other_services.is_some(),
+    };
 
+    let generator = BridgeGenerator {
+        modules: bridge_modules(model, to_generate)?,
+        other: other_services,
+    };
+    let mut messages = prost_modules(descriptors, &files, generator)?;
+
+    let mut out = Vec::new();
+    let mut modules: Vec<Module> = messages.keys().cloned().collect();
+    modules.sort();
+    for module in modules {
+        let package = module.parts().collect::<Vec<_>>().join(".");
+        let package_files: Vec<&FileDescriptorProto> = files
+            .iter()
+            .copied()
+            .filter(|file| file.package() == package)
+            .collect();
+        let prost_output = messages.remove(&module).unwrap_or_default();
+        let mut content = header.render(&package, &package_files);
+        // The header says prost-build made the message types.
+        content.push_str(
+            prost_output
+                .strip_prefix(PROST_HEADER)
+                .unwrap_or(&prost_output),
+        );
+        if package_files.iter().any(|file| !file.service.is_empty()) {
+            let set = descriptor_set(descriptors, &package_files);
+            content.push_str(&descriptor_set_constant(&set.encode_to_vec()));
+        }
+        out.push(GeneratedFile {
+            name: module.to_file_name_or("_"),
+            content,
+            language: Language::Rust,
+        });
+    }
+    Ok(out)
+}
+
+/// prost's output, with the bridge modules in it, for the packages of
+/// `files`.
+fn prost_modules(
+    descriptors: &[FileDescriptorProto],
+    files: &[&FileDescriptorProto],
+    generator: BridgeGenerator,
+) -> Result<HashMap<Module, String>, Error> {
     let mut config = prost_build::Config::new();
-    config.service_generator(Box::new(BridgeGenerator {
-        extra: extra_services,
-    }));
+    config.service_generator(Box::new(generator));
     // prost needs every descriptor to decide what its types can derive;
     // only the packages asked for are kept.
     let requests = descriptors
@@ -50,32 +98,72 @@ pub(crate) fn render(
         .iter()
         .map(|file| Module::from_protobuf_package_name(file.package()))
         .collect();
-    let mut messages = config
+    let mut modules = config
         .generate(requests)
         .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
-    messages.retain(|module, _| wanted.contains(module));
+    modules.retain(|module, _| wanted.contains(module));
+    Ok(modules)
+}
 
-    let mut out = Vec::new();
-    let mut modules: Vec<Module> = messages.keys().cloned().collect();
-    modules.sort();
-    for module in modules {
-        let package = module.parts().collect::<Vec<_>>().join(".");
-        let mut content = messages.remove(&module).unwrap_or_default();
-        let package_files: Vec<&FileDescriptorProto> = files
-            .iter()
-            .copied()
-            .filter(|file| file.package() == package)
-            .collect();
-        if package_files.iter().any(|file| !file.service.is_empty()) {
-            let set = descriptor_set(descriptors, &package_files);
-            content.push_str(&descriptor_set_constant(&set.encode_to_vec()));
-        }
-        out.push(GeneratedFile {
-            name: module.to_file_name_or("_"),
-            content,
-        });
+/// The line prost-build starts each file with.
+const PROST_HEADER: &str = "// This file is @generated by prost-build.\n";
+
+/// What a Rust file's first lines say made it.
+struct Header {
+    /// The plugin parameter that generates the file.
+    parameter: String,
+    /// Whether a build script's own service generator wrote into it too.
+    with_other_services: bool,
+}
+
+impl Header {
+    fn render(&self, package: &str, files: &[&FileDescriptorProto]) -> String {
+        let version = env!("CARGO_PKG_VERSION");
+        let names: Vec<&str> = files.iter().map(|file| file.name()).collect();
+        let sources = match names.as_slice() {
+            [one] => format!("file {one}"),
+            many => format!("files {}", many.join(", ")),
+        };
+        let package = if package.is_empty() {
+            String::new()
+        } else {
+            format!(" (package {package})")
+        };
+        let services = if self.with_other_services {
+            "// Beside each bridge table, the build script's service generator wrote its own.\n"
+        } else {
+            ""
+        };
+        format!(
+            "// @generated by wsgrpc-gen v{version} with parameter \"{}\"\n\
+             // @generated from {sources}{package}. DO NOT EDIT.\n\
+             // The message types are prost-build's.\n{services}",
+            self.parameter
+        )
     }
-    Ok(out)
+}
+
+/// The bridge module of every service in `to_generate`, as Rust source,
+/// by the service's full name.
+fn bridge_modules(
+    model: &[model::File],
+    to_generate: &[&str],
+) -> Result<HashMap<String, String>, Error> {
+    let services = model
+        .iter()
+        .filter(|file| to_generate.contains(&file.name.as_str()))
+        .flat_map(|file| &file.services);
+    let mut modules = HashMap::new();
+    for service in services {
+        let file = syn::parse2::<syn::File>(bridge_module(service)).map_err(|err| {
+            Error::Generate(format!(
+                "the bridge module of `{}`: {err}",
+                service.full_name
+            ))
+        })?;
+        modules.insert(service.full_name.clone(), prettyplease::unparse(&file));
+    }
+    Ok(modules)
 }
 
 /// `files` and every file they import, directly or not, in the order of
@@ -99,7 +187,7 @@ fn descriptor_set(
     }
     let file = descriptors
         .iter()
-        .filter(|file| needed.contains(file.name()) && !file.name().starts_with("google/protobuf/"))
+        .filter(|file| needed.contains(file.name()) && !model::is_well_known_file(file.name()))
         .map(|file| FileDescriptorProto {
             source_code_info: None,
             ..file.clone()
@@ -140,74 +228,43 @@ fn descriptor_set_constant(bytes: &[u8]) -> String {
     out
 }
 
-/// Appends a bridge module to every service prost generates, after the
-/// output of any other service generator (tonic's server, say).
+/// Places each bridge module where prost writes its service, after the
+/// output of any other service generator (tonic's server, say). The
+/// modules are rendered from the model beforehand: of prost's service this
+/// needs only the name, as the tables name message types by their proto
+/// names (the bridge transcodes from descriptors, never through the Rust
+/// types).
 struct BridgeGenerator {
-    extra: Option<Box<dyn ServiceGenerator>>,
+    modules: HashMap<String, String>,
+    other: Option<Box<dyn ServiceGenerator>>,
 }
 
 impl ServiceGenerator for BridgeGenerator {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        if let Some(extra) = &mut self.extra {
-            extra.generate(service.clone(), buf);
+        let full_name = if service.package.is_empty() {
+            service.proto_name.clone()
+        } else {
+            format!("{}.{}", service.package, service.proto_name)
+        };
+        if let Some(other) = &mut self.other {
+            other.generate(service, buf);
         }
-        let tokens = bridge_module(&from_prost(&service));
-        let file = syn::parse2::<syn::File>(tokens).expect("the bridge module is valid Rust");
-        buf.push_str(&prettyplease::unparse(&file));
+        // Services of files not generated (imports) have no module.
+        if let Some(module) = self.modules.remove(&full_name) {
+            buf.push_str(&module);
+        }
     }
 
     fn finalize(&mut self, buf: &mut String) {
-        if let Some(extra) = &mut self.extra {
-            extra.finalize(buf);
+        if let Some(other) = &mut self.other {
+            other.finalize(buf);
         }
     }
 
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
-        if let Some(extra) = &mut self.extra {
-            extra.finalize_package(package, buf);
+        if let Some(other) = &mut self.other {
+            other.finalize_package(package, buf);
         }
-    }
-}
-
-/// The model of a service as prost sees it.
-fn from_prost(service: &prost_build::Service) -> model::Service {
-    let strip = |name: &str| name.strip_prefix('.').unwrap_or(name).to_owned();
-    let methods = service
-        .methods
-        .iter()
-        .map(|method| model::Method {
-            name: method.proto_name.clone(),
-            kind: MethodKind::from_streaming(method.client_streaming, method.server_streaming),
-            input_type: strip(&method.input_proto_type),
-            output_type: strip(&method.output_proto_type),
-            comments: comments(&method.comments),
-        })
-        .collect();
-    let full_name = if service.package.is_empty() {
-        service.proto_name.clone()
-    } else {
-        format!("{}.{}", service.package, service.proto_name)
-    };
-    model::Service {
-        name: service.proto_name.clone(),
-        full_name,
-        methods,
-        comments: comments(&service.comments),
-    }
-}
-
-fn comments(comments: &prost_build::Comments) -> model::Comments {
-    model::Comments {
-        leading: comments
-            .leading
-            .iter()
-            .map(|line| format!("{line}\n"))
-            .collect(),
-        trailing: comments
-            .trailing
-            .iter()
-            .map(|line| format!("{line}\n"))
-            .collect(),
     }
 }
 
@@ -215,48 +272,60 @@ fn comments(comments: &prost_build::Comments) -> model::Comments {
 pub(crate) fn bridge_module(service: &model::Service) -> TokenStream {
     let module = format_ident!("{}_bridge", service.name.to_snake_case());
     let full_name = &service.full_name;
-    let service_doc = doc_lines(&service.comments);
-    let module_doc = format!(" The wsgrpc bridge's table for `{full_name}`.");
+    let module_doc = doc_comment(
+        &format!("The wsgrpc bridge's table for `{full_name}`."),
+        &service.comments,
+    );
     let service_fn_doc =
         format!(" The table of `{full_name}`, for `wsgrpc_runtime::Bridge::builder().service(…)`.");
 
-    let constants = service.methods.iter().map(|method| {
-        let constant = format_ident!("{}", method.name.to_shouty_snake_case());
+    let mut taken = HashSet::from([SERVICE_NAME.to_owned()]);
+    let mut constants = Vec::new();
+    for method in &service.methods {
+        let constant = format_ident!(
+            "{}",
+            unique_name(method.name.to_shouty_snake_case(), '_', &mut taken)
+        );
         let path = format!("{full_name}/{}", method.name);
-        let doc = doc_lines(&method.comments);
-        let summary = format!(" `{path}`: {}.", kind_words(method.kind));
-        quote! {
-            #[doc = #summary]
-            #(#[doc = ""] #[doc = #doc])*
+        let doc = doc_comment(
+            &format!("`{path}`: {}.", kind_words(method.kind)),
+            &method.comments,
+        );
+        constants.push(quote! {
+            #doc
             pub const #constant: &str = #path;
-        }
-    });
+        });
+    }
     let methods = service.methods.iter().map(|method| {
         let (input, output) = (&method.input_type, &method.output_type);
         let name = &method.name;
         let kind = format_ident!("{}", method.kind.name());
         quote! { descriptors.method(#name, MethodKind::#kind, #input, #output) }
     });
+    let service_name = format_ident!("{SERVICE_NAME}");
 
     quote! {
-        #[doc = #module_doc]
-        #(#[doc = ""] #[doc = #service_doc])*
+        #module_doc
         pub mod #module {
             use wsgrpc_runtime::codegen::*;
 
             /// The service's fully-qualified name.
-            pub const SERVICE_NAME: &str = #full_name;
+            pub const #service_name: &str = #full_name;
 
             #(#constants)*
 
             #[doc = #service_fn_doc]
             pub fn service() -> Service {
                 let descriptors = Descriptors::new(super::FILE_DESCRIPTOR_SET);
-                Service::new(SERVICE_NAME, [#(#methods),*])
+                Service::new(#service_name, [#(#methods),*])
             }
         }
     }
 }
+
+/// The constant a bridge module names its service by; a method's constant
+/// of the same name (a method `ServiceName`) gets a `_` suffix.
+const SERVICE_NAME: &str = "SERVICE_NAME";
 
 fn kind_words(kind: MethodKind) -> &'static str {
     match kind {
@@ -267,13 +336,21 @@ fn kind_words(kind: MethodKind) -> &'static str {
     }
 }
 
-/// Doc comment lines, each with the leading space rustdoc expects.
-fn doc_lines(comments: &model::Comments) -> Vec<String> {
-    comments
-        .lines()
-        .iter()
-        .map(|line| format!(" {line}"))
-        .collect()
+/// `summary`, then the .proto comment below it, one `#[doc]` a line as a
+/// hand-written `///` comment would be: paragraphs stay as the .proto has
+/// them.
+fn doc_comment(summary: &str, comments: &model::Comments) -> TokenStream {
+    let mut lines = vec![format!(" {summary}")];
+    let comment = comments.lines();
+    if !comment.is_empty() {
+        lines.push(String::new());
+    }
+    // rustdoc expects the space after `///`; an empty line needs none.
+    lines.extend(comment.iter().map(|line| match *line {
+        "" => String::new(),
+        line => format!(" {line}"),
+    }));
+    quote! { #(#[doc = #lines])* }
 }
 
 #[cfg(test)]
@@ -285,17 +362,29 @@ mod tests {
         let service = model::Service {
             name: "Match".into(),
             full_name: "a.b.Match".into(),
-            methods: vec![model::Method {
-                name: "Self".into(),
-                kind: MethodKind::BidiStreaming,
-                input_type: "a.b.Self".into(),
-                output_type: "google.protobuf.Empty".into(),
-                comments: model::Comments {
-                    leading: vec![" Plays.\n".into()],
-                    trailing: vec![],
+            methods: vec![
+                model::Method {
+                    name: "Self".into(),
+                    kind: MethodKind::BidiStreaming,
+                    input_type: "a.b.Self".into(),
+                    output_type: "google.protobuf.Empty".into(),
+                    comments: model::Comments {
+                        leading: vec![" Plays.\n".into()],
+                        trailing: vec![],
+                    },
                 },
-            }],
-            comments: model::Comments::default(),
+                model::Method {
+                    name: "ServiceName".into(),
+                    kind: MethodKind::Unary,
+                    input_type: "a.b.Self".into(),
+                    output_type: "a.b.Self".into(),
+                    comments: model::Comments::default(),
+                },
+            ],
+            comments: model::Comments {
+                leading: vec![" Plays matches,\n two at a time.\n\n A second paragraph.\n".into()],
+                trailing: vec![],
+            },
         };
         let file = syn::parse2::<syn::File>(bridge_module(&service)).unwrap();
         let code = prettyplease::unparse(&file);
@@ -305,6 +394,16 @@ mod tests {
             "{code}"
         );
         assert!(code.contains("/// Plays."), "{code}");
+        assert!(
+            code.contains(
+                "/// The wsgrpc bridge's table for `a.b.Match`.\n///\n/// Plays matches,\n/// two at a time.\n///\n/// A second paragraph.\npub mod match_bridge {"
+            ),
+            "a comment keeps its lines and paragraphs: {code}"
+        );
+        assert!(
+            code.contains(r#"pub const SERVICE_NAME_: &str = "a.b.Match/ServiceName";"#),
+            "{code}"
+        );
         let entry: String = code.split_whitespace().collect();
         assert!(
             entry.contains(r#"descriptors.method("Self",MethodKind::BidiStreaming,"a.b.Self","google.protobuf.Empty",)"#),

@@ -7,34 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{read_tree, repo_root, run_buf};
+use common::{EXAMPLE, FIXTURES, Fixture, read_tree, repo_root, run_buf};
 
 /// Where `example/buf.gen.yaml` puts each output, relative to buf's output
 /// directory.
 const RUST_OUT: &str = "gen/rust";
 const TYPESCRIPT_OUT: &str = "client/src/gen";
-
-/// One set of .proto files to generate from, with its include directory
-/// (under the repository root).
-struct Fixture {
-    include: &'static str,
-    protos: &'static [&'static str],
-}
-
-const FIXTURES: &[Fixture] = &[
-    Fixture {
-        include: "proto",
-        protos: &["example.proto"],
-    },
-    Fixture {
-        include: "proto",
-        protos: &["wsgrpc/test/v1/test.proto"],
-    },
-    Fixture {
-        include: "proto/fixtures",
-        protos: &["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"],
-    },
-];
 
 /// `example/buf.gen.yaml` with this crate's plugin binary in place of the
 /// `protoc-gen-wsgrpc` it finds on PATH.
@@ -89,7 +67,7 @@ fn the_example_config_writes_what_build_rs_writes() {
     let from_buf = read_tree(out.path());
     assert!(from_buf.contains_key(&format!("{RUST_OUT}/example.rs")));
     assert!(from_buf.contains_key(&format!("{TYPESCRIPT_OUT}/example_wsgrpc.ts")));
-    assert_same_files(&from_buf, &build_rs_output(&FIXTURES[0]), "example.proto");
+    assert_same_files(&from_buf, &build_rs_output(&EXAMPLE), "example.proto");
 }
 
 /// The fixtures as a command-line input, which replaces the template's:
@@ -114,7 +92,7 @@ fn buf_writes_what_build_rs_writes_for_every_fixture() {
         assert_same_files(
             &read_tree(out.path()),
             &build_rs_output(fixture),
-            &fixture.protos.join(", "),
+            fixture.name,
         );
     }
 }
@@ -126,6 +104,6 @@ fn buf_reports_an_unknown_parameter() {
     assert!(template.contains(rust_only));
     let template = template.replace(rust_only, "opt: rust,flavour=vanilla\n");
     let out = tempfile::tempdir().unwrap();
-    let err = run_buf_on(&FIXTURES[0], &template, out.path()).unwrap_err();
+    let err = run_buf_on(&EXAMPLE, &template, out.path()).unwrap_err();
     assert!(err.contains("unknown parameter `flavour=vanilla`"), "{err}");
 }

@@ -6,32 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{read_tree, repo_root};
-
-/// One set of .proto files to generate from.
-struct Fixture {
-    name: &'static str,
-    include: &'static str,
-    protos: &'static [&'static str],
-}
-
-const FIXTURES: &[Fixture] = &[
-    Fixture {
-        name: "example",
-        include: "proto",
-        protos: &["example.proto"],
-    },
-    Fixture {
-        name: "test_service",
-        include: "proto",
-        protos: &["wsgrpc/test/v1/test.proto"],
-    },
-    Fixture {
-        name: "rich",
-        include: "proto/fixtures",
-        protos: &["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"],
-    },
-];
+use common::{FIXTURES, Fixture, read_tree, repo_root};
 
 /// What the build.rs path writes for a fixture.
 fn build_rs_output(fixture: &Fixture) -> BTreeMap<String, String> {
@@ -83,6 +58,6 @@ fn protoc_with_the_plugin_writes_what_build_rs_writes() {
 
 #[test]
 fn protoc_reports_an_unknown_parameter() {
-    let err = run_protoc(&FIXTURES[0], "rust,flavour=vanilla").unwrap_err();
+    let err = run_protoc(&common::EXAMPLE, "rust,flavour=vanilla").unwrap_err();
     assert!(err.contains("unknown parameter `flavour=vanilla`"), "{err}");
 }

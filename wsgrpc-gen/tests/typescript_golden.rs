@@ -7,34 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{read_tree, repo_root};
+use common::{EXAMPLE, FIXTURES, Fixture, read_tree, repo_root};
 
-/// One set of .proto files to generate from, with its include directory.
-struct Fixture {
-    include: &'static str,
-    protos: &'static [&'static str],
-}
-
-/// All generated into one directory, sharing one `wsgrpc_runtime.ts`.
-const FIXTURES: &[Fixture] = &[
-    Fixture {
-        include: "proto",
-        protos: &["example.proto", "wsgrpc/test/v1/test.proto"],
-    },
-    Fixture {
-        include: "proto/fixtures",
-        protos: &["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"],
-    },
-];
-
+/// Every fixture, generated into one directory sharing one `wsgrpc_runtime.ts`.
 const GOLDEN_DIR: &str = "tests/ts/gen";
 
 /// The example's web page imports its client from its own directory.
-const EXAMPLE_FIXTURES: &[Fixture] = &[Fixture {
-    include: "proto",
-    protos: &["example.proto"],
-}];
-
 const EXAMPLE_GOLDEN_DIR: &str = "example/client/src/gen";
 
 /// What the build.rs path writes for every fixture.
@@ -77,7 +55,7 @@ fn generated_typescript_matches_the_checked_in_files() {
 
 #[test]
 fn the_example_page_uses_freshly_generated_typescript() {
-    check_golden(EXAMPLE_GOLDEN_DIR, EXAMPLE_FIXTURES);
+    check_golden(EXAMPLE_GOLDEN_DIR, &[EXAMPLE]);
 }
 
 /// Compares what `fixtures` generate with the files in `dir`, or rewrites

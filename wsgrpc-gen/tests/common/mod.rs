@@ -8,6 +8,41 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A set of .proto files to generate from, in one call of each generator.
+pub struct Fixture {
+    /// Names the fixture in snapshot names and messages.
+    pub name: &'static str,
+    /// The include directory, relative to the repository root.
+    pub include: &'static str,
+    /// The files to generate, relative to `include`.
+    pub protos: &'static [&'static str],
+}
+
+/// The example's service.
+pub const EXAMPLE: Fixture = Fixture {
+    name: "example",
+    include: "proto",
+    protos: &["example.proto"],
+};
+
+/// The service the integration tests call.
+pub const TEST_SERVICE: Fixture = Fixture {
+    name: "test_service",
+    include: "proto",
+    protos: &["wsgrpc/test/v1/test.proto"],
+};
+
+/// Every field shape, the well-known types, names that are keywords, and
+/// two packages importing each other's types.
+pub const RICH: Fixture = Fixture {
+    name: "rich",
+    include: "proto/fixtures",
+    protos: &["rich/shop/v1/shop.proto", "rich/common/v1/common.proto"],
+};
+
+/// Every fixture, for the tests that run each generation path on all.
+pub const FIXTURES: &[Fixture] = &[EXAMPLE, TEST_SERVICE, RICH];
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
