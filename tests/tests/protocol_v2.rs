@@ -431,7 +431,7 @@ async fn a_client_stream_past_its_credit_fails_alone() {
 }
 
 #[tokio::test]
-async fn a_full_request_queue_holds_up_no_other_call() {
+async fn a_client_stream_into_a_slow_backend_holds_up_no_other_call() {
     let (_backend, _bridge, mut socket, settings) = open_v2(|b| b).await;
     let queue = settings[0]["callQueueMessages"].as_u64().unwrap();
     // A whole queue for a backend that takes 50 ms a message: some 3 s.
