@@ -313,11 +313,34 @@ describe("ending a call from the client", () => {
       yield { n: 1 };
       throw new Error("input broke");
     }
-    await expect(transport.clientStream("p.S/Collect", failing())).rejects.toThrow("input broke");
+    const error = await rpcError(transport.clientStream("p.S/Collect", failing()));
+    expect(error.code).toBe(Code.UNKNOWN);
+    expect(error.message).toBe("input broke");
+    expect((error.cause as Error).message).toBe("input broke");
     await eventually(async () => bridge.received.some((frame) => frame["type"] === "cancel"), "the cancel arrived");
   });
 
-  it("a payload JSON cannot carry fails the call", async () => {
-    await expect(transport.unary("p.S/U", { big: 1n })).rejects.toThrow(TypeError);
+  it("a payload JSON cannot carry fails the call with an RpcError around the TypeError", async () => {
+    const error = await rpcError(transport.unary("p.S/U", { big: 1n }));
+    expect(error.cause).toBeInstanceOf(TypeError);
+  });
+
+  it("an onHeader that throws fails the call with an RpcError, and cancels it", async () => {
+    bridge.script = (frame, reply) => reply(response(frame, { payload: { text: "a" }, headers: { "x-h": "1" } }));
+    const stream = transport.serverStream("p.S/Stream", {}, {
+      onHeader: () => {
+        throw new Error("header handler broke");
+      },
+    });
+    const error = await rpcError(
+      (async () => {
+        for await (const _ of stream) {
+          // the first message never arrives
+        }
+      })(),
+    );
+    expect(error.code).toBe(Code.UNKNOWN);
+    expect(error.message).toBe("header handler broke");
+    await eventually(async () => bridge.received.some((frame) => frame["type"] === "cancel"), "the cancel arrived");
   });
 });

@@ -65,28 +65,53 @@ export function codeNameOf(code: number): CodeName {
 /** Headers or trailers: lower-case keys; `-bin` keys carry base64. */
 export type Metadata = Record<string, string>;
 
+// Marks every RpcError, so that `instanceof` holds across two copies of
+// this file (two generated outputs in one app, say).
+const rpcErrorBrand: unique symbol = Symbol.for("wsgrpc.RpcError");
+
 /** How a call ended when it did not succeed. */
 export class RpcError extends Error {
-  /** The gRPC status code, e.g. `Code.NOT_FOUND`. */
-  readonly code: number;
+  /** The gRPC status code, e.g. `Code.NOT_FOUND`; a number no code has reads as `UNKNOWN`. */
+  readonly code: Code;
   /** Its canonical name, e.g. `"NOT_FOUND"`. */
   readonly codeName: string;
   /** The response headers and trailers that came with the status. */
   readonly metadata: Metadata;
   /** `grpc-status-details-bin`, base64: a serialized `google.rpc.Status`. */
   readonly details: string | undefined;
+  readonly [rpcErrorBrand] = true;
 
   constructor(
     code: number,
     message: string,
-    init: { codeName?: string; metadata?: Metadata; details?: string } = {},
+    init: { codeName?: string; metadata?: Metadata; details?: string; cause?: unknown } = {},
   ) {
-    super(message);
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = "RpcError";
-    this.code = code;
+    this.code = codeNames.has(code) ? (code as Code) : Code.UNKNOWN;
     this.codeName = init.codeName ?? codeNameOf(code);
     this.metadata = init.metadata ?? {};
     this.details = init.details;
+  }
+
+  /**
+   * `reason` as an RpcError: itself if it is one, `CANCELLED` for an
+   * abort, else `code` (by default `UNKNOWN`) with its message and the
+   * reason as `cause`.
+   */
+  static from(reason: unknown, code: Code = Code.UNKNOWN): RpcError {
+    if (reason instanceof RpcError) {
+      return reason;
+    }
+    if (reason instanceof Error) {
+      const aborted = reason.name === "AbortError";
+      return new RpcError(aborted ? Code.CANCELLED : code, reason.message, { cause: reason });
+    }
+    return new RpcError(code, String(reason), { cause: reason });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return value instanceof Error && (value as { [rpcErrorBrand]?: unknown })[rpcErrorBrand] === true;
   }
 }
 
@@ -222,10 +247,26 @@ const DEFAULT_MAX_FRAME_BYTES = 64 << 10;
 const DEFAULT_STREAM_WINDOW = 4096;
 
 /**
+ * What generated clients call methods through. `WebSocketGRPCClient` is
+ * the one that speaks to a bridge; a test can hand a client any object of
+ * this shape instead.
+ */
+export interface Transport {
+  /** One request, one response. */
+  unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O>;
+  /** One request, the responses as they come. */
+  serverStream<I, O>(method: string, request: I, options?: CallOptions): AsyncIterable<O>;
+  /** The requests, then one response. */
+  clientStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): Promise<O>;
+  /** Requests and responses at once. */
+  bidiStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): AsyncIterable<O>;
+}
+
+/**
  * A connection to a wsgrpc bridge that many calls share. It connects on
  * the first call (or `connect()`); calls made while it (re)connects wait.
  */
-export class WebSocketGRPCClient {
+export class WebSocketGRPCClient implements Transport {
   readonly url: string;
   readonly #WebSocket: WebSocketConstructor;
   readonly #reconnect: Required<ReconnectOptions> | null;
@@ -1185,7 +1226,9 @@ class Call<I, O> implements CallHandle {
       this.#options.signal?.removeEventListener("abort", this.#onAbort);
     }
     if (error !== undefined) {
-      this.#sink.fail(error);
+      // Whatever went wrong — the input, a callback, a payload JSON cannot
+      // carry — the caller gets an RpcError, the cause inside it.
+      this.#sink.fail(RpcError.from(error));
     } else {
       this.#sink.end(response as O);
     }

@@ -151,7 +151,7 @@ fn service_view(service: &Service, scope: &mut Scope<'_, '_>) -> Result<ServiceV
         .collect::<Result<Vec<_>, _>>()?;
     let declaration = format!("service {}", service.full_name);
     let client_note = format!(
-        "A client of `{}`, over a `wsgrpc.WebSocketGRPCClient`.",
+        "A client of `{}`, over a `wsgrpc.Transport` (a `WebSocketGRPCClient`, or a fake in tests).",
         service.full_name
     );
     scope.uses_runtime = true;

@@ -124,14 +124,14 @@ export const ExampleService = {
  * The greeting service from the original WebSocket bridge, with the two
  * streaming kinds it could not carry: client streaming and bidirectional.
  *
- * A client of `example.ExampleService`, over a `wsgrpc.WebSocketGRPCClient`.
+ * A client of `example.ExampleService`, over a `wsgrpc.Transport` (a `WebSocketGRPCClient`, or a fake in tests).
  *
  * @generated from service example.ExampleService
  */
 export class ExampleServiceClient {
-  readonly #transport: wsgrpc.WebSocketGRPCClient;
+  readonly #transport: wsgrpc.Transport;
 
-  constructor(transport: wsgrpc.WebSocketGRPCClient) {
+  constructor(transport: wsgrpc.Transport) {
     this.#transport = transport;
   }
 

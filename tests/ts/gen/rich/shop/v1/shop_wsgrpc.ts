@@ -548,14 +548,14 @@ export const Shop = {
 /**
  * Sells things. All four kinds of method.
  *
- * A client of `rich.shop.v1.Shop`, over a `wsgrpc.WebSocketGRPCClient`.
+ * A client of `rich.shop.v1.Shop`, over a `wsgrpc.Transport` (a `WebSocketGRPCClient`, or a fake in tests).
  *
  * @generated from service rich.shop.v1.Shop
  */
 export class ShopClient {
-  readonly #transport: wsgrpc.WebSocketGRPCClient;
+  readonly #transport: wsgrpc.Transport;
 
-  constructor(transport: wsgrpc.WebSocketGRPCClient) {
+  constructor(transport: wsgrpc.Transport) {
     this.#transport = transport;
   }
 
@@ -613,14 +613,14 @@ export const Catalog = {
 /**
  * A second service, with names that are keywords in Rust or TypeScript.
  *
- * A client of `rich.shop.v1.Catalog`, over a `wsgrpc.WebSocketGRPCClient`.
+ * A client of `rich.shop.v1.Catalog`, over a `wsgrpc.Transport` (a `WebSocketGRPCClient`, or a fake in tests).
  *
  * @generated from service rich.shop.v1.Catalog
  */
 export class CatalogClient {
-  readonly #transport: wsgrpc.WebSocketGRPCClient;
+  readonly #transport: wsgrpc.Transport;
 
-  constructor(transport: wsgrpc.WebSocketGRPCClient) {
+  constructor(transport: wsgrpc.Transport) {
     this.#transport = transport;
   }
 

@@ -152,14 +152,14 @@ export const TestService = {
  * A backend whose behaviour each request controls, for testing the bridge
  * and its clients against a real gRPC server.
  *
- * A client of `wsgrpc.test.v1.TestService`, over a `wsgrpc.WebSocketGRPCClient`.
+ * A client of `wsgrpc.test.v1.TestService`, over a `wsgrpc.Transport` (a `WebSocketGRPCClient`, or a fake in tests).
  *
  * @generated from service wsgrpc.test.v1.TestService
  */
 export class TestServiceClient {
-  readonly #transport: wsgrpc.WebSocketGRPCClient;
+  readonly #transport: wsgrpc.Transport;
 
-  constructor(transport: wsgrpc.WebSocketGRPCClient) {
+  constructor(transport: wsgrpc.Transport) {
     this.#transport = transport;
   }
 

@@ -1,0 +1,85 @@
+// RpcError as callers meet it, and generated clients over any Transport:
+// no bridge needed.
+
+import { describe, expect, it } from "vitest";
+
+import { RpcError as OtherCopyRpcError } from "../../example/client/src/gen/wsgrpc_runtime.js";
+import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
+import { type CallOptions, Code, RpcError, type StreamInput, type Transport } from "./gen/wsgrpc_runtime.js";
+
+describe("RpcError", () => {
+  it("from() keeps an RpcError, reads an abort as CANCELLED, and wraps anything else", () => {
+    const original = new RpcError(Code.NOT_FOUND, "gone");
+    expect(RpcError.from(original)).toBe(original);
+
+    const abort = new DOMException("the user left", "AbortError");
+    const aborted = RpcError.from(abort);
+    expect(aborted.code).toBe(Code.CANCELLED);
+    expect(aborted.cause).toBe(abort);
+
+    const broken = new TypeError("not a function");
+    const wrapped = RpcError.from(broken);
+    expect([wrapped.code, wrapped.codeName, wrapped.message]).toEqual([Code.UNKNOWN, "UNKNOWN", "not a function"]);
+    expect(wrapped.cause).toBe(broken);
+
+    expect(RpcError.from("plain text", Code.INTERNAL)).toMatchObject({ code: Code.INTERNAL, message: "plain text" });
+  });
+
+  it("a number that is no status code reads as UNKNOWN", () => {
+    const error = new RpcError(42, "from a newer server");
+    expect(error.code).toBe(Code.UNKNOWN);
+    const code: Code = error.code;
+    expect(code).toBe(2);
+  });
+
+  it("instanceof holds across two copies of the runtime", () => {
+    const here = new RpcError(Code.ABORTED, "here");
+    const there = new OtherCopyRpcError(Code.ABORTED, "there");
+    expect(OtherCopyRpcError).not.toBe(RpcError);
+    expect(here instanceof OtherCopyRpcError).toBe(true);
+    expect(there instanceof RpcError).toBe(true);
+    expect(new Error("plain") instanceof RpcError).toBe(false);
+    expect({ code: 1, message: "lookalike" } instanceof RpcError).toBe(false);
+  });
+});
+
+describe("a generated client", () => {
+  it("calls through any Transport, such as a fake in a test", async () => {
+    const calls: string[] = [];
+    const fake: Transport = {
+      async unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O> {
+        calls.push(`${method} ${JSON.stringify(request)} ${options?.timeoutMs ?? ""}`);
+        return { text: "faked" } as O;
+      },
+      async *serverStream<I, O>(method: string, request: I): AsyncIterable<O> {
+        calls.push(`${method} ${JSON.stringify(request)}`);
+        yield { index: 1 } as O;
+      },
+      async clientStream<I, O>(method: string, requests: StreamInput<I>): Promise<O> {
+        const all: I[] = [];
+        for await (const request of requests) {
+          all.push(request);
+        }
+        calls.push(`${method} ${all.length}`);
+        return {} as O;
+      },
+      bidiStream<O>(method: string): AsyncIterable<O> {
+        throw new RpcError(Code.UNIMPLEMENTED, `${method} is not faked`);
+      },
+    };
+    const client = new TestServiceClient(fake);
+    await expect(client.unary({ text: "x" }, { timeoutMs: 5 })).resolves.toEqual({ text: "faked" });
+    const streamed = [];
+    for await (const message of client.serverStream({ count: 1 })) {
+      streamed.push(message);
+    }
+    expect(streamed).toEqual([{ index: 1 }]);
+    await client.clientStream([{ text: "a" }, { text: "b" }]);
+    expect(() => client.bidi([])).toThrow(RpcError);
+    expect(calls).toEqual([
+      'wsgrpc.test.v1.TestService/Unary {"text":"x"} 5',
+      'wsgrpc.test.v1.TestService/ServerStream {"count":1}',
+      "wsgrpc.test.v1.TestService/ClientStream 2",
+    ]);
+  });
+});
