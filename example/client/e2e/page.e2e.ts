@@ -12,13 +12,14 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { build, createServer } from "vite";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
-  Service,
+  type Process,
   clientDir,
   findProgram,
   freePort,
   replaceOnce,
   repoRoot,
   run,
+  start,
   targetDir,
   waitForHttp,
 } from "./support.js";
@@ -67,8 +68,8 @@ afterAll(async () => {
 });
 
 /** The example binary on ports of its own, streaming a message every 100 ms. */
-async function startExample(extraArgs: string[] = []): Promise<{ service: Service; address: string }> {
-  const service = Service.start("wsgrpc-example", exampleBinary, [
+async function startExample(extraArgs: string[] = []): Promise<{ service: Process; address: string }> {
+  const service = start("wsgrpc-example", exampleBinary, [
     "--grpc-addr=127.0.0.1:0",
     "--bridge-addr=127.0.0.1:0",
     `--static-dir=${distDir}`,
@@ -84,7 +85,7 @@ interface Front {
   /** The page's URL. */
   url: string;
   /** The example binary, whose log tells what the backend saw. */
-  example: Service;
+  example: Process;
   /** The example binary's own address (`127.0.0.1:PORT`), for its `/metrics`. */
   address: string;
   stop(): Promise<void>;
@@ -97,7 +98,7 @@ async function direct(): Promise<Front> {
 
 /** A fresh example binary with a proxy in front, started by `start(bridgePort)`. */
 async function behind(
-  start: (bridgePort: string) => Promise<{ proxy: Service; url: string }>,
+  start: (bridgePort: string) => Promise<{ proxy: Process; url: string }>,
 ): Promise<Front> {
   const { service: example, address } = await startExample();
   const bridgePort = address.split(":").pop()!;
@@ -118,7 +119,7 @@ async function behind(
   }
 }
 
-async function envoy(bridgePort: string): Promise<{ proxy: Service; url: string }> {
+async function envoy(bridgePort: string): Promise<{ proxy: Process; url: string }> {
   const [listenPort, adminPort] = [await freePort(), await freePort()];
   let config = readFileSync(join(repoRoot, "example", "envoy.yaml"), "utf8");
   config = replaceOnce(config, "port_value: 8080", `port_value: ${listenPort}`);
@@ -127,7 +128,7 @@ async function envoy(bridgePort: string): Promise<{ proxy: Service; url: string 
   const configFile = join(scratch, `envoy-${listenPort}.yaml`);
   writeFileSync(configFile, config);
   // In a session of its own, as `setsid envoy …` would be; stopped by PID.
-  const proxy = Service.start(
+  const proxy = start(
     "envoy",
     envoyBinary(),
     ["-c", configFile, "--disable-hot-restart", "--log-level", "warn"],
@@ -139,7 +140,7 @@ async function envoy(bridgePort: string): Promise<{ proxy: Service; url: string 
   return { proxy, url };
 }
 
-async function nginx(bridgePort: string): Promise<{ proxy: Service; url: string }> {
+async function nginx(bridgePort: string): Promise<{ proxy: Process; url: string }> {
   const listenPort = await freePort();
   const prefix = mkdtempSync(join(scratch, "nginx-"));
   let config = readFileSync(join(repoRoot, "example", "nginx.conf"), "utf8");
@@ -147,7 +148,7 @@ async function nginx(bridgePort: string): Promise<{ proxy: Service; url: string 
   config = replaceOnce(config, "server 127.0.0.1:50052;", `server 127.0.0.1:${bridgePort};`);
   const configFile = join(prefix, "nginx.conf");
   writeFileSync(configFile, config);
-  const proxy = Service.start(
+  const proxy = start(
     "nginx",
     nginxBinary(),
     ["-c", configFile, "-p", prefix, "-e", "stderr", "-g", `daemon off; pid ${join(prefix, "nginx.pid")};`],
@@ -195,7 +196,7 @@ const isDisabled = (page: Page, selector: string) => page.locator(selector).isDi
  * Waits for the example server to log its `total`-th cancelled
  * StreamMessages call, somewhere after offset `from` of its output.
  */
-async function backendCancels(example: Service, total: number, from: number): Promise<void> {
+async function backendCancels(example: Process, total: number, from: number): Promise<void> {
   const line = new RegExp(`StreamMessages cancelled by the client total=${total}\\b`);
   await example.waitForOutput(line, 3_000, from);
 }
@@ -413,7 +414,7 @@ describe("a stream read slowly in the page", () => {
 describe("the page against a bridge started with --token", () => {
   // Needs percent-encoding: the page must pass it on intact.
   const secret = "e2e secret+/&";
-  let example: Service | undefined;
+  let example: Process | undefined;
   let origin = "";
 
   beforeAll(async () => {

@@ -1,136 +1,30 @@
 // Real processes for the browser tests: the example binary, Envoy, nginx.
-// Each is started with its output captured, waited for until it serves,
-// and stopped by its PID.
+// They are started as the transport's tests start theirs (Process, from
+// tests/ts/support), with their output captured, waited for until they
+// serve, and stopped by their PID.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { Process, type StartOptions } from "../../../tests/ts/support/process.js";
+
+export { replaceOnce } from "../../../tests/ts/support/envoy.js";
+export { freePort } from "../../../tests/ts/support/server.js";
+export { Process };
 
 export const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 export const clientDir = join(repoRoot, "example", "client");
 export const targetDir = process.env["CARGO_TARGET_DIR"] ?? join(repoRoot, "target");
 
-// Everything started here, so that an aborted run leaves nothing behind.
-const running = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const child of running) {
-    child.kill("SIGKILL");
-  }
-});
-
-// tracing colours its output unless told otherwise; strip what is left.
-const ANSI_ESCAPE = /\u001b\[[0-9;]*m/g;
-
-export class Service {
-  readonly name: string;
-  readonly #child: ChildProcess;
-  #output = "";
-  #exit: Promise<number | null>;
-  #ended = false;
-  #listeners = new Set<() => void>();
-
-  private constructor(name: string, child: ChildProcess) {
-    this.name = name;
-    this.#child = child;
-    running.add(child);
-    const collect = (chunk: Buffer) => {
-      this.#output += chunk.toString("utf8").replace(ANSI_ESCAPE, "");
-      for (const listener of this.#listeners) {
-        listener();
-      }
-    };
-    child.stdout?.on("data", collect);
-    child.stderr?.on("data", collect);
-    this.#exit = new Promise((resolve) => {
-      const ended = (code: number | null) => {
-        this.#ended = true;
-        running.delete(child);
-        for (const listener of this.#listeners) {
-          listener();
-        }
-        resolve(code);
-      };
-      child.on("exit", ended);
-      // It could not be started at all.
-      child.on("error", (error) => {
-        this.#output += `could not start: ${error.message}\n`;
-        ended(null);
-      });
-    });
-  }
-
-  /**
-   * Starts `command`. `ownSession` puts it in a session of its own, as
-   * `setsid` does, so that it outlives whatever started it unless stopped.
-   */
-  static start(name: string, command: string, args: string[], options: { ownSession?: boolean } = {}): Service {
-    const child = spawn(command, args, {
-      cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1", RUST_LOG: process.env["RUST_LOG"] ?? "info" },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: options.ownSession ?? false,
-    });
-    return new Service(name, child);
-  }
-
-  get pid(): number {
-    if (this.#child.pid === undefined) {
-      throw new Error(`${this.name} has no PID: it did not start`);
-    }
-    return this.#child.pid;
-  }
-
-  /** Everything it wrote to stdout and stderr so far. */
-  get output(): string {
-    return this.#output;
-  }
-
-  get exited(): boolean {
-    return this.#ended;
-  }
-
-  /** Waits until its output matches `pattern` (searching from `from` on). */
-  waitForOutput(pattern: RegExp, timeoutMs = 10_000, from = 0): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const match = this.#output.slice(from).match(pattern);
-        if (match !== null) {
-          done();
-          resolve(match);
-        } else if (this.exited) {
-          done();
-          reject(new Error(`${this.name} exited before writing ${pattern}:\n${this.#output}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`${this.name} did not write ${pattern} within ${timeoutMs} ms:\n${this.#output}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-      };
-      this.#listeners.add(check);
-      check();
-    });
-  }
-
-  /** Stops it with SIGTERM, then SIGKILL if it lingers. */
-  async stop(): Promise<void> {
-    if (this.exited) {
-      return;
-    }
-    process.kill(this.pid, "SIGTERM");
-    const killer = setTimeout(() => {
-      if (!this.exited) {
-        process.kill(this.pid, "SIGKILL");
-      }
-    }, 5_000);
-    await this.#exit;
-    clearTimeout(killer);
-  }
+/** Starts `command` in the repository, logging at `RUST_LOG` (by default `info`). */
+export function start(name: string, command: string, args: string[], options: StartOptions = {}): Process {
+  return Process.start(name, command, args, {
+    cwd: repoRoot,
+    ...options,
+    env: { RUST_LOG: process.env["RUST_LOG"] ?? "info", ...options.env },
+  });
 }
 
 /** Runs a command to completion; fails with its output unless it succeeds. */
@@ -151,24 +45,6 @@ export function run(command: string, args: string[], options: { cwd?: string } =
       } else {
         reject(new Error(`${command} ${args.join(" ")} failed (exit ${code}):\n${output}`));
       }
-    });
-  });
-}
-
-/** A TCP port nobody listens on now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address === null || typeof address === "string") {
-          reject(new Error("no port"));
-        } else {
-          resolve(address.port);
-        }
-      });
     });
   });
 }
@@ -217,13 +93,4 @@ export function findProgram(variable: string, candidates: string[], hint: string
     }
   }
   throw new Error(`${candidates.join(" or ")} not found (set ${variable}): ${hint}`);
-}
-
-/** Replaces `from` in `text`, which must hold it exactly once. */
-export function replaceOnce(text: string, from: string, to: string): string {
-  const parts = text.split(from);
-  if (parts.length !== 2) {
-    throw new Error(`expected "${from}" once, found it ${parts.length - 1} times`);
-  }
-  return parts.join(to);
 }

@@ -1,4 +1,5 @@
-// Child processes for the tests: output captured, waited for, stopped by
+// Child processes for the tests — the transport's (tests/ts) and the
+// browser's (example/client/e2e): output captured, waited for, stopped by
 // PID, and killed when the test run exits, however it ends.
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -10,9 +11,14 @@ process.on("exit", () => {
   }
 });
 
+// tracing colours its output unless told otherwise; strip what is left.
+const ANSI_ESCAPE = /\u001b\[[0-9;]*m/g;
+
 export interface StartOptions {
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Where it runs; by default where the test run does. */
+  cwd?: string;
   /**
    * In a session of its own, as `setsid` would put it: signals sent to the
    * test run's process group do not reach it; only its PID stops it.
@@ -33,7 +39,7 @@ export class Process {
     this.#child = child;
     running.add(child);
     const collect = (chunk: string) => {
-      this.#output += chunk;
+      this.#output += chunk.replace(ANSI_ESCAPE, "");
       this.#notify();
     };
     child.stdout?.setEncoding("utf8").on("data", collect);
@@ -58,6 +64,7 @@ export class Process {
 
   static start(name: string, command: string, args: string[], options: StartOptions = {}): Process {
     const child = spawn(command, args, {
+      cwd: options.cwd,
       env: { ...process.env, NO_COLOR: "1", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
       detached: options.ownSession ?? false,
@@ -81,8 +88,11 @@ export class Process {
     return this.#ended;
   }
 
-  /** Waits until its output matches `pattern`; fails if it exits first. */
-  waitForOutput(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+  /**
+   * Waits until its output (from character `from` on) matches `pattern`;
+   * fails if it exits first.
+   */
+  waitForOutput(pattern: RegExp, timeoutMs = 10_000, from = 0): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         done();
@@ -93,7 +103,7 @@ export class Process {
         this.#listeners.delete(check);
       };
       const check = () => {
-        const match = pattern.exec(this.#output);
+        const match = pattern.exec(this.#output.slice(from));
         if (match !== null) {
           done();
           resolve(match);
