@@ -79,6 +79,16 @@ impl Builder {
         self
     }
 
+    /// Imports the TypeScript transport from the npm package `name` (such
+    /// as `@wsgrpc/runtime`), as the plugin's `runtime_package`, instead of
+    /// writing a copy of it, `wsgrpc_runtime.ts`, beside the generated files.
+    pub fn runtime_package(mut self, name: &str) -> Self {
+        if let Err(err) = self.options.set_runtime_package(Some(name)) {
+            self.invalid_option.get_or_insert(err);
+        }
+        self
+    }
+
     /// Another generator to run for every service over the same message
     /// types, e.g. `tonic_prost_build::configure().service_generator()` for
     /// a tonic server in the same files.
@@ -240,6 +250,28 @@ mod tests {
             .to_string();
         assert!(message.starts_with("types.proto:3:3: "), "{message}");
         assert!(message.contains("Missing"), "{message}");
+    }
+
+    #[test]
+    fn with_a_runtime_package_the_files_import_it_and_no_copy_is_written() {
+        let dir = include_dir(&[(
+            "svc.proto",
+            "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
+        )]);
+        let out = dir.path().join("ts");
+        configure()
+            .rust(false)
+            .typescript_out_dir(&out)
+            .runtime_package("@wsgrpc/runtime")
+            .compile(&["svc.proto"], &[dir.path()])
+            .unwrap();
+        let client = std::fs::read_to_string(out.join("svc_wsgrpc.ts")).unwrap();
+        assert!(
+            client.contains("import * as wsgrpc from \"@wsgrpc/runtime\";"),
+            "{client}"
+        );
+        assert!(client.contains("runtime_package=@wsgrpc/runtime"), "{client}");
+        assert!(!out.join("wsgrpc_runtime.ts").exists());
     }
 
     #[test]

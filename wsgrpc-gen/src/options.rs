@@ -37,6 +37,7 @@ pub struct Options {
     /// `{name}_wsgrpc.ts` files and `wsgrpc_runtime.ts`.
     pub typescript: bool,
     import_extension: String,
+    runtime_package: Option<String>,
 }
 
 /// The one language of a generated file.
@@ -53,6 +54,7 @@ impl Default for Options {
             rust: true,
             typescript: true,
             import_extension: ".js".to_owned(),
+            runtime_package: None,
         }
     }
 }
@@ -85,6 +87,35 @@ impl Options {
 
     /// These options with only `language`'s output turned on: what a file
     /// in that language was generated with.
+    /// The npm package the TypeScript imports the transport from, where it
+    /// is not the copy written beside the generated files.
+    pub fn runtime_package(&self) -> Option<&str> {
+        self.runtime_package.as_deref()
+    }
+
+    /// Imports the transport from the npm package `name` (such as
+    /// `@wsgrpc/runtime`) instead of writing `wsgrpc_runtime.ts` beside the
+    /// generated files; `None` for the copy (the default).
+    pub fn set_runtime_package(&mut self, name: Option<&str>) -> Result<(), OptionsError> {
+        self.runtime_package = match name {
+            None => None,
+            Some(name)
+                if !name.is_empty()
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || "@/._-".contains(c)
+                    }) =>
+            {
+                Some(name.to_owned())
+            }
+            Some(name) => {
+                return Err(OptionsError(format!(
+                    "runtime_package `{name}` is not an npm package name (such as @wsgrpc/runtime)"
+                )));
+            }
+        };
+        Ok(())
+    }
+
     pub fn only(&self, language: Language) -> Self {
         Self {
             rust: language == Language::Rust,
@@ -120,9 +151,11 @@ impl FromStr for Options {
                 None if item == "rust" => options.rust = true,
                 None if item == "typescript" => options.typescript = true,
                 Some(("import_extension", value)) => options.set_import_extension(value)?,
+                Some(("runtime_package", value)) => options.set_runtime_package(Some(value))?,
                 _ => {
                     return Err(OptionsError(format!(
-                        "unknown parameter `{item}` (known: rust, typescript, import_extension=EXT)"
+                        "unknown parameter `{item}` (known: rust, typescript, import_extension=EXT, \
+                         runtime_package=NAME)"
                     )));
                 }
             }
@@ -148,6 +181,9 @@ impl fmt::Display for Options {
                 extension => extension,
             };
             items.push(format!("import_extension={extension}"));
+            if let Some(package) = &self.runtime_package {
+                items.push(format!("runtime_package={package}"));
+            }
         }
         f.write_str(&items.join(","))
     }
@@ -181,6 +217,20 @@ mod tests {
         let typescript = parse("typescript, import_extension=none");
         assert!(!typescript.rust && typescript.typescript);
         assert_eq!(typescript.import_extension(), "");
+    }
+
+    #[test]
+    fn a_runtime_package_is_a_parameter_that_round_trips() {
+        let options = parse("typescript,runtime_package=@wsgrpc/runtime");
+        assert_eq!(options.runtime_package(), Some("@wsgrpc/runtime"));
+        assert_eq!(
+            options.to_string(),
+            "typescript,import_extension=.js,runtime_package=@wsgrpc/runtime"
+        );
+        assert_eq!(parse(&options.to_string()), options);
+        let err = "runtime_package=../evil\"".parse::<Options>().unwrap_err();
+        assert!(err.to_string().contains("not an npm package name"), "{err}");
+        assert_eq!(parse("typescript").runtime_package(), None);
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub(crate) fn render(
             language: Language::TypeScript,
         });
     }
+    // With a runtime package, the files import it instead of a copy.
+    if options.runtime_package().is_some() {
+        return Ok(out);
+    }
     out.push(GeneratedFile {
         name: RUNTIME_FILE.to_owned(),
         content: format!(

@@ -124,7 +124,10 @@ impl<'s, 'a> Scope<'s, 'a> {
     /// client (which needs the runtime at run time), of its types where
     /// only they are used, none otherwise.
     pub(super) fn runtime_import(&self) -> Option<String> {
-        let path = self.import_path(RUNTIME_FILE);
+        let path = match self.options.runtime_package() {
+            Some(package) => package.to_owned(),
+            None => self.import_path(RUNTIME_FILE),
+        };
         if !self.file.services.is_empty() {
             Some(format!("import * as {RUNTIME_NAMESPACE} from \"{path}\";"))
         } else if self.uses_runtime {
