@@ -252,47 +252,44 @@ mod tests {
         assert!(message.contains("Missing"), "{message}");
     }
 
-    #[test]
-    fn with_a_runtime_package_the_files_import_it_and_no_copy_is_written() {
+    /// The TypeScript client of a one-service file, written with `options`
+    /// applied to the builder, and the directory it was written to.
+    fn typescript_client(options: impl FnOnce(Builder) -> Builder) -> (String, tempfile::TempDir) {
         let dir = include_dir(&[(
             "svc.proto",
             "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
         )]);
         let out = dir.path().join("ts");
-        configure()
-            .rust(false)
-            .typescript_out_dir(&out)
-            .runtime_package("@wsgrpc/runtime")
+        options(configure().rust(false).typescript_out_dir(&out))
             .compile(&["svc.proto"], &[dir.path()])
             .unwrap();
         let client = std::fs::read_to_string(out.join("svc_wsgrpc.ts")).unwrap();
+        (client, dir)
+    }
+
+    #[test]
+    fn with_a_runtime_package_the_files_import_it_and_no_copy_is_written() {
+        let (client, dir) = typescript_client(|builder| builder.runtime_package("@wsgrpc/runtime"));
         assert!(
             client.contains("import * as wsgrpc from \"@wsgrpc/runtime\";"),
             "{client}"
         );
-        assert!(client.contains("runtime_package=@wsgrpc/runtime"), "{client}");
-        assert!(!out.join("wsgrpc_runtime.ts").exists());
+        assert!(
+            client.contains("runtime_package=@wsgrpc/runtime"),
+            "{client}"
+        );
+        assert!(!dir.path().join("ts/wsgrpc_runtime.ts").exists());
     }
 
     #[test]
     fn an_import_extension_is_normalised_as_the_plugin_does_it() {
-        let dir = include_dir(&[(
-            "svc.proto",
-            "syntax = \"proto3\";\nmessage M {}\nservice S { rpc Call(M) returns (M); }\n",
-        )]);
-        let out = dir.path().join("ts");
-        configure()
-            .rust(false)
-            .typescript_out_dir(&out)
-            .import_extension("js")
-            .compile(&["svc.proto"], &[dir.path()])
-            .unwrap();
-        let client = std::fs::read_to_string(out.join("svc_wsgrpc.ts")).unwrap();
+        let (client, dir) = typescript_client(|builder| builder.import_extension("js"));
         assert!(
             client.contains("import * as wsgrpc from \"./wsgrpc_runtime.js\";"),
             "{client}"
         );
 
+        let out = dir.path().join("ts");
         let err = configure()
             .rust(false)
             .typescript_out_dir(&out)
