@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Page } from "playwright-core";
 import { build, preview } from "vite";
-import { Service, freePort, repoRoot, run, targetDir } from "../../../example/client/e2e/support.js";
+import { freePort, repoRoot, run, start, targetDir } from "../../../example/client/e2e/support.js";
 import { STREAM_TEXT, type BenchPage, type Protocol, type RunResult, type RunSpec, type Workload } from "../shared/spec.js";
 import { startCeiling, type Ceiling } from "./ceiling.js";
 import { chart, table, writeMarkdown, type Report, type Row, type Unit } from "./report.js";
@@ -300,7 +300,7 @@ async function main(): Promise<number> {
 
   // The bridge's per-call spans cost CPU at info level; wsgrpc-bench runs it at warn too.
   process.env["RUST_LOG"] ??= "warn";
-  const example = Service.start("wsgrpc-example", binary, [
+  const example = start("wsgrpc-example", binary, [
     "--grpc-addr=127.0.0.1:0",
     "--bridge-addr=127.0.0.1:0",
     // Not used (the page comes from pageServer); a directory with a page
