@@ -23,7 +23,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-use crate::bridge::Shared;
 use crate::call::{self, CallSpec, Deadline, Finish};
 use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, code_name};
 use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
@@ -31,6 +30,7 @@ use crate::metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, Framing, Outbox, Outgoing};
 use crate::service::{ResolveError, Route};
+use crate::shared::Shared;
 
 /// Longest id a client may choose.
 const MAX_ID_LEN: usize = 256;
