@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode, Uri, header};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
@@ -64,21 +65,7 @@ impl Default for BridgeBuilder {
             table: None,
             json: JsonRules::default(),
             origins: AllowedOrigins::SameOrigin,
-            limits: Limits {
-                max_frame_size: 4 << 20,
-                max_calls_per_connection: 100,
-                max_connections: 10_000,
-                max_call_duration: None,
-                call_queue_messages: 64,
-                protocol_v2: true,
-                batch_bytes: 64 << 10,
-                batch_linger: Duration::ZERO,
-                ping_interval: Some(Duration::from_secs(30)),
-                idle_timeout: Some(Duration::from_secs(90)),
-                drain_timeout: Duration::from_secs(10),
-                header_read_timeout: Duration::from_secs(10),
-                max_pending_connections: 1024,
-            },
+            limits: Limits::default(),
             authenticator: None,
         }
     }
@@ -452,7 +439,8 @@ async fn upgrade(
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
                 let _permit = permit;
-                connection::serve(socket, shared, identity, protocol).await;
+                let (sink, incoming) = socket.split();
+                connection::serve(sink, incoming, shared, identity, protocol).await;
             })
         })
 }

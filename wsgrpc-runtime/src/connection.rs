@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, close_code};
 use bytes::Bytes;
-use futures_util::{StreamExt, stream};
+use futures_util::{Sink, Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -40,13 +40,19 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Serves one socket until either side closes it or the bridge shuts down.
-pub(crate) async fn serve(
-    socket: WebSocket,
+///
+/// The socket comes as its two halves, so that tests can stand channels in
+/// for a real WebSocket.
+pub(crate) async fn serve<W, R>(
+    sink: W,
+    mut incoming: R,
     shared: Arc<Shared>,
     identity: Metadata,
     protocol: Protocol,
-) {
-    let (sink, mut incoming) = socket.split();
+) where
+    W: Sink<Message> + Send + Unpin + 'static,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let framing = Framing {
         protocol,
         batch_bytes: shared.limits.batch_bytes,

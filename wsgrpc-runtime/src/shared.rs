@@ -32,6 +32,26 @@ pub(crate) struct Limits {
     pub max_pending_connections: usize,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 4 << 20,
+            max_calls_per_connection: 100,
+            max_connections: 10_000,
+            max_call_duration: None,
+            call_queue_messages: 64,
+            protocol_v2: true,
+            batch_bytes: 64 << 10,
+            batch_linger: Duration::ZERO,
+            ping_interval: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(90)),
+            drain_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_pending_connections: 1024,
+        }
+    }
+}
+
 /// What every connection of a bridge shares.
 pub(crate) struct Shared {
     pub services: ServiceTable,
