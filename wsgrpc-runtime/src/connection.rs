@@ -790,3 +790,6 @@ fn salvage_id(text: &str) -> Option<String> {
         .map(|frame| frame.id)
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
 }
+
+#[cfg(test)]
+mod tests;
