@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use super::serve;
+use super::{deadline, serve};
 use crate::access::AllowedOrigins;
 use crate::envelope::{Metadata, Protocol};
 use crate::json::JsonRules;
@@ -424,4 +424,45 @@ async fn closing_the_socket_ends_the_connection() {
         .expect("the connection does not panic");
     // The open call is cancelled without a word: the client is gone.
     assert!(client.from_bridge.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn a_timeout_of_zero_ends_the_call_invalid_argument() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.send(json!({"type": "request", "id": "t", "method": UNARY, "timeoutMs": 0}));
+    let end = client.next().await;
+    assert_ended(&end, "t", Code::InvalidArgument);
+    assert_mentions(&end, "timeoutMs");
+}
+
+#[tokio::test]
+async fn v2_ends_a_call_whose_window_is_too_large() {
+    let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
+    let window = 1u64 << 31;
+    client.send(json!({"type": "request", "id": "w", "method": SERVER_STREAM, "window": window}));
+    let end = client.next().await;
+    assert_ended(&end, "w", Code::InvalidArgument);
+    assert_mentions(&end, "window");
+}
+
+#[test]
+fn the_sooner_of_the_client_deadline_and_the_bridge_limit_applies() {
+    let limits = |max_call_duration| Limits {
+        max_call_duration,
+        ..Limits::default()
+    };
+    let second = Some(Duration::from_secs(1));
+    let bridge = deadline(&limits(second), Some(5_000)).unwrap().unwrap();
+    assert_eq!(bridge.after, Duration::from_secs(1));
+    assert!(bridge.bridge_limit);
+    let client = deadline(&limits(second), Some(500)).unwrap().unwrap();
+    assert_eq!(client.after, Duration::from_millis(500));
+    assert!(!client.bridge_limit);
+    assert!(deadline(&limits(None), None).unwrap().is_none());
+    assert!(
+        deadline(&limits(second), None)
+            .unwrap()
+            .unwrap()
+            .bridge_limit
+    );
 }
