@@ -23,8 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bridge::Shared;
 use crate::metrics::Rejection;
+use crate::shared::Shared;
 
 /// The most a connection buffers while it reads a request's headers; an
 /// upgrade request with cookies is a few KiB.

@@ -10,19 +10,21 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode, Uri, header};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::access::{AllowedOrigins, Authenticator, UpgradeRequest};
 use crate::envelope::{Metadata, Protocol};
 use crate::json::{JsonOptions, JsonRules};
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Service, ServiceTable};
+use crate::shared::{Limits, Shared};
 use crate::{accept, connection};
 
 /// What each socket reads into at first.
@@ -31,146 +33,6 @@ const READ_BUFFER: usize = 4 * 1024;
 /// HTTP/2 flow-control windows of the backend channel.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 const STREAM_WINDOW: u32 = 256 * 1024;
-
-/// Which pages may open a socket.
-///
-/// Browsers send the page's origin with every WebSocket upgrade but, unlike
-/// `fetch`, do not enforce CORS on it: checking it is the only defence
-/// against a foreign page opening a socket with the user's cookies.
-#[derive(Debug, Clone, Default)]
-pub enum AllowedOrigins {
-    /// Only pages served from the bridge's own host (the default).
-    #[default]
-    SameOrigin,
-    /// The bridge's own host and these origins (`https://app.example.com`).
-    List(Vec<String>),
-    /// Any page. Only for development, or when the socket carries no ambient
-    /// credentials.
-    Any,
-}
-
-impl AllowedOrigins {
-    fn allows(&self, headers: &HeaderMap) -> bool {
-        // Only browsers send an Origin; other clients cannot be hijacked.
-        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-            return true;
-        };
-        match self {
-            Self::Any => true,
-            Self::List(list)
-                if list
-                    .iter()
-                    .any(|allowed| allowed.eq_ignore_ascii_case(origin)) =>
-            {
-                true
-            }
-            Self::SameOrigin | Self::List(_) => {
-                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-                let origin_host = origin
-                    .strip_prefix("http://")
-                    .or_else(|| origin.strip_prefix("https://"));
-                matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
-            }
-        }
-    }
-}
-
-/// Limits and timers.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    pub max_frame_size: usize,
-    pub max_calls_per_connection: usize,
-    pub max_connections: usize,
-    pub max_call_duration: Option<Duration>,
-    pub call_queue_messages: usize,
-    /// Whether the bridge offers protocol v2 at all.
-    pub protocol_v2: bool,
-    pub batch_bytes: usize,
-    pub batch_linger: Duration,
-    pub ping_interval: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-    pub drain_timeout: Duration,
-    pub header_read_timeout: Duration,
-    pub max_pending_connections: usize,
-}
-
-/// What every connection of a bridge shares.
-pub(crate) struct Shared {
-    pub services: ServiceTable,
-    /// One HTTP/2 channel to the backend, multiplexing every call of every
-    /// connection.
-    pub channel: Channel,
-    pub limits: Limits,
-    pub origins: AllowedOrigins,
-    pub authenticator: Option<Arc<dyn Authenticator>>,
-    pub metrics: Metrics,
-    /// Cancelled when the bridge starts shutting down.
-    pub shutdown: CancellationToken,
-    pub connections: TaskTracker,
-    open_connections: AtomicUsize,
-}
-
-/// Decides who may open a socket and make calls.
-///
-/// Browsers cannot set headers on a WebSocket, so a token comes in a cookie,
-/// in the query string, or (from other clients) in `Authorization`; see the
-/// helpers on [`UpgradeRequest`]. The hooks are synchronous: verifying a
-/// signed token needs no I/O.
-pub trait Authenticator: Send + Sync + 'static {
-    /// Runs on the upgrade request, before the socket opens. `Ok` holds the
-    /// caller's identity as metadata, which the bridge adds to every call of
-    /// the connection (clients may not set those keys themselves); `Err`
-    /// refuses the upgrade with HTTP 401 and the message.
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String>;
-
-    /// Runs before every call with the connection's identity, the method's
-    /// full name and the call's metadata; `Err` ends the call with that
-    /// status (usually `UNAUTHENTICATED` or `PERMISSION_DENIED`).
-    fn authorize_call(
-        &self,
-        identity: &Metadata,
-        method: &str,
-        metadata: &Metadata,
-    ) -> Result<(), Status> {
-        let _ = (identity, method, metadata);
-        Ok(())
-    }
-}
-
-/// The HTTP request that asks to open a socket.
-#[derive(Debug)]
-pub struct UpgradeRequest<'a> {
-    pub headers: &'a HeaderMap,
-    pub uri: &'a Uri,
-}
-
-impl UpgradeRequest<'_> {
-    /// The token of an `Authorization: Bearer …` header.
-    pub fn bearer_token(&self) -> Option<&str> {
-        let value = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        value.strip_prefix("Bearer ").map(str::trim)
-    }
-
-    /// A query parameter, percent-decoded.
-    pub fn query(&self, name: &str) -> Option<String> {
-        let query = self.uri.query()?;
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    }
-
-    /// A cookie's value.
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value)
-    }
-}
 
 /// Configures a [`Bridge`]. Every setting has a default but the backend and
 /// the services.
@@ -185,12 +47,6 @@ pub struct BridgeBuilder {
     origins: AllowedOrigins,
     limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
-}
-
-impl fmt::Debug for dyn Authenticator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authenticator")
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,21 +65,7 @@ impl Default for BridgeBuilder {
             table: None,
             json: JsonRules::default(),
             origins: AllowedOrigins::SameOrigin,
-            limits: Limits {
-                max_frame_size: 4 << 20,
-                max_calls_per_connection: 100,
-                max_connections: 10_000,
-                max_call_duration: None,
-                call_queue_messages: 64,
-                protocol_v2: true,
-                batch_bytes: 64 << 10,
-                batch_linger: Duration::ZERO,
-                ping_interval: Some(Duration::from_secs(30)),
-                idle_timeout: Some(Duration::from_secs(90)),
-                drain_timeout: Duration::from_secs(10),
-                header_read_timeout: Duration::from_secs(10),
-                max_pending_connections: 1024,
-            },
+            limits: Limits::default(),
             authenticator: None,
         }
     }
@@ -597,7 +439,8 @@ async fn upgrade(
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
                 let _permit = permit;
-                connection::serve(socket, shared, identity, protocol).await;
+                let (sink, incoming) = socket.split();
+                connection::serve(sink, incoming, shared, identity, protocol).await;
             })
         })
 }
@@ -653,32 +496,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, host.parse().unwrap());
-        if let Some(origin) = origin {
-            headers.insert(header::ORIGIN, origin.parse().unwrap());
-        }
-        headers
-    }
-
-    #[test]
-    fn same_origin_is_the_default() {
-        let policy = AllowedOrigins::default();
-        assert!(policy.allows(&headers(Some("http://localhost:50052"), "localhost:50052")));
-        assert!(policy.allows(&headers(None, "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("https://evil.example"), "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("http://localhost:3000"), "localhost:50052")));
-    }
-
-    #[test]
-    fn a_list_adds_origins() {
-        let policy = AllowedOrigins::List(vec!["http://localhost:5173".into()]);
-        assert!(policy.allows(&headers(Some("http://localhost:5173"), "localhost:50052")));
-        assert!(policy.allows(&headers(Some("http://localhost:50052"), "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("null"), "localhost:50052")));
-    }
 
     fn empty_method() -> crate::Method {
         let empty = prost_reflect::ReflectMessage::descriptor(&());

@@ -13,13 +13,13 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::backend::Backend;
-use crate::bridge::Shared;
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protocol, code_name};
 use crate::flow::ResponseWindow;
 use crate::metadata;
 use crate::metrics::InFlight;
 use crate::outbox::Outbox;
 use crate::service::Route;
+use crate::shared::Shared;
 use crate::transcode::BytesCodec;
 
 /// v2: the most bytes of messages one call gathers into one envelope

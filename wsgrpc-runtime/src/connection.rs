@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, close_code};
 use bytes::Bytes;
-use futures_util::{StreamExt, stream};
+use futures_util::{Sink, Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -23,7 +23,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-use crate::bridge::Shared;
 use crate::call::{self, CallSpec, Deadline, Finish};
 use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, code_name};
 use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
@@ -31,6 +30,7 @@ use crate::metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, Framing, Outbox, Outgoing};
 use crate::service::{ResolveError, Route};
+use crate::shared::{Limits, Shared};
 
 /// Longest id a client may choose.
 const MAX_ID_LEN: usize = 256;
@@ -40,13 +40,19 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Serves one socket until either side closes it or the bridge shuts down.
-pub(crate) async fn serve(
-    socket: WebSocket,
+///
+/// The socket comes as its two halves, so that tests can stand channels in
+/// for a real WebSocket.
+pub(crate) async fn serve<W, R>(
+    sink: W,
+    mut incoming: R,
     shared: Arc<Shared>,
     identity: Metadata,
     protocol: Protocol,
-) {
-    let (sink, mut incoming) = socket.split();
+) where
+    W: Sink<Message> + Send + Unpin + 'static,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let framing = Framing {
         protocol,
         batch_bytes: shared.limits.batch_bytes,
@@ -331,35 +337,62 @@ impl Connection {
         id: &str,
         method_echo: &str,
         frame: &Envelope<'_>,
-    ) -> Result<(CallSpec, Option<Bytes>), (Code, String)> {
+    ) -> Result<(CallSpec, Option<Bytes>), Refusal> {
         if self.draining {
             return Err((Code::Unavailable, "bridge is shutting down".into()));
         }
-        let route = match self.shared.services.resolve(method_echo) {
-            Ok(route) => route,
-            Err(ResolveError::Unknown) => {
-                return Err((
+        let route = self.resolve(method_echo)?;
+        self.make_room()?;
+        let metadata = self.call_metadata(&route, frame)?;
+        let deadline = deadline(&self.shared.limits, frame.timeout_ms)?;
+        let window = response_window(&route, frame.window)?;
+        let first = first_request(&route, frame)?;
+        let spec = CallSpec {
+            id: id.to_owned(),
+            method_echo: method_echo.to_owned(),
+            protocol: self.protocol,
+            route,
+            metadata,
+            deadline,
+            window,
+        };
+        Ok((spec, first))
+    }
+
+    /// The method a request names.
+    fn resolve(&self, method_echo: &str) -> Result<Arc<Route>, Refusal> {
+        self.shared
+            .services
+            .resolve(method_echo)
+            .map_err(|err| match err {
+                ResolveError::Unknown => (
                     Code::Unimplemented,
                     format!("unknown method `{method_echo}`"),
-                ));
-            }
-            Err(ResolveError::Ambiguous) => {
-                return Err((
+                ),
+                ResolveError::Ambiguous => (
                     Code::Unimplemented,
                     format!(
                         "method name `{method_echo}` is ambiguous; use `package.Service/{method_echo}`"
                     ),
-                ));
-            }
-        };
+                ),
+            })
+    }
+
+    /// Forgets calls that have ended, and refuses a call beyond the
+    /// connection's limit.
+    fn make_room(&mut self) -> Result<(), Refusal> {
         self.reap_finished();
-        let limits = &self.shared.limits;
-        if self.calls.len() >= limits.max_calls_per_connection {
-            let limit = limits.max_calls_per_connection;
+        let limit = self.shared.limits.max_calls_per_connection;
+        if self.calls.len() >= limit {
             let message = format!("too many calls in flight on this connection (limit {limit})");
             return Err((Code::ResourceExhausted, message));
         }
+        Ok(())
+    }
 
+    /// The gRPC metadata of a call: the client's, once the authenticator
+    /// allows the call, and the connection's identity.
+    fn call_metadata(&self, route: &Route, frame: &Envelope<'_>) -> Result<MetadataMap, Refusal> {
         let client_metadata = frame.metadata.clone().unwrap_or_default();
         if let Some(auth) = &self.shared.authenticator {
             auth.authorize_call(&self.identity, &route.full_name, &client_metadata)
@@ -379,60 +412,7 @@ impl Connection {
             .map_err(|message| (Code::InvalidArgument, message))?;
         metadata::to_grpc(&self.identity, &mut grpc_metadata)
             .map_err(|message| (Code::Internal, message))?;
-
-        let client_deadline = match frame.timeout_ms {
-            Some(0) => return Err((Code::InvalidArgument, "`timeoutMs` must be positive".into())),
-            Some(ms) => Some(Deadline {
-                after: Duration::from_millis(ms),
-                bridge_limit: false,
-            }),
-            None => None,
-        };
-        let bridge_deadline = limits.max_call_duration.map(|after| Deadline {
-            after,
-            bridge_limit: true,
-        });
-        let deadline = match (client_deadline, bridge_deadline) {
-            (Some(client), Some(bridge)) if bridge.after < client.after => Some(bridge),
-            (Some(client), _) => Some(client),
-            (None, bridge) => bridge,
-        };
-
-        let kind = route.method.kind();
-        let window = match frame.window {
-            Some(window) if window > MAX_WINDOW => {
-                let message = format!("`window` is larger than {MAX_WINDOW}");
-                return Err((Code::InvalidArgument, message));
-            }
-            Some(window) if kind.server_streams() => Some(ResponseWindow::new(window)),
-            // A call with one response needs no window.
-            Some(_) | None => None,
-        };
-        let first = match frame.payload {
-            Some(payload) => Some(payload.get()),
-            // A call that takes one request always sends one: the empty message.
-            None if !kind.client_streams() => Some("{}"),
-            None => None,
-        };
-        let first = first
-            .map(|json| route.method.decode_request(json))
-            .transpose()
-            .map_err(|err| {
-                (
-                    Code::InvalidArgument,
-                    format!("invalid request payload for `{}`: {err}", route.full_name),
-                )
-            })?;
-        let spec = CallSpec {
-            id: id.to_owned(),
-            method_echo: method_echo.to_owned(),
-            protocol: self.protocol,
-            route,
-            metadata: grpc_metadata,
-            deadline,
-            window,
-        };
-        Ok((spec, first))
+        Ok(grpc_metadata)
     }
 
     /// Spawns the call's task and remembers the call.
@@ -765,6 +745,64 @@ impl Connection {
     }
 }
 
+/// Why a request does not become a call: the status it ends with.
+type Refusal = (Code, String);
+
+/// The sooner of the client's deadline and the bridge's limit, if any.
+fn deadline(limits: &Limits, timeout_ms: Option<u64>) -> Result<Option<Deadline>, Refusal> {
+    let client_deadline = match timeout_ms {
+        Some(0) => return Err((Code::InvalidArgument, "`timeoutMs` must be positive".into())),
+        Some(ms) => Some(Deadline {
+            after: Duration::from_millis(ms),
+            bridge_limit: false,
+        }),
+        None => None,
+    };
+    let bridge_deadline = limits.max_call_duration.map(|after| Deadline {
+        after,
+        bridge_limit: true,
+    });
+    Ok(match (client_deadline, bridge_deadline) {
+        (Some(client), Some(bridge)) if bridge.after < client.after => Some(bridge),
+        (Some(client), _) => Some(client),
+        (None, bridge) => bridge,
+    })
+}
+
+/// v2: the stream responses the client said it takes at first.
+fn response_window(route: &Route, window: Option<u64>) -> Result<Option<ResponseWindow>, Refusal> {
+    match window {
+        Some(window) if window > MAX_WINDOW => {
+            let message = format!("`window` is larger than {MAX_WINDOW}");
+            Err((Code::InvalidArgument, message))
+        }
+        Some(window) if route.method.kind().server_streams() => {
+            Ok(Some(ResponseWindow::new(window)))
+        }
+        // A call with one response needs no window.
+        Some(_) | None => Ok(None),
+    }
+}
+
+/// The request message that comes with the request frame, as protobuf.
+fn first_request(route: &Route, frame: &Envelope<'_>) -> Result<Option<Bytes>, Refusal> {
+    let first = match frame.payload {
+        Some(payload) => Some(payload.get()),
+        // A call that takes one request always sends one: the empty message.
+        None if !route.method.kind().client_streams() => Some("{}"),
+        None => None,
+    };
+    first
+        .map(|json| route.method.decode_request(json))
+        .transpose()
+        .map_err(|err| {
+            (
+                Code::InvalidArgument,
+                format!("invalid request payload for `{}`: {err}", route.full_name),
+            )
+        })
+}
+
 /// A call refused before it started.
 struct Refused<'a> {
     id: &'a str,
@@ -784,3 +822,6 @@ fn salvage_id(text: &str) -> Option<String> {
         .map(|frame| frame.id)
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,7 @@
 //! The wire protocol is described in `docs/PROTOCOL.md`.
 
 mod accept;
+mod access;
 mod backend;
 mod bridge;
 mod call;
@@ -34,11 +35,11 @@ mod metrics;
 mod non_finite;
 mod outbox;
 mod service;
+mod shared;
 mod transcode;
 
-pub use bridge::{
-    AllowedOrigins, Authenticator, Bridge, BridgeBuilder, BuildError, UpgradeRequest,
-};
+pub use access::{AllowedOrigins, Authenticator, UpgradeRequest};
+pub use bridge::{Bridge, BridgeBuilder, BuildError};
 pub use json::{JsonOptions, JsonRules, TranscodeError};
 pub use prost_reflect;
 pub use service::{Descriptors, Method, MethodKind, Service, ServiceTable};

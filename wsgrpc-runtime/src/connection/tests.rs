@@ -1,0 +1,468 @@
+//! The socket's state machine, driven through channels in place of a
+//! WebSocket.
+//!
+//! Calls go to one of two backends that are not there: a port nobody listens
+//! on, where every call fails with `Code::Unavailable`, or a listener that never
+//! answers, where a call stays open until the client ends it.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::stream;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, PollSender};
+use tokio_util::task::TaskTracker;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{deadline, serve};
+use crate::access::AllowedOrigins;
+use crate::envelope::{Metadata, Protocol};
+use crate::json::JsonRules;
+use crate::metrics::Metrics;
+use crate::service::{Method, MethodKind, Service, ServiceTable};
+use crate::shared::{Limits, Shared};
+
+/// How long a test waits for a frame the bridge owes it.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+const UNARY: &str = "test.Calls/Unary";
+const SERVER_STREAM: &str = "test.Calls/Watch";
+const CLIENT_STREAM: &str = "test.Calls/Collect";
+
+/// Where the bridge's calls go.
+enum Backend {
+    /// Refuses connections: calls fail with `Code::Unavailable`.
+    Unreachable,
+    /// Accepts connections and never answers: calls stay open.
+    Silent,
+}
+
+/// The client's end of a socket that `serve` serves.
+struct Client {
+    protocol: Protocol,
+    to_bridge: Option<mpsc::UnboundedSender<Result<Message, axum::Error>>>,
+    from_bridge: mpsc::Receiver<Message>,
+    /// Envelopes of a v2 frame not yet looked at.
+    unread: VecDeque<Value>,
+    served: JoinHandle<()>,
+    /// Held so that the silent backend's port stays open.
+    _listener: Option<TcpListener>,
+}
+
+impl Client {
+    fn connect(protocol: Protocol, backend: Backend) -> Self {
+        let (channel, listener) = match backend {
+            Backend::Unreachable => {
+                let addr = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|listener| listener.local_addr())
+                    .expect("a free port");
+                // The listener is dropped: nothing listens on `addr` now.
+                (channel_to(addr), None)
+            }
+            Backend::Silent => {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+                let addr = listener.local_addr().expect("a bound port");
+                (channel_to(addr), Some(listener))
+            }
+        };
+        let (to_bridge, mut incoming) = mpsc::unbounded_channel();
+        let (sink, from_bridge) = mpsc::channel(64);
+        let served = tokio::spawn(serve(
+            PollSender::new(sink),
+            stream::poll_fn(move |cx| incoming.poll_recv(cx)),
+            shared(channel),
+            Metadata::new(),
+            protocol,
+        ));
+        Self {
+            protocol,
+            to_bridge: Some(to_bridge),
+            from_bridge,
+            unread: VecDeque::new(),
+            served,
+            _listener: listener,
+        }
+    }
+
+    fn send_message(&self, message: Message) {
+        let to_bridge = self.to_bridge.as_ref().expect("the socket is open");
+        to_bridge.send(Ok(message)).expect("the bridge reads");
+    }
+
+    fn send_text(&self, text: &str) {
+        self.send_message(Message::Text(text.into()));
+    }
+
+    /// One envelope, in a frame of its own: in v2 an array of one.
+    fn send(&self, envelope: Value) {
+        match self.protocol {
+            Protocol::V1 => self.send_text(&envelope.to_string()),
+            Protocol::V2 => self.send_text(&json!([envelope]).to_string()),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Value {
+        let frame = tokio::time::timeout(PATIENCE, self.from_bridge.recv())
+            .await
+            .expect("the bridge sends a frame in time")
+            .expect("the bridge keeps the socket open");
+        let Message::Text(text) = frame else {
+            panic!("expected a text frame, got {frame:?}");
+        };
+        serde_json::from_str(text.as_str()).expect("the bridge sends JSON")
+    }
+
+    /// The next envelope the bridge sends, whatever frame it is in.
+    async fn next(&mut self) -> Value {
+        if let Some(envelope) = self.unread.pop_front() {
+            return envelope;
+        }
+        let frame = self.next_frame().await;
+        match self.protocol {
+            Protocol::V1 => frame,
+            Protocol::V2 => {
+                let Value::Array(envelopes) = frame else {
+                    panic!("a v2 frame is an array: {frame}");
+                };
+                self.unread.extend(envelopes);
+                self.unread
+                    .pop_front()
+                    .expect("a v2 frame holds an envelope")
+            }
+        }
+    }
+
+    /// Reads past the v2 settings, which come first.
+    async fn connected(protocol: Protocol, backend: Backend) -> Self {
+        let mut client = Self::connect(protocol, backend);
+        if protocol == Protocol::V2 {
+            assert_eq!(client.next().await["type"], "settings");
+        }
+        client
+    }
+
+    /// Opens a call that stays open, on the silent backend.
+    fn open(&self, id: &str, method: &str) {
+        self.send(json!({"type": "request", "id": id, "method": method}));
+    }
+}
+
+fn channel_to(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid uri")
+        .connect_lazy()
+}
+
+fn shared(channel: Channel) -> Arc<Shared> {
+    let empty = prost_reflect::ReflectMessage::descriptor(&());
+    let method = |name: &'static str, kind| Method::new(name, kind, empty.clone(), empty.clone());
+    let service = Service::new(
+        "test.Calls",
+        vec![
+            method("Unary", MethodKind::Unary),
+            method("Watch", MethodKind::ServerStreaming),
+            method("Collect", MethodKind::ClientStreaming),
+        ],
+    );
+    let services = ServiceTable::new();
+    services.configure(JsonRules::default(), &[service]);
+    Arc::new(Shared {
+        services,
+        channel,
+        limits: Limits::default(),
+        origins: AllowedOrigins::default(),
+        authenticator: None,
+        metrics: Metrics::default(),
+        shutdown: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        open_connections: AtomicUsize::new(0),
+    })
+}
+
+/// Asserts that `envelope` is a refusal of a frame: an `error` envelope
+/// with `code`, which ends no call.
+fn assert_refused(envelope: &Value, id: Option<&str>, code: Code) {
+    assert_eq!(envelope["type"], "error", "{envelope}");
+    assert_eq!(envelope["code"], code as i32, "{envelope}");
+    assert_eq!(envelope.get("id").and_then(Value::as_str), id, "{envelope}");
+    assert!(envelope.get("end").is_none(), "{envelope}");
+}
+
+/// Asserts that the error text of `envelope` mentions `words`.
+fn assert_mentions(envelope: &Value, words: &str) {
+    let error = envelope["error"].as_str().unwrap_or_default();
+    assert!(error.contains(words), "{envelope}");
+}
+
+/// Asserts that `envelope` ends call `id` with `code`.
+fn assert_ended(envelope: &Value, id: &str, code: Code) {
+    assert_eq!(envelope["type"], "response", "{envelope}");
+    assert_eq!(envelope["id"], id, "{envelope}");
+    assert_eq!(envelope["code"], code as i32, "{envelope}");
+    assert_eq!(envelope["end"], true, "{envelope}");
+}
+
+#[tokio::test]
+async fn v1_sends_no_settings_and_answers_a_call_first() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    client.send(json!({"type": "request", "id": "1", "method": "Unary", "payload": {}}));
+    let answer = client.next().await;
+    assert_ended(&answer, "1", Code::Unavailable);
+    // v1 echoes the method as the client spelt it.
+    assert_eq!(answer["method"], "Unary");
+}
+
+#[tokio::test]
+async fn v2_sends_its_settings_before_anything_else() {
+    let mut client = Client::connect(Protocol::V2, Backend::Unreachable);
+    let settings = client.next_frame().await;
+    assert_eq!(
+        settings,
+        json!([{
+            "type": "settings",
+            "maxFrameBytes": 4 << 20,
+            "maxCallsPerConnection": 100,
+            "callQueueMessages": 64,
+        }])
+    );
+    client.send(json!({"type": "request", "id": "1", "method": UNARY}));
+    let answer = client.next().await;
+    assert_ended(&answer, "1", Code::Unavailable);
+    assert!(answer.get("method").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn malformed_json_is_refused_with_the_id_it_could_read() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    client.send_text("not json");
+    assert_refused(&client.next().await, None, Code::InvalidArgument);
+    client.send_text(r#"{"type":"request","id":"7","metod":"Unary"}"#);
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("7"), Code::InvalidArgument);
+    assert_mentions(&refusal, "metod");
+}
+
+#[tokio::test]
+async fn v2_refuses_a_frame_that_is_not_an_array_and_reads_on() {
+    let mut client = Client::connected(Protocol::V2, Backend::Unreachable).await;
+    client.send_text(r#"{"type":"request","id":"1","method":"Unary"}"#);
+    assert_refused(&client.next().await, None, Code::InvalidArgument);
+    client.send(json!({"type": "request", "id": "2", "method": "Nope"}));
+    assert_ended(&client.next().await, "2", Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn v1_refuses_the_fields_and_envelopes_of_v2() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    client.send(json!({"type": "request", "id": "1", "method": UNARY, "window": 8}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("1"), Code::InvalidArgument);
+    assert_mentions(&refusal, "window");
+    client.send(json!({"type": "credit", "id": "1"}));
+    assert_refused(&client.next().await, Some("1"), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_binary_frame_is_refused() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    client.send_message(Message::Binary(vec![1, 2, 3].into()));
+    let refusal = client.next().await;
+    assert_refused(&refusal, None, Code::InvalidArgument);
+    assert_mentions(&refusal, "binary");
+}
+
+#[tokio::test]
+async fn an_unknown_method_ends_the_call_unimplemented() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    client.send(json!({"type": "request", "id": "1", "method": "test.Calls/Nope"}));
+    let answer = client.next().await;
+    assert_ended(&answer, "1", Code::Unimplemented);
+    assert_eq!(answer["method"], "test.Calls/Nope");
+}
+
+#[tokio::test]
+async fn a_request_on_an_open_id_is_refused_and_the_open_call_goes_on() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("c", CLIENT_STREAM);
+    client.open("c", UNARY);
+    assert_refused(&client.next().await, Some("c"), Code::AlreadyExists);
+    client.send(json!({"type": "cancel", "id": "c"}));
+    let end = client.next().await;
+    assert_ended(&end, "c", Code::Cancelled);
+    // The end names the call that was open, not the refused request.
+    assert_eq!(end["method"], CLIENT_STREAM);
+}
+
+#[tokio::test]
+async fn v1_refuses_message_end_and_cancel_for_an_id_that_is_not_open() {
+    let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
+    for frame_type in ["message", "end", "cancel"] {
+        client.send(json!({"type": frame_type, "id": "nope", "payload": {}}));
+        let refusal = client.next().await;
+        assert_refused(&refusal, Some("nope"), Code::FailedPrecondition);
+        // v1 envelopes do not say what they refused.
+        assert!(refusal.get("refused").is_none(), "{refusal}");
+    }
+}
+
+#[tokio::test]
+async fn v2_ignores_a_cancel_for_an_id_that_is_not_open_but_refuses_a_message() {
+    let mut client = Client::connected(Protocol::V2, Backend::Unreachable).await;
+    client.send(json!({"type": "cancel", "id": "gone"}));
+    client.send(json!({"type": "message", "id": "gone", "payload": {}}));
+    // The first answer is the message's: the cancel got none.
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("gone"), Code::FailedPrecondition);
+    assert_eq!(refusal["refused"], "message");
+}
+
+#[tokio::test]
+async fn messages_on_an_open_client_stream_are_taken() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("c", CLIENT_STREAM);
+    client.send(json!({"type": "message", "id": "c", "payload": {}}));
+    client.send(json!({"type": "message", "id": "c", "payload": {}}));
+    // Frames are answered in order: had a message been refused, its
+    // refusal would come before this one.
+    client.open("c", CLIENT_STREAM);
+    assert_refused(&client.next().await, Some("c"), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn v2_takes_several_payloads_in_one_message() {
+    let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
+    client.open("c", CLIENT_STREAM);
+    client.send(json!({"type": "message", "id": "c", "payloads": [{}, {}, {}]}));
+    client.open("c", CLIENT_STREAM);
+    assert_refused(&client.next().await, Some("c"), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn v2_ends_a_call_sent_more_payloads_than_its_queue() {
+    let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
+    client.open("c", CLIENT_STREAM);
+    let payloads = vec![json!({}); Limits::default().call_queue_messages + 1];
+    client.send(json!({"type": "message", "id": "c", "payloads": payloads}));
+    assert_ended(&client.next().await, "c", Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_ends_the_call() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("c", CLIENT_STREAM);
+    client.send(json!({"type": "message", "id": "c", "payload": {"unknownField": 1}}));
+    assert_ended(&client.next().await, "c", Code::InvalidArgument);
+    client.send(json!({"type": "message", "id": "c", "payload": {}}));
+    assert_refused(&client.next().await, Some("c"), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_half_closed_call_stays_open_and_takes_no_more_messages() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("c", CLIENT_STREAM);
+    client.send(json!({"type": "end", "id": "c"}));
+    client.send(json!({"type": "message", "id": "c", "payload": {}}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("c"), Code::FailedPrecondition);
+    assert_mentions(&refusal, "half-closed");
+    client.send(json!({"type": "cancel", "id": "c"}));
+    assert_ended(&client.next().await, "c", Code::Cancelled);
+}
+
+#[tokio::test]
+async fn end_on_the_last_message_half_closes() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("c", CLIENT_STREAM);
+    client.send(json!({"type": "message", "id": "c", "payload": {}, "end": true}));
+    client.send(json!({"type": "message", "id": "c", "payload": {}}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("c"), Code::FailedPrecondition);
+    assert_mentions(&refusal, "half-closed");
+}
+
+#[tokio::test]
+async fn a_unary_call_takes_no_message_frames() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.send(json!({"type": "request", "id": "u", "method": UNARY, "payload": {}}));
+    client.send(json!({"type": "message", "id": "u", "payload": {}}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("u"), Code::FailedPrecondition);
+    assert_mentions(&refusal, "exactly one");
+}
+
+#[tokio::test]
+async fn cancel_ends_the_call_cancelled_and_frees_its_id() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("w", SERVER_STREAM);
+    client.send(json!({"type": "cancel", "id": "w"}));
+    let end = client.next().await;
+    assert_ended(&end, "w", Code::Cancelled);
+    assert_eq!(end["error"], "cancelled by the client");
+    client.send(json!({"type": "cancel", "id": "w"}));
+    assert_refused(&client.next().await, Some("w"), Code::FailedPrecondition);
+    // The id is free for a new call.
+    client.open("w", SERVER_STREAM);
+    client.open("w", SERVER_STREAM);
+    assert_refused(&client.next().await, Some("w"), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn closing_the_socket_ends_the_connection() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.open("w", SERVER_STREAM);
+    client.to_bridge = None;
+    tokio::time::timeout(PATIENCE, &mut client.served)
+        .await
+        .expect("the connection ends in time")
+        .expect("the connection does not panic");
+    // The open call is cancelled without a word: the client is gone.
+    assert!(client.from_bridge.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn a_timeout_of_zero_ends_the_call_invalid_argument() {
+    let mut client = Client::connect(Protocol::V1, Backend::Silent);
+    client.send(json!({"type": "request", "id": "t", "method": UNARY, "timeoutMs": 0}));
+    let end = client.next().await;
+    assert_ended(&end, "t", Code::InvalidArgument);
+    assert_mentions(&end, "timeoutMs");
+}
+
+#[tokio::test]
+async fn v2_ends_a_call_whose_window_is_too_large() {
+    let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
+    let window = 1u64 << 31;
+    client.send(json!({"type": "request", "id": "w", "method": SERVER_STREAM, "window": window}));
+    let end = client.next().await;
+    assert_ended(&end, "w", Code::InvalidArgument);
+    assert_mentions(&end, "window");
+}
+
+#[test]
+fn the_sooner_of_the_client_deadline_and_the_bridge_limit_applies() {
+    let limits = |max_call_duration| Limits {
+        max_call_duration,
+        ..Limits::default()
+    };
+    let second = Some(Duration::from_secs(1));
+    let bridge = deadline(&limits(second), Some(5_000)).unwrap().unwrap();
+    assert_eq!(bridge.after, Duration::from_secs(1));
+    assert!(bridge.bridge_limit);
+    let client = deadline(&limits(second), Some(500)).unwrap().unwrap();
+    assert_eq!(client.after, Duration::from_millis(500));
+    assert!(!client.bridge_limit);
+    assert!(deadline(&limits(None), None).unwrap().is_none());
+    assert!(
+        deadline(&limits(second), None)
+            .unwrap()
+            .unwrap()
+            .bridge_limit
+    );
+}
