@@ -248,11 +248,6 @@ impl BridgeBuilder {
         if services.is_empty() && !replaceable {
             return Err(BuildError("no services: add one with `service`".into()));
         }
-        if self.backend.is_none() {
-            return Err(BuildError(
-                "no backend: call `backend_uri` or `backend_channel`".into(),
-            ));
-        }
         // Last, because a lazy channel spawns its worker on the runtime.
         let channel = match self.backend {
             None => {
@@ -265,7 +260,7 @@ impl BridgeBuilder {
             // tonic would panic.
             Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
                 return Err(BuildError(
-                    "build() needs a Tokio runtime for the backend channel: call it inside                      the runtime that serves the bridge (in #[tokio::main], say)"
+                    "build() needs a Tokio runtime for the backend channel: call it inside the runtime that serves the bridge (in #[tokio::main], say)"
                         .into(),
                 ));
             }
