@@ -66,7 +66,8 @@ pub trait Authenticator: Send + Sync + 'static {
 
     /// Runs before every call with the connection's identity, the method's
     /// full name and the call's metadata; `Err` ends the call with that
-    /// status (usually `UNAUTHENTICATED` or `PERMISSION_DENIED`).
+    /// status, its details and trailers included (usually `UNAUTHENTICATED`
+    /// or `PERMISSION_DENIED`).
     fn authorize_call(
         &self,
         identity: &Metadata,

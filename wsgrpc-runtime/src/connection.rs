@@ -320,14 +320,17 @@ impl Connection {
         }
         let method_echo = frame.method.as_deref().unwrap_or_default();
         // From here on the client waits for a `response` frame on `id`.
-        let refuse_call = |code: Code, message: String| Refused {
-            id,
-            method_echo,
-            status: Status::new(code, message),
-        };
         match self.prepare(id, method_echo, frame) {
             Ok((spec, first)) => self.start(spec, first, frame.end),
-            Err((code, message)) => self.end_refused(refuse_call(code, message)).await,
+            Err(status) => {
+                let status = *status;
+                self.end_refused(Refused {
+                    id,
+                    method_echo,
+                    status,
+                })
+                .await;
+            }
         }
     }
 
@@ -339,7 +342,7 @@ impl Connection {
         frame: &Envelope<'_>,
     ) -> Result<(CallSpec, Option<Bytes>), Refusal> {
         if self.draining {
-            return Err((Code::Unavailable, "bridge is shutting down".into()));
+            return Err(refusal(Code::Unavailable, "bridge is shutting down".into()));
         }
         let route = self.resolve(method_echo)?;
         self.make_room()?;
@@ -365,11 +368,11 @@ impl Connection {
             .services
             .resolve(method_echo)
             .map_err(|err| match err {
-                ResolveError::Unknown => (
+                ResolveError::Unknown => refusal(
                     Code::Unimplemented,
                     format!("unknown method `{method_echo}`"),
                 ),
-                ResolveError::Ambiguous => (
+                ResolveError::Ambiguous => refusal(
                     Code::Unimplemented,
                     format!(
                         "method name `{method_echo}` is ambiguous; use `package.Service/{method_echo}`"
@@ -385,7 +388,7 @@ impl Connection {
         let limit = self.shared.limits.max_calls_per_connection;
         if self.calls.len() >= limit {
             let message = format!("too many calls in flight on this connection (limit {limit})");
-            return Err((Code::ResourceExhausted, message));
+            return Err(refusal(Code::ResourceExhausted, message));
         }
         Ok(())
     }
@@ -396,12 +399,12 @@ impl Connection {
         let client_metadata = frame.metadata.clone().unwrap_or_default();
         if let Some(auth) = &self.shared.authenticator {
             auth.authorize_call(&self.identity, &route.full_name, &client_metadata)
-                .map_err(|status| (status.code(), status.message().to_owned()))?;
+                .map_err(Box::new)?;
             if let Some(key) = client_metadata
                 .keys()
                 .find(|key| self.identity.contains_key(*key))
             {
-                return Err((
+                return Err(refusal(
                     Code::PermissionDenied,
                     format!("metadata key `{key}` is set by the bridge"),
                 ));
@@ -409,9 +412,9 @@ impl Connection {
         }
         let mut grpc_metadata = MetadataMap::new();
         metadata::to_grpc(&client_metadata, &mut grpc_metadata)
-            .map_err(|message| (Code::InvalidArgument, message))?;
+            .map_err(|message| refusal(Code::InvalidArgument, message))?;
         metadata::to_grpc(&self.identity, &mut grpc_metadata)
-            .map_err(|message| (Code::Internal, message))?;
+            .map_err(|message| refusal(Code::Internal, message))?;
         Ok(grpc_metadata)
     }
 
@@ -745,13 +748,24 @@ impl Connection {
     }
 }
 
-/// Why a request does not become a call: the status it ends with.
-type Refusal = (Code, String);
+/// Why a request does not become a call: the status that ends it (an
+/// authenticator's, with its details and trailers, or the bridge's own).
+/// Boxed, as tonic's `Status` is large.
+type Refusal = Box<Status>;
+
+fn refusal(code: Code, message: String) -> Refusal {
+    Box::new(Status::new(code, message))
+}
 
 /// The sooner of the client's deadline and the bridge's limit, if any.
 fn deadline(limits: &Limits, timeout_ms: Option<u64>) -> Result<Option<Deadline>, Refusal> {
     let client_deadline = match timeout_ms {
-        Some(0) => return Err((Code::InvalidArgument, "`timeoutMs` must be positive".into())),
+        Some(0) => {
+            return Err(refusal(
+                Code::InvalidArgument,
+                "`timeoutMs` must be positive".into(),
+            ));
+        }
         Some(ms) => Some(Deadline {
             after: Duration::from_millis(ms),
             bridge_limit: false,
@@ -774,7 +788,7 @@ fn response_window(route: &Route, window: Option<u64>) -> Result<Option<Response
     match window {
         Some(window) if window > MAX_WINDOW => {
             let message = format!("`window` is larger than {MAX_WINDOW}");
-            Err((Code::InvalidArgument, message))
+            Err(refusal(Code::InvalidArgument, message))
         }
         Some(window) if route.method.kind().server_streams() => {
             Ok(Some(ResponseWindow::new(window)))
@@ -796,7 +810,7 @@ fn first_request(route: &Route, frame: &Envelope<'_>) -> Result<Option<Bytes>, R
         .map(|json| route.method.decode_request(json))
         .transpose()
         .map_err(|err| {
-            (
+            refusal(
                 Code::InvalidArgument,
                 format!("invalid request payload for `{}`: {err}", route.full_name),
             )

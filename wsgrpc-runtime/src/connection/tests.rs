@@ -22,7 +22,7 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{deadline, serve};
-use crate::access::AllowedOrigins;
+use crate::access::{AllowedOrigins, Authenticator, UpgradeRequest};
 use crate::envelope::{Metadata, Protocol};
 use crate::json::JsonRules;
 use crate::metrics::Metrics;
@@ -58,6 +58,14 @@ struct Client {
 
 impl Client {
     fn connect(protocol: Protocol, backend: Backend) -> Self {
+        Self::connect_with(protocol, backend, None)
+    }
+
+    fn connect_with(
+        protocol: Protocol,
+        backend: Backend,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Self {
         let (channel, listener) = match backend {
             Backend::Unreachable => {
                 let addr = TcpListener::bind("127.0.0.1:0")
@@ -77,7 +85,7 @@ impl Client {
         let served = tokio::spawn(serve(
             PollSender::new(sink),
             stream::poll_fn(move |cx| incoming.poll_recv(cx)),
-            shared(channel),
+            shared(channel, authenticator),
             Metadata::new(),
             protocol,
         ));
@@ -160,7 +168,7 @@ fn channel_to(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
-fn shared(channel: Channel) -> Arc<Shared> {
+fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Arc<Shared> {
     let empty = prost_reflect::ReflectMessage::descriptor(&());
     let method = |name: &'static str, kind| Method::new(name, kind, empty.clone(), empty.clone());
     let service = Service::new(
@@ -178,7 +186,7 @@ fn shared(channel: Channel) -> Arc<Shared> {
         channel,
         limits: Limits::default(),
         origins: AllowedOrigins::default(),
-        authenticator: None,
+        authenticator,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
@@ -285,6 +293,49 @@ async fn an_unknown_method_ends_the_call_unimplemented() {
     let answer = client.next().await;
     assert_ended(&answer, "1", Code::Unimplemented);
     assert_eq!(answer["method"], "test.Calls/Nope");
+}
+
+/// Lets every socket in and refuses every call with a status that has
+/// details and a trailer.
+struct RefuseCalls;
+
+impl Authenticator for RefuseCalls {
+    fn authenticate(&self, _request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+        Ok(Metadata::new())
+    }
+
+    fn authorize_call(
+        &self,
+        _identity: &Metadata,
+        method: &str,
+        _metadata: &Metadata,
+    ) -> Result<(), tonic::Status> {
+        let mut status = tonic::Status::with_details(
+            Code::PermissionDenied,
+            format!("{method} needs the admin role"),
+            bytes::Bytes::from_static(b"\x08\x07"),
+        );
+        status
+            .metadata_mut()
+            .insert("x-required-role", "admin".parse().unwrap());
+        Err(status)
+    }
+}
+
+#[tokio::test]
+async fn a_call_the_authenticator_refuses_ends_with_its_whole_status() {
+    let mut client = Client::connect_with(
+        Protocol::V1,
+        Backend::Unreachable,
+        Some(Arc::new(RefuseCalls)),
+    );
+    client.send(json!({"type": "request", "id": "1", "method": "test.Calls/Unary"}));
+    let answer = client.next().await;
+    assert_ended(&answer, "1", Code::PermissionDenied);
+    assert_mentions(&answer, "test.Calls/Unary needs the admin role");
+    // `-bin` values go unpadded, as gRPC metadata writes them.
+    assert_eq!(answer["details"], "CAc", "{answer}");
+    assert_eq!(answer["trailers"]["x-required-role"], "admin", "{answer}");
 }
 
 #[tokio::test]
