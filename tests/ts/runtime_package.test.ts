@@ -9,10 +9,9 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 
 import { RpcError as CopiedRpcError } from "./gen/wsgrpc_runtime.js";
-import { repoRoot } from "./support/server.js";
+import { cargoBinary, repoRoot } from "./support/server.js";
 
 const packageDir = path.join(repoRoot, "packages", "runtime");
-const targetDir = process.env["CARGO_TARGET_DIR"] ?? path.join(repoRoot, "target");
 // Inside the repository, so that the import resolves through node_modules.
 const outDir = path.join(repoRoot, "target", "ts-runtime-package");
 
@@ -21,7 +20,7 @@ beforeAll(() => {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   execFileSync("protoc", [
-    `--plugin=protoc-gen-wsgrpc=${path.join(targetDir, "debug", "protoc-gen-wsgrpc")}`,
+    `--plugin=protoc-gen-wsgrpc=${cargoBinary("protoc-gen-wsgrpc")}`,
     `--wsgrpc_out=${outDir}`,
     "--wsgrpc_opt=typescript,runtime_package=@wsgrpc/runtime",
     `-I${path.join(repoRoot, "proto")}`,

@@ -71,11 +71,13 @@ impl Source {
         backend: &Channel,
         only: &[String],
     ) -> Result<Vec<Service>, LoadError> {
-        let files = match self {
-            Self::File(path) => read_set(path)?,
-            Self::Reflection => reflection::fetch(backend.clone()).await?,
+        let pool = match self {
+            Self::File(path) => read_pool(path)?,
+            Self::Reflection => {
+                let files = reflection::fetch(backend.clone()).await?;
+                pool_from(files).map_err(|err| LoadError::Invalid(format!("{self}: {err}")))?
+            }
         };
-        let pool = pool_from(files).map_err(|err| LoadError::Invalid(format!("{self}: {err}")))?;
         services(&pool, only).map_err(|err| LoadError::Invalid(format!("{self}: {err}")))
     }
 }

@@ -142,7 +142,7 @@ impl Session {
             let answer = self
                 .ask(MessageRequest::FileContainingSymbol(service.clone()))
                 .await?;
-            self.take_files(answer, &mut files, &mut known, &service)?;
+            take_files(answer, &mut files, &mut known, &service)?;
         }
         // Servers send a file's imports along with it, but need not: ask
         // for each one still missing.
@@ -154,43 +154,13 @@ impl Session {
                     let answer = self
                         .ask(MessageRequest::FileByFilename(import.clone()))
                         .await?;
-                    self.take_files(answer, &mut files, &mut known, &import)?;
+                    take_files(answer, &mut files, &mut known, &import)?;
                     known.insert(import);
                 }
             }
             index += 1;
         }
         Ok(files)
-    }
-
-    fn take_files(
-        &self,
-        answer: MessageResponse,
-        files: &mut Vec<FileDescriptorProto>,
-        known: &mut HashSet<String>,
-        asked: &str,
-    ) -> Result<(), LoadError> {
-        let encoded = match answer {
-            MessageResponse::FileDescriptorResponse(response) => response.file_descriptor_proto,
-            MessageResponse::ErrorResponse(error) => {
-                return Err(LoadError::Invalid(format!(
-                    "server reflection has no descriptors for `{asked}`: {}",
-                    error.error_message
-                )));
-            }
-            other => return Err(unexpected(&other)),
-        };
-        for bytes in encoded {
-            let file = FileDescriptorProto::decode(bytes.as_slice()).map_err(|err| {
-                LoadError::Invalid(format!(
-                    "server reflection sent an invalid descriptor for `{asked}`: {err}"
-                ))
-            })?;
-            if known.insert(file.name().to_owned()) {
-                files.push(file);
-            }
-        }
-        Ok(())
     }
 
     async fn ask(&mut self, message: MessageRequest) -> Result<MessageResponse, LoadError> {
@@ -213,6 +183,37 @@ impl Session {
             )),
         }
     }
+}
+
+/// Adds the files of `answer` (to the question about `asked`) that are
+/// not `known` yet.
+fn take_files(
+    answer: MessageResponse,
+    files: &mut Vec<FileDescriptorProto>,
+    known: &mut HashSet<String>,
+    asked: &str,
+) -> Result<(), LoadError> {
+    let encoded = match answer {
+        MessageResponse::FileDescriptorResponse(response) => response.file_descriptor_proto,
+        MessageResponse::ErrorResponse(error) => {
+            return Err(LoadError::Invalid(format!(
+                "server reflection has no descriptors for `{asked}`: {}",
+                error.error_message
+            )));
+        }
+        other => return Err(unexpected(&other)),
+    };
+    for bytes in encoded {
+        let file = FileDescriptorProto::decode(bytes.as_slice()).map_err(|err| {
+            LoadError::Invalid(format!(
+                "server reflection sent an invalid descriptor for `{asked}`: {err}"
+            ))
+        })?;
+        if known.insert(file.name().to_owned()) {
+            files.push(file);
+        }
+    }
+    Ok(())
 }
 
 fn request(message: MessageRequest) -> ServerReflectionRequest {

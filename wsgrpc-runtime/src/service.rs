@@ -283,28 +283,32 @@ impl Registry {
         }
     }
 
+    /// A registry of `services`: their descriptors merged once per pool,
+    /// then every method routed against the merged pool.
     fn with_services(json: JsonRules, services: impl IntoIterator<Item = Service>) -> Self {
         let mut registry = Self::new(json);
-        for service in services {
-            registry.add(&service);
-        }
-        registry
-    }
-
-    pub fn add(&mut self, service: &Service) {
-        for method in service.methods() {
-            for descriptor in [method.input(), method.output()] {
-                self.merge(descriptor.parent_pool());
+        registry.services = services.into_iter().collect();
+        let pools: Vec<DescriptorPool> = registry
+            .services
+            .iter()
+            .flat_map(Service::methods)
+            .flat_map(|method| [method.input(), method.output()])
+            .map(|descriptor| descriptor.parent_pool().clone())
+            .collect();
+        // Pools compare by identity: the methods of one service, or of a
+        // whole descriptor set, share theirs.
+        let mut merged: Vec<DescriptorPool> = Vec::new();
+        for pool in pools {
+            if !merged.contains(&pool) {
+                registry.merge(&pool);
+                merged.push(pool);
             }
         }
-        self.services.push(service.clone());
-        // Descriptors of services added before may now resolve more types.
-        self.routes.clear();
-        self.bare.clear();
-        for service in std::mem::take(&mut self.services) {
-            self.route(&service);
-            self.services.push(service);
+        for service in std::mem::take(&mut registry.services) {
+            registry.route(&service);
+            registry.services.push(service);
         }
+        registry
     }
 
     /// Adds the files of `pool` that the merged pool lacks. A file that
@@ -482,9 +486,13 @@ mod tests {
 
     #[test]
     fn resolves_full_and_unique_bare_names() {
-        let mut registry = Registry::default();
-        registry.add(&service("a.One", &["Get", "List"]));
-        registry.add(&service("b.Two", &["Get", "Watch"]));
+        let registry = Registry::with_services(
+            JsonRules::default(),
+            [
+                service("a.One", &["Get", "List"]),
+                service("b.Two", &["Get", "Watch"]),
+            ],
+        );
 
         assert_eq!(
             registry.resolve("a.One/Get").unwrap().full_name,
@@ -611,8 +619,7 @@ mod tests {
 
     #[test]
     fn bare_names_get_their_own_json_options() {
-        let mut registry = Registry::new(JsonRules::default());
-        registry.add(&service("a.One", &["Get"]));
+        let registry = Registry::with_services(JsonRules::default(), [service("a.One", &["Get"])]);
         let full = registry.resolve("a.One/Get").unwrap();
         let bare = registry.resolve("Get").unwrap();
         assert_eq!(full.method.json_options(), JsonOptions::canonical());
@@ -623,8 +630,7 @@ mod tests {
             full_name: JsonOptions::canonical().enum_numbers(true),
             bare_name: JsonOptions::canonical(),
         };
-        let mut registry = Registry::new(rules);
-        registry.add(&service("a.One", &["Get"]));
+        let registry = Registry::with_services(rules, [service("a.One", &["Get"])]);
         assert!(
             registry
                 .resolve("/a.One/Get")
@@ -658,12 +664,16 @@ mod tests {
         let thing = own.get_message_by_name("a.Thing").unwrap();
         assert!(own.get_message_by_name("google.protobuf.Empty").is_none());
 
-        let mut registry = Registry::default();
-        registry.add(&Service::new(
-            "a.One",
-            [Method::new("Get", MethodKind::Unary, thing.clone(), thing)],
-        ));
-        registry.add(&service("b.Two", &["Put"]));
+        let registry = Registry::with_services(
+            JsonRules::default(),
+            [
+                Service::new(
+                    "a.One",
+                    [Method::new("Get", MethodKind::Unary, thing.clone(), thing)],
+                ),
+                service("b.Two", &["Put"]),
+            ],
+        );
         let get = registry.resolve("a.One/Get").unwrap();
         let pool = get.method.input().parent_pool();
         assert!(pool.get_message_by_name("google.protobuf.Empty").is_some());

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 import { Process } from "./process.js";
-import { freePort, repoRoot } from "./server.js";
+import { cargoBinary, freePort, repoRoot } from "./server.js";
 
 const python = path.join(repoRoot, ".venv", "bin", "python");
 
@@ -58,8 +58,7 @@ export function descriptorSet(): string {
 }
 
 export function bridgeBinary(): string {
-  const targetDir = process.env["CARGO_TARGET_DIR"] ?? path.join(repoRoot, "target");
-  return path.join(targetDir, "debug", "wsgrpc-bridge");
+  return cargoBinary("wsgrpc-bridge");
 }
 
 export interface ReadyBridge {

@@ -11,10 +11,15 @@ import { Process } from "./process.js";
 
 export const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 
-/** The binary: `$WSGRPC_TEST_SERVER`, else the debug build in the target dir. */
-export function serverBinary(): string {
+/** A binary of the workspace's debug build, in `$CARGO_TARGET_DIR` or `target/`. */
+export function cargoBinary(name: string): string {
   const targetDir = process.env["CARGO_TARGET_DIR"] ?? path.join(repoRoot, "target");
-  return process.env["WSGRPC_TEST_SERVER"] ?? path.join(targetDir, "debug", "wsgrpc-test-server");
+  return path.join(targetDir, "debug", name);
+}
+
+/** The binary: `$WSGRPC_TEST_SERVER`, else the debug build. */
+export function serverBinary(): string {
+  return process.env["WSGRPC_TEST_SERVER"] ?? cargoBinary("wsgrpc-test-server");
 }
 
 export interface TestServer {
