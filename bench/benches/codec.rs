@@ -7,6 +7,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use prost::Message;
 use wsgrpc_example::proto::{CollectResponse, example_service_bridge};
 use wsgrpc_runtime::envelope::Envelope;
+use wsgrpc_runtime::json::JsonWriter;
+use wsgrpc_runtime::prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
 use wsgrpc_runtime::{JsonOptions, json};
 use wsgrpc_tests::{full_order, rich_message};
 
@@ -44,6 +46,22 @@ fn transcode(c: &mut Criterion) {
             &proto,
             |b, proto| b.iter(|| collect.encode_response(proto).unwrap()),
         );
+        group.bench_with_input(
+            BenchmarkId::new("proto_to_json_appended", size),
+            &proto,
+            |b, proto| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    out.clear();
+                    collect.write_response(proto, &mut out).unwrap();
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("proto_to_json_dynamic", size),
+            &proto,
+            |b, proto| b.iter(|| dynamic_json(collect.output(), proto)),
+        );
     }
     group.finish();
 }
@@ -66,7 +84,8 @@ fn order(c: &mut Criterion) {
     let descriptor = rich_message("rich.shop.v1.Order");
     let proto = order.encode_to_vec();
     let options = JsonOptions::canonical();
-    let text = json::proto_to_json(&descriptor, &proto, &options).unwrap();
+    let writer = JsonWriter::new(&descriptor);
+    let text = writer.to_json(&proto, &options).unwrap();
     let text = text.get();
     eprintln!(
         "order: {} bytes of protobuf, {} of JSON",
@@ -77,12 +96,26 @@ fn order(c: &mut Criterion) {
         b.iter(|| json::json_to_proto(&descriptor, text).unwrap())
     });
     c.bench_function("order/proto_to_json", |b| {
-        b.iter(|| json::proto_to_json(&descriptor, &proto, &options).unwrap())
+        b.iter(|| writer.to_json(&proto, &options).unwrap())
+    });
+    c.bench_function("order/proto_to_json_dynamic", |b| {
+        b.iter(|| dynamic_json(&descriptor, &proto))
     });
     let defaults = JsonOptions::canonical().emit_defaults(true);
     c.bench_function("order/proto_to_json_with_defaults", |b| {
-        b.iter(|| json::proto_to_json(&descriptor, &proto, &defaults).unwrap())
+        b.iter(|| writer.to_json(&proto, &defaults).unwrap())
     });
+}
+
+/// The way through a decoded message, as a baseline: what the bridge did
+/// for every response before it wrote JSON straight from protobuf.
+fn dynamic_json(descriptor: &MessageDescriptor, proto: &[u8]) -> String {
+    let message = DynamicMessage::decode(descriptor.clone(), proto).unwrap();
+    let mut json = serde_json::Serializer::new(Vec::new());
+    message
+        .serialize_with_options(&mut json, &SerializeOptions::new())
+        .unwrap();
+    String::from_utf8(json.into_inner()).unwrap()
 }
 
 criterion_group!(benches, envelope, transcode, order);

@@ -26,6 +26,8 @@ Options:
   --static-dir DIR      web page to serve [default: example/client/dist]
   --allow-origin URL    also accept sockets from pages of this origin (repeatable)
   --stream-interval-ms  pause between StreamMessages messages [default: 100]
+  --batch-linger-us N   v2: wait up to N µs for more envelopes before sending a
+                        frame [default: 0, send what is ready]
   --token SECRET        require this token on every socket: `Authorization: Bearer`,
                         `?token=` (open the page as /?token=SECRET) or the
                         `wsgrpc_token` cookie [default: $WSGRPC_TOKEN, else none]
@@ -39,6 +41,7 @@ struct Args {
     static_dir: PathBuf,
     allowed_origins: Vec<String>,
     stream_interval: Duration,
+    batch_linger: Duration,
     token: Option<String>,
 }
 
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         static_dir: PathBuf::from("example/client/dist"),
         allowed_origins: Vec::new(),
         stream_interval: Duration::from_millis(100),
+        batch_linger: Duration::ZERO,
         token: None,
     };
     let mut parser = lexopt::Parser::from_env();
@@ -63,6 +67,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("allow-origin") => args.allowed_origins.push(parser.value()?.parse()?),
             Long("stream-interval-ms") => {
                 args.stream_interval = Duration::from_millis(parser.value()?.parse()?);
+            }
+            Long("batch-linger-us") => {
+                args.batch_linger = Duration::from_micros(parser.value()?.parse()?);
             }
             Long("token") => args.token = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => {
@@ -127,7 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bridge = Bridge::builder()
         .backend_uri(backend)
         .service(example_service_bridge::service())
-        .allowed_origins(origins);
+        .allowed_origins(origins)
+        .batch_linger(args.batch_linger);
     let token_required = args.token.is_some();
     if let Some(token) = args.token {
         bridge = bridge.authenticator(TokenAuth::new(token));

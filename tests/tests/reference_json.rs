@@ -621,6 +621,42 @@ struct Writing {
     method: &'static str,
 }
 
+/// How the bridge's writing of a message differs from the reference's
+/// answer for it, if it does.
+fn written_mismatch(outcome: &Outcome, answer: &Value) -> Option<String> {
+    match (outcome, answer.get("json")) {
+        (Outcome::Json(ours), Some(theirs)) if same_json(ours, theirs) => None,
+        (Outcome::Json(ours), Some(theirs)) => Some(format!(
+            "bridge against reference at {}",
+            difference(ours, theirs, "")
+        )),
+        (Outcome::Error { .. }, None) => None,
+        (Outcome::Error { message, .. }, Some(_)) => Some(format!("the bridge refused: {message}")),
+        (Outcome::Json(_), None) => Some(format!("the reference refused: {answer}")),
+    }
+}
+
+/// `proto` with its top-level fields in descending order of number, each
+/// field's records in their order.
+fn fields_reversed(proto: &[u8]) -> Bytes {
+    let mut records: Vec<(u32, &[u8])> = Vec::new();
+    let mut rest = proto;
+    while !rest.is_empty() {
+        let before = rest;
+        let (number, wire) = prost::encoding::decode_key(&mut rest).unwrap();
+        prost::encoding::skip_field(wire, number, &mut rest, Default::default()).unwrap();
+        records.push((number, &before[..before.len() - rest.len()]));
+    }
+    // A stable sort keeps each field's records in order.
+    records.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
+    let joined: Vec<u8> = records
+        .iter()
+        .flat_map(|(_, record)| *record)
+        .copied()
+        .collect();
+    joined.into()
+}
+
 /// The case that failed, as a corpus entry.
 fn corpus_entry(kind: &str, proto: Option<&[u8]>, json: Option<&str>) -> Value {
     let mut entry = json!({"kind": kind, "type": ROOT});
@@ -746,23 +782,29 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
             };
             let outcome = call(client, writing.method, id, "{}").await;
             *counts.entry("written").or_default() += 1;
-            let found = match (&outcome, answer.get("json")) {
-                (Outcome::Json(ours), Some(theirs)) if same_json(ours, theirs) => None,
-                (Outcome::Json(ours), Some(theirs)) => Some(format!(
-                    "bridge against reference at {}",
-                    difference(ours, theirs, "")
-                )),
-                (Outcome::Error { .. }, None) => None,
-                (Outcome::Error { message, .. }, Some(_)) => {
-                    Some(format!("the bridge refused: {message}"))
-                }
-                (Outcome::Json(_), None) => Some(format!("the reference refused: {answer}")),
-            };
-            if let Some(found) = found {
+            if let Some(found) = written_mismatch(&outcome, answer) {
                 mismatches.push(format!(
                     "writing ({}): {found}\n  {}",
                     writing.name,
                     corpus_entry("write", Some(proto), None)
+                ));
+            }
+        }
+        // The same fields in the opposite order on the wire, each field's
+        // records still in order: the bridge cannot write these straight
+        // from the bytes and decodes them first; the JSON must not change.
+        let reordered = fields_reversed(proto);
+        if reordered != *proto {
+            mirror.reply_with(reordered.clone());
+            id += 1;
+            let outcome = call(&mut client, writings[0].method, id, "{}").await;
+            *counts
+                .entry("written, fields in reverse order")
+                .or_default() += 1;
+            if let Some(found) = written_mismatch(&outcome, &answers[0]) {
+                mismatches.push(format!(
+                    "writing (fields in reverse order): {found}\n  {}",
+                    corpus_entry("write", Some(&reordered), None)
                 ));
             }
         }

@@ -142,7 +142,7 @@ pub(crate) async fn run(
         out: &out,
         headers: None,
         headers_sent: false,
-        run: String::new(),
+        run: Vec::new(),
         // Two runs, each closed just past this, fill a frame.
         max_run_bytes: (shared.limits.batch_bytes / 2)
             .saturating_sub(1 << 10)
@@ -193,17 +193,18 @@ pub(crate) async fn run(
 }
 
 /// Ends a v2 run of messages: `]}`, or with the call's end and trailers.
-fn close_run(mut run: String, end: Option<Option<Metadata>>) -> String {
-    run.push(']');
+fn close_run(mut run: Vec<u8>, end: Option<Option<Metadata>>) -> String {
+    run.push(b']');
     if let Some(trailers) = end {
-        run.push_str(r#","end":true"#);
+        run.extend_from_slice(br#","end":true"#);
         if let Some(trailers) = trailers {
-            run.push_str(r#","trailers":"#);
-            run.push_str(&serde_json::to_string(&trailers).expect("metadata serializes"));
+            run.extend_from_slice(br#","trailers":"#);
+            serde_json::to_writer(&mut run, &trailers).expect("metadata serializes");
         }
     }
-    run.push('}');
-    run
+    run.push(b'}');
+    // Everything in it was written by serde_json or is ASCII.
+    String::from_utf8(run).expect("a run is UTF-8")
 }
 
 /// How a call that succeeded ends.
@@ -216,7 +217,7 @@ struct End {
 impl End {
     /// The envelope that ends the call; in v2, a stream's last messages
     /// (`run`) ride on it.
-    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>, run: String) -> String {
+    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>, run: Vec<u8>) -> String {
         if !run.is_empty() {
             return close_run(run, Some(self.trailers));
         }
@@ -263,7 +264,7 @@ struct Exchange<'a> {
     headers_sent: bool,
     /// v2: an envelope of stream messages not yet handed to the writer,
     /// open at its `payloads` array; empty when there is none.
-    run: String,
+    run: Vec<u8>,
     max_run_bytes: usize,
 }
 
@@ -308,11 +309,6 @@ impl Exchange<'_> {
                 }
             };
             let Some(message) = next? else { break };
-            let json = spec
-                .route
-                .method
-                .encode_response(&message)
-                .map_err(|err| Status::internal(err.to_string()))?;
             if kind.server_streams() {
                 if let Some(window) = &spec.window
                     && !window.try_spend()
@@ -323,8 +319,8 @@ impl Exchange<'_> {
                     self.flush_run().await?;
                     window.spend().await;
                 }
-                self.send_message(&json).await?;
-            } else if single.replace(json).is_some() {
+                self.send_message(&message).await?;
+            } else if single.replace(encode_response(spec, &message)?).is_some() {
                 return Err(Status::internal(
                     "backend sent more than one response to a unary call",
                 ));
@@ -350,10 +346,11 @@ impl Exchange<'_> {
     /// One stream response: in v1 an envelope of its own; in v2 added to
     /// the run, which goes to the writer when it is full or when nothing
     /// more is there.
-    async fn send_message(&mut self, payload: &RawValue) -> Result<(), Status> {
+    async fn send_message(&mut self, message: &[u8]) -> Result<(), Status> {
         if self.spec.protocol == Protocol::V1 {
+            let payload = encode_response(self.spec, message)?;
             let frame = Envelope {
-                payload: Some(payload),
+                payload: Some(&payload),
                 headers: self.unsent_headers(),
                 ..self.spec.frame()
             };
@@ -362,9 +359,13 @@ impl Exchange<'_> {
         if self.run.is_empty() {
             self.open_run();
         } else {
-            self.run.push(',');
+            self.run.push(b',');
         }
-        self.run.push_str(payload.get());
+        self.spec
+            .route
+            .method
+            .write_response(message, &mut self.run)
+            .map_err(|err| Status::internal(err.to_string()))?;
         if self.run.len() >= self.max_run_bytes {
             self.flush_run().await?;
         }
@@ -375,15 +376,13 @@ impl Exchange<'_> {
     /// call's first envelope.
     fn open_run(&mut self) {
         self.run.reserve(self.max_run_bytes + 256);
-        self.run.push_str(r#"{"type":"response","id":"#);
-        self.run
-            .push_str(&serde_json::to_string(&self.spec.id).expect("a string serializes"));
+        self.run.extend_from_slice(br#"{"type":"response","id":"#);
+        serde_json::to_writer(&mut self.run, &self.spec.id).expect("a string serializes");
         if let Some(headers) = self.unsent_headers() {
-            self.run.push_str(r#","headers":"#);
-            self.run
-                .push_str(&serde_json::to_string(&headers).expect("metadata serializes"));
+            self.run.extend_from_slice(br#","headers":"#);
+            serde_json::to_writer(&mut self.run, &headers).expect("metadata serializes");
         }
-        self.run.push_str(r#","payloads":["#);
+        self.run.extend_from_slice(br#","payloads":["#);
     }
 
     async fn flush_run(&mut self) -> Result<(), Status> {
@@ -409,6 +408,15 @@ impl Exchange<'_> {
         self.headers_sent = true;
         self.headers.take()
     }
+}
+
+/// A unary or client-streaming call's response, or a v1 stream message, as
+/// JSON of its own.
+fn encode_response(spec: &CallSpec, message: &[u8]) -> Result<Box<RawValue>, Status> {
+    spec.route
+        .method
+        .encode_response(message)
+        .map_err(|err| Status::internal(err.to_string()))
 }
 
 /// A deadline as a `grpc-timeout` value: at most eight digits and a unit.

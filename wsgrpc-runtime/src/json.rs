@@ -8,7 +8,10 @@
 //! generated tables and a bridge built from descriptors at run time share
 //! it.
 
+mod direct;
+
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
@@ -17,6 +20,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::non_finite::Spelled;
+use direct::Layout;
 
 /// How the bridge writes a message, after protojson's `MarshalOptions`.
 /// Reading accepts every spelling the proto3 JSON mapping allows, whatever
@@ -176,18 +180,87 @@ fn read(
 
 /// Decodes protobuf bytes as a message of type `descriptor` and writes it
 /// as proto3 JSON.
+///
+/// To write many messages of one type, make a [`JsonWriter`] once.
 pub fn proto_to_json(
     descriptor: &MessageDescriptor,
     proto: &[u8],
     options: &JsonOptions,
 ) -> Result<Box<RawValue>, TranscodeError> {
-    let message = DynamicMessage::decode(descriptor.clone(), proto)
-        .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
-    serde_json::value::to_raw_value(&Spelled(&Written {
-        message: &message,
-        options: options.serialize_options(),
-    }))
-    .map_err(|err| TranscodeError::new(format!("message has no JSON form: {err}")))
+    JsonWriter::new(descriptor).to_json(proto, options)
+}
+
+/// Writes protobuf-encoded messages of one type as proto3 JSON.
+///
+/// It writes straight from the protobuf bytes where it can (see
+/// [`direct`]), and decodes into a [`DynamicMessage`] where it cannot; the
+/// JSON is the same either way.
+#[derive(Clone)]
+pub struct JsonWriter {
+    descriptor: MessageDescriptor,
+    layout: Arc<Layout>,
+}
+
+impl JsonWriter {
+    /// A writer of messages of type `descriptor`, and of every type they
+    /// hold.
+    pub fn new(descriptor: &MessageDescriptor) -> Self {
+        Self {
+            descriptor: descriptor.clone(),
+            layout: Arc::new(Layout::new(descriptor)),
+        }
+    }
+
+    pub fn descriptor(&self) -> &MessageDescriptor {
+        &self.descriptor
+    }
+
+    /// Appends the JSON of `proto` to `out`. On error, `out` is as it was.
+    pub fn write(
+        &self,
+        proto: &[u8],
+        options: &JsonOptions,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranscodeError> {
+        let start = out.len();
+        if self.layout.write(proto, options, out).is_ok() {
+            return Ok(());
+        }
+        out.truncate(start);
+        let message = DynamicMessage::decode(self.descriptor.clone(), proto).map_err(|err| {
+            TranscodeError::new(format!("backend sent an invalid message: {err}"))
+        })?;
+        let written = Spelled(&Written {
+            message: &message,
+            options: options.serialize_options(),
+        });
+        serde_json::to_writer(&mut *out, &written).map_err(|err| {
+            out.truncate(start);
+            TranscodeError::new(format!("message has no JSON form: {err}"))
+        })
+    }
+
+    /// The JSON of `proto`, on its own.
+    pub fn to_json(
+        &self,
+        proto: &[u8],
+        options: &JsonOptions,
+    ) -> Result<Box<RawValue>, TranscodeError> {
+        let mut out = Vec::with_capacity(proto.len() * 2 + 16);
+        self.write(proto, options, &mut out)?;
+        let text = String::from_utf8(out)
+            .map_err(|err| TranscodeError::new(format!("JSON is not UTF-8: {err}")))?;
+        RawValue::from_string(text)
+            .map_err(|err| TranscodeError::new(format!("written JSON does not parse: {err}")))
+    }
+}
+
+impl fmt::Debug for JsonWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JsonWriter")
+            .field(&self.descriptor.full_name())
+            .finish()
+    }
 }
 
 struct Written<'a> {

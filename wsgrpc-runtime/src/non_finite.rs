@@ -18,7 +18,8 @@ impl<T: Serialize + ?Sized> Serialize for Spelled<'_, T> {
     }
 }
 
-fn spelled(value: f64) -> Option<&'static str> {
+/// The proto3 JSON spelling of `value`, where it is not finite.
+pub(crate) fn spelled(value: f64) -> Option<&'static str> {
     if value.is_nan() {
         Some("NaN")
     } else if value == f64::INFINITY {

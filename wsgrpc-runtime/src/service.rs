@@ -15,7 +15,7 @@ use bytes::Bytes;
 use prost_reflect::{DescriptorPool, MessageDescriptor, ServiceDescriptor};
 use serde_json::value::RawValue;
 
-use crate::json::{self, JsonOptions, JsonRules, TranscodeError};
+use crate::json::{self, JsonOptions, JsonRules, JsonWriter, TranscodeError};
 
 /// How many messages flow each way, straight from the method's descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ pub struct Method {
     name: Cow<'static, str>,
     kind: MethodKind,
     input: MessageDescriptor,
-    output: MessageDescriptor,
+    output: JsonWriter,
     json: JsonOptions,
 }
 
@@ -74,7 +74,7 @@ impl Method {
             name: name.into(),
             kind,
             input,
-            output,
+            output: JsonWriter::new(&output),
             json: JsonOptions::canonical(),
         }
     }
@@ -99,7 +99,7 @@ impl Method {
     }
 
     pub fn output(&self) -> &MessageDescriptor {
-        &self.output
+        self.output.descriptor()
     }
 
     /// How responses are written.
@@ -124,7 +124,13 @@ impl Method {
         proto: &[u8],
         options: &JsonOptions,
     ) -> Result<Box<RawValue>, TranscodeError> {
-        json::proto_to_json(&self.output, proto, options)
+        self.output.to_json(proto, options)
+    }
+
+    /// Appends one protobuf-encoded response to `out` as JSON, with the
+    /// method's options. On error, `out` is as it was.
+    pub fn write_response(&self, proto: &[u8], out: &mut Vec<u8>) -> Result<(), TranscodeError> {
+        self.output.write(proto, &self.json, out)
     }
 
     /// The same method with its descriptors taken from `pool`, where `pool`
@@ -136,7 +142,7 @@ impl Method {
         };
         Self {
             input: find(&self.input),
-            output: find(&self.output),
+            output: JsonWriter::new(&find(self.output.descriptor())),
             ..self.clone()
         }
     }
@@ -148,7 +154,7 @@ impl fmt::Debug for Method {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("input", &self.input.full_name())
-            .field("output", &self.output.full_name())
+            .field("output", &self.output.descriptor().full_name())
             .field("json", &self.json)
             .finish()
     }

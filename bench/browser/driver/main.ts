@@ -1,4 +1,4 @@
-// `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH]`
+// `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH] [-- --batch-linger-us N]`
 //
 // What a page sees: headless Chromium runs the generated client against the
 // real example binary (its bridge and its tonic backend), every workload
@@ -7,6 +7,8 @@
 // run also writes target/bench-browser.json, its section of BENCHMARKS.md
 // and docs/benchmarks-browser.svg. `--smoke` runs each workload for a
 // moment and fails unless each produced a sane figure; it writes nothing.
+// `--batch-linger-us` starts the bridge with that linger, to try one; such
+// a run prints its table and writes nothing either.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -48,10 +50,12 @@ interface Options {
   protocols: Protocol[];
   /** The example binary; by default target/{release,debug}/wsgrpc-example, built first. */
   binary: string | undefined;
+  /** The bridge's linger, in µs; a run with one is an experiment and writes nothing. */
+  batchLingerUs: number;
 }
 
 function parseArgs(args: string[]): Options {
-  const options: Options = { smoke: false, protocols: ["v1", "v2"], binary: undefined };
+  const options: Options = { smoke: false, protocols: ["v1", "v2"], binary: undefined, batchLingerUs: 0 };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i];
     if (arg === "--smoke") {
@@ -64,8 +68,15 @@ function parseArgs(args: string[]): Options {
       options.protocols = names;
     } else if (arg === "--binary" && args[i + 1] !== undefined) {
       options.binary = args[++i];
+    } else if (arg === "--batch-linger-us" && args[i + 1] !== undefined) {
+      options.batchLingerUs = Number(args[++i]);
+      if (!Number.isInteger(options.batchLingerUs) || options.batchLingerUs < 0) {
+        throw new Error(`--batch-linger-us takes a whole number of microseconds, not ${args[i]}`);
+      }
     } else {
-      throw new Error(`unknown argument ${arg}\nusage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH]`);
+      throw new Error(
+        `unknown argument ${arg}\nusage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N]`,
+      );
     }
   }
   return options;
@@ -307,6 +318,7 @@ async function main(): Promise<number> {
     // keeps the binary from warning that it has none.
     `--static-dir=${distDir}`,
     "--stream-interval-ms=0",
+    `--batch-linger-us=${options.batchLingerUs}`,
     `--allow-origin=${pageOrigin}`,
   ]);
   let ceiling: Ceiling | undefined;
@@ -352,6 +364,10 @@ async function main(): Promise<number> {
     }
     if (options.smoke) {
       console.log(failures.length > 0 ? "smoke run failed" : "smoke run: every workload gave a figure; nothing written");
+      return failures.length > 0 ? 1 : 0;
+    }
+    if (options.batchLingerUs > 0) {
+      console.log(`a run with a linger of ${options.batchLingerUs} µs: nothing written`);
       return failures.length > 0 ? 1 : 0;
     }
     mkdirSync(targetDir, { recursive: true });
