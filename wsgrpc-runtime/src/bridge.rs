@@ -172,7 +172,10 @@ impl BridgeBuilder {
 
     /// v2: how long the bridge waits for more envelopes before it sends a
     /// frame that is not full; default zero, which sends what is ready at
-    /// once, so that a lone call is never slower than in v1.
+    /// once, so that a lone call is never slower than in v1. (Without a
+    /// linger the writer still lets the socket's other running calls go
+    /// first, which costs no timer.) Tokio's timers count whole
+    /// milliseconds, so a linger below one millisecond waits about one.
     pub fn batch_linger(mut self, linger: Duration) -> Self {
         self.limits.batch_linger = linger;
         self

@@ -17,7 +17,7 @@ use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protoco
 use crate::flow::ResponseWindow;
 use crate::metadata;
 use crate::metrics::InFlight;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Running};
 use crate::service::Route;
 use crate::shared::Shared;
 use crate::transcode::BytesCodec;
@@ -136,6 +136,7 @@ pub(crate) async fn run(
     out: Outbox,
     finish: Finish,
     in_flight: InFlight,
+    running: Running,
 ) {
     let mut exchange = Exchange {
         spec: &spec,
@@ -168,7 +169,7 @@ pub(crate) async fn run(
     let result = result.map_err(unavailable_if_transport_failed);
     let headers = exchange.unsent_headers();
     let run = std::mem::take(&mut exchange.run);
-    drop(in_flight);
+    drop((in_flight, running));
     if !finish.claim() {
         return;
     }

@@ -483,6 +483,7 @@ impl Connection {
             self.out.clone(),
             finish,
             in_flight,
+            self.out.running(),
         );
         tokio::spawn(task.instrument(span)).abort_handle()
     }

@@ -50,12 +50,12 @@ interface Options {
   protocols: Protocol[];
   /** The example binary; by default target/{release,debug}/wsgrpc-example, built first. */
   binary: string | undefined;
-  /** The bridge's linger, in µs; a run with one is an experiment and writes nothing. */
-  batchLingerUs: number;
+  /** The bridge's linger, in µs, where one is tried; such a run writes nothing. */
+  batchLingerUs: number | undefined;
 }
 
 function parseArgs(args: string[]): Options {
-  const options: Options = { smoke: false, protocols: ["v1", "v2"], binary: undefined, batchLingerUs: 0 };
+  const options: Options = { smoke: false, protocols: ["v1", "v2"], binary: undefined, batchLingerUs: undefined };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i];
     if (arg === "--smoke") {
@@ -69,10 +69,11 @@ function parseArgs(args: string[]): Options {
     } else if (arg === "--binary" && args[i + 1] !== undefined) {
       options.binary = args[++i];
     } else if (arg === "--batch-linger-us" && args[i + 1] !== undefined) {
-      options.batchLingerUs = Number(args[++i]);
-      if (!Number.isInteger(options.batchLingerUs) || options.batchLingerUs < 0) {
+      const linger = Number(args[++i]);
+      if (!Number.isInteger(linger) || linger < 0) {
         throw new Error(`--batch-linger-us takes a whole number of microseconds, not ${args[i]}`);
       }
+      options.batchLingerUs = linger;
     } else {
       throw new Error(
         `unknown argument ${arg}\nusage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N]`,
@@ -318,7 +319,7 @@ async function main(): Promise<number> {
     // keeps the binary from warning that it has none.
     `--static-dir=${distDir}`,
     "--stream-interval-ms=0",
-    `--batch-linger-us=${options.batchLingerUs}`,
+    `--batch-linger-us=${options.batchLingerUs ?? 0}`,
     `--allow-origin=${pageOrigin}`,
   ]);
   let ceiling: Ceiling | undefined;
@@ -366,7 +367,7 @@ async function main(): Promise<number> {
       console.log(failures.length > 0 ? "smoke run failed" : "smoke run: every workload gave a figure; nothing written");
       return failures.length > 0 ? 1 : 0;
     }
-    if (options.batchLingerUs > 0) {
+    if (options.batchLingerUs !== undefined) {
       console.log(`a run with a linger of ${options.batchLingerUs} µs: nothing written`);
       return failures.length > 0 ? 1 : 0;
     }
