@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream};
-use serde_json::value::RawValue;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -210,8 +209,8 @@ fn close_run(mut run: Vec<u8>, end: Option<Option<Metadata>>) -> String {
 
 /// How a call that succeeded ends.
 struct End {
-    /// The single response of a unary or client-streaming call.
-    response: Option<Box<RawValue>>,
+    /// The single response of a unary or client-streaming call, as JSON.
+    response: Option<String>,
     trailers: Option<Metadata>,
 }
 
@@ -222,25 +221,18 @@ impl End {
         if !run.is_empty() {
             return close_run(run, Some(self.trailers));
         }
-        let legacy_end;
-        let payload = match (&self.response, spec.protocol) {
-            (Some(response), _) => Some(response.as_ref()),
-            // Only v1 clients may look for the end in the payload.
-            (None, Protocol::V2) => None,
-            (None, Protocol::V1) => {
-                legacy_end = RawValue::from_string(LEGACY_END_PAYLOAD.to_owned())
-                    .expect("the legacy end marker is JSON");
-                Some(legacy_end.as_ref())
-            }
-        };
         let frame = Envelope {
-            payload,
             end: true,
             headers,
             trailers: self.trailers,
             ..spec.frame()
         };
-        frame.to_json()
+        match (&self.response, spec.protocol) {
+            (Some(response), _) => frame.to_json_with_payload(response),
+            // Only v1 clients may look for the end in the payload.
+            (None, Protocol::V1) => frame.to_json_with_payload(LEGACY_END_PAYLOAD),
+            (None, Protocol::V2) => frame.to_json(),
+        }
     }
 }
 
@@ -351,11 +343,10 @@ impl Exchange<'_> {
         if self.spec.protocol == Protocol::V1 {
             let payload = encode_response(self.spec, message)?;
             let frame = Envelope {
-                payload: Some(&payload),
                 headers: self.unsent_headers(),
                 ..self.spec.frame()
             };
-            return self.hand_over(frame.to_json()).await;
+            return self.hand_over(frame.to_json_with_payload(&payload)).await;
         }
         if self.run.is_empty() {
             self.open_run();
@@ -413,11 +404,14 @@ impl Exchange<'_> {
 
 /// A unary or client-streaming call's response, or a v1 stream message, as
 /// JSON of its own.
-fn encode_response(spec: &CallSpec, message: &[u8]) -> Result<Box<RawValue>, Status> {
+fn encode_response(spec: &CallSpec, message: &[u8]) -> Result<String, Status> {
+    let mut json = Vec::with_capacity(message.len() * 2 + 16);
     spec.route
         .method
-        .encode_response(message)
-        .map_err(|err| Status::internal(err.to_string()))
+        .write_response(message, &mut json)
+        .map_err(|err| Status::internal(err.to_string()))?;
+    // The writer writes UTF-8 only.
+    String::from_utf8(json).map_err(|err| Status::internal(err.to_string()))
 }
 
 /// A deadline as a `grpc-timeout` value: at most eight digits and a unit.

@@ -192,6 +192,23 @@ impl<'a> Envelope<'a> {
         // valid when it was produced, so serialization cannot fail.
         serde_json::to_string(self).expect("envelope serializes")
     }
+
+    /// Serializes the frame with `payload`, JSON text written by the
+    /// bridge, as its payload, which comes first. (serde_json embeds
+    /// written JSON only as a `RawValue`, which parses it again; members of
+    /// a JSON object have no order.)
+    pub fn to_json_with_payload(&self, payload: &str) -> String {
+        debug_assert!(self.payload.is_none() && self.payloads.is_none());
+        let rest = self.to_json();
+        let mut frame = String::with_capacity(payload.len() + rest.len() + 12);
+        frame.push_str(r#"{"payload":"#);
+        frame.push_str(payload);
+        // Every envelope the bridge writes has a `type`, so `rest` is more
+        // than `{}`.
+        frame.push(',');
+        frame.push_str(&rest[1..]);
+        frame
+    }
 }
 
 /// The canonical name of a gRPC status code (`NOT_FOUND` for 5).
@@ -221,6 +238,25 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_payload_goes_in_whole() {
+        let frame = Envelope {
+            frame_type: Some(FrameType::Response),
+            id: Some("7".into()),
+            end: true,
+            ..Envelope::default()
+        };
+        let text = frame.to_json_with_payload(r#"{"message":"a \"quoted\" }"}"#);
+        let parsed = Envelope::parse(&text).unwrap();
+        assert_eq!(parsed.frame_type, Some(FrameType::Response));
+        assert_eq!(parsed.id.as_deref(), Some("7"));
+        assert!(parsed.end);
+        assert_eq!(
+            parsed.payload.unwrap().get(),
+            r#"{"message":"a \"quoted\" }"}"#
+        );
+    }
 
     #[test]
     fn parses_the_original_request_frame() {
