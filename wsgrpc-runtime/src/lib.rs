@@ -40,7 +40,7 @@ mod transcode;
 
 pub use access::{AllowedOrigins, Authenticator, UpgradeRequest};
 pub use bridge::{Bridge, BridgeBuilder, BuildError};
-pub use json::{JsonOptions, JsonRules, TranscodeError};
+pub use json::{JsonOptions, JsonRules, JsonWriter, TranscodeError};
 pub use prost_reflect;
 pub use service::{Descriptors, Method, MethodKind, Service, ServiceTable};
 pub use tokio_util::sync::CancellationToken;
