@@ -405,13 +405,10 @@ impl Exchange<'_> {
 /// A unary or client-streaming call's response, or a v1 stream message, as
 /// JSON of its own.
 fn encode_response(spec: &CallSpec, message: &[u8]) -> Result<String, Status> {
-    let mut json = Vec::with_capacity(message.len() * 2 + 16);
     spec.route
         .method
-        .write_response(message, &mut json)
-        .map_err(|err| Status::internal(err.to_string()))?;
-    // The writer writes UTF-8 only.
-    String::from_utf8(json).map_err(|err| Status::internal(err.to_string()))
+        .response_text(message)
+        .map_err(|err| Status::internal(err.to_string()))
 }
 
 /// A deadline as a `grpc-timeout` value: at most eight digits and a unit.

@@ -246,12 +246,17 @@ impl JsonWriter {
         proto: &[u8],
         options: &JsonOptions,
     ) -> Result<Box<RawValue>, TranscodeError> {
+        RawValue::from_string(self.to_text(proto, options)?)
+            .map_err(|err| TranscodeError::new(format!("written JSON does not parse: {err}")))
+    }
+
+    /// The JSON of `proto` as text, without the second look that a
+    /// `RawValue` takes.
+    pub fn to_text(&self, proto: &[u8], options: &JsonOptions) -> Result<String, TranscodeError> {
         let mut out = Vec::with_capacity(proto.len() * 2 + 16);
         self.write(proto, options, &mut out)?;
-        let text = String::from_utf8(out)
-            .map_err(|err| TranscodeError::new(format!("JSON is not UTF-8: {err}")))?;
-        RawValue::from_string(text)
-            .map_err(|err| TranscodeError::new(format!("written JSON does not parse: {err}")))
+        String::from_utf8(out)
+            .map_err(|err| TranscodeError::new(format!("JSON is not UTF-8: {err}")))
     }
 }
 

@@ -127,6 +127,12 @@ impl Method {
         self.output.to_json(proto, options)
     }
 
+    /// Writes one protobuf-encoded response as JSON text, with the method's
+    /// options.
+    pub fn response_text(&self, proto: &[u8]) -> Result<String, TranscodeError> {
+        self.output.to_text(proto, &self.json)
+    }
+
     /// Appends one protobuf-encoded response to `out` as JSON, with the
     /// method's options. On error, `out` is as it was.
     pub fn write_response(&self, proto: &[u8], out: &mut Vec<u8>) -> Result<(), TranscodeError> {

@@ -404,6 +404,27 @@ impl ValueKind {
         })
     }
 
+    /// A value of this kind at its default; `enum_default` for an enum.
+    fn default_value(self, enum_default: i32) -> Result<Scalar<'static>, Unsupported> {
+        Ok(match self {
+            Self::Int32
+            | Self::Int64
+            | Self::Sint32
+            | Self::Sint64
+            | Self::Sfixed32
+            | Self::Sfixed64 => Scalar::Signed(0),
+            Self::Uint32 | Self::Uint64 | Self::Fixed32 | Self::Fixed64 => Scalar::Unsigned(0),
+            Self::Float => Scalar::Float(0.0),
+            Self::Double => Scalar::Double(0.0),
+            Self::Bool => Scalar::Bool(false),
+            Self::String => Scalar::String(""),
+            Self::Bytes => Scalar::Bytes(&[]),
+            Self::Enum(_) => Scalar::Enum(enum_default),
+            Self::Message(_) => Scalar::Message(&[]),
+            Self::Group => return Err(Unsupported),
+        })
+    }
+
     /// Whether proto3 JSON writes this kind as a string even when it is a
     /// number, as it does 64-bit integers.
     fn is_quoted_number(self) -> bool {
@@ -469,21 +490,9 @@ impl<'a> MapKey<'a> {
         })
     }
 
+    /// The key of an entry that leaves it out.
     fn default_of(kind: ValueKind) -> Result<Self, Unsupported> {
-        Ok(match kind {
-            ValueKind::Bool => Self::Bool(false),
-            ValueKind::String => Self::String(""),
-            ValueKind::Uint32 | ValueKind::Uint64 | ValueKind::Fixed32 | ValueKind::Fixed64 => {
-                Self::Unsigned(0)
-            }
-            ValueKind::Int32
-            | ValueKind::Int64
-            | ValueKind::Sint32
-            | ValueKind::Sint64
-            | ValueKind::Sfixed32
-            | ValueKind::Sfixed64 => Self::Signed(0),
-            _ => return Err(Unsupported),
-        })
+        Self::of(kind.default_value(0)?)
     }
 }
 
@@ -772,25 +781,7 @@ impl<'l> Writer<'l> {
 
     /// A value of `kind` at its default.
     fn default(&self, kind: ValueKind, depth: usize, out: &mut Vec<u8>) -> Result<(), Unsupported> {
-        let value = match kind {
-            ValueKind::Int32
-            | ValueKind::Int64
-            | ValueKind::Sint32
-            | ValueKind::Sint64
-            | ValueKind::Sfixed32
-            | ValueKind::Sfixed64 => Scalar::Signed(0),
-            ValueKind::Uint32 | ValueKind::Uint64 | ValueKind::Fixed32 | ValueKind::Fixed64 => {
-                Scalar::Unsigned(0)
-            }
-            ValueKind::Float => Scalar::Float(0.0),
-            ValueKind::Double => Scalar::Double(0.0),
-            ValueKind::Bool => Scalar::Bool(false),
-            ValueKind::String => Scalar::String(""),
-            ValueKind::Bytes => Scalar::Bytes(&[]),
-            ValueKind::Enum(_) => Scalar::Enum(self.enum_default(kind)),
-            ValueKind::Message(_) => Scalar::Message(&[]),
-            ValueKind::Group => return Err(Unsupported),
-        };
+        let value = kind.default_value(self.enum_default(kind))?;
         self.value(kind, value, depth, out)
     }
 
