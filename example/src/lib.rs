@@ -2,7 +2,7 @@
 //! a tonic implementation of `example.ExampleService` and the generated
 //! bridge table that lets browsers call it over a WebSocket.
 //!
-//! [`auth::TokenAuth`] is a shared-secret authenticator for the bridge; the
+//! [`auth::token_auth`] is a shared-secret authenticator for the bridge; the
 //! service greets the user it forwards.
 //!
 //! Run with `cargo run -p wsgrpc-example`.
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub mod auth;
 
-pub use auth::TokenAuth;
+pub use auth::token_auth;
 
 /// The generated code for the `example` package: messages, the tonic
 /// server and `example_service_bridge`.

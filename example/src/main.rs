@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tower_http::services::ServeDir;
 use wsgrpc_example::proto::example_service_bridge;
-use wsgrpc_example::{ExampleServer, TokenAuth};
+use wsgrpc_example::{ExampleServer, token_auth};
 use wsgrpc_runtime::{AllowedOrigins, Bridge};
 
 const USAGE: &str = "\
@@ -31,6 +31,12 @@ Options:
   --token SECRET        require this token on every socket: `Authorization: Bearer`,
                         `?token=` (open the page as /?token=SECRET) or the
                         `wsgrpc_token` cookie [default: $WSGRPC_TOKEN, else none]
+  --idle-timeout-ms N   close a socket that sends nothing for N ms, 0 for never
+                        [default: 90000]
+  --ping-interval-ms N  ping each socket every N ms, 0 for never [default: 30000]
+  --drain-timeout-ms N  on SIGTERM or Ctrl-C, let calls in flight finish for up
+                        to N ms [default: 10000]
+  --max-frame-size N    largest frame a client may send, in bytes [default: 4194304]
   -h, --help            print this help
 ";
 
@@ -43,6 +49,15 @@ struct Args {
     stream_interval: Duration,
     batch_linger: Duration,
     token: Option<String>,
+    idle_timeout: Option<Option<Duration>>,
+    ping_interval: Option<Option<Duration>>,
+    drain_timeout: Option<Duration>,
+    max_frame_size: Option<usize>,
+}
+
+/// Milliseconds, where 0 means never.
+fn millis_or_never(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -56,6 +71,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         stream_interval: Duration::from_millis(100),
         batch_linger: Duration::ZERO,
         token: None,
+        idle_timeout: None,
+        ping_interval: None,
+        drain_timeout: None,
+        max_frame_size: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -72,6 +91,16 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 args.batch_linger = Duration::from_micros(parser.value()?.parse()?);
             }
             Long("token") => args.token = Some(parser.value()?.parse()?),
+            Long("idle-timeout-ms") => {
+                args.idle_timeout = Some(millis_or_never(parser.value()?.parse()?));
+            }
+            Long("ping-interval-ms") => {
+                args.ping_interval = Some(millis_or_never(parser.value()?.parse()?));
+            }
+            Long("drain-timeout-ms") => {
+                args.drain_timeout = Some(Duration::from_millis(parser.value()?.parse()?));
+            }
+            Long("max-frame-size") => args.max_frame_size = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -136,9 +165,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .service(example_service_bridge::service())
         .allowed_origins(origins)
         .batch_linger(args.batch_linger);
+    if let Some(idle) = args.idle_timeout {
+        bridge = bridge.idle_timeout(idle);
+    }
+    if let Some(every) = args.ping_interval {
+        bridge = bridge.ping_interval(every);
+    }
+    if let Some(drain) = args.drain_timeout {
+        bridge = bridge.drain_timeout(drain);
+    }
+    if let Some(bytes) = args.max_frame_size {
+        bridge = bridge.max_frame_size(bytes);
+    }
     let token_required = args.token.is_some();
     if let Some(token) = args.token {
-        bridge = bridge.authenticator(TokenAuth::new(token));
+        bridge = bridge.authenticator(token_auth(token));
     }
     let bridge = bridge.build()?;
     if !args.static_dir.join("index.html").exists() {
@@ -154,13 +195,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The secret itself stays out of the output.
         println!("sockets need the token: open http://{addr}/?token=<your token>");
     }
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    // The page is served with the same limits and drain as the socket.
+    bridge
+        .serve_router(listener, app, wsgrpc_runtime::shutdown_signal())
         .await?;
     Ok(())
 }

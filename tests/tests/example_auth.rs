@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
-use wsgrpc_example::TokenAuth;
 use wsgrpc_example::auth::USER_ID_KEY;
+use wsgrpc_example::token_auth;
 use wsgrpc_tests::client::WsClient;
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
@@ -20,7 +20,7 @@ const SECRET_IN_QUERY: &str = "s3cret%2B%2F%3D";
 async fn start() -> (RunningBackend, RunningBridge) {
     let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
     let bridge = RunningBridge::start(
-        test_bridge(&backend.uri()).authenticator(TokenAuth::new(SECRET)),
+        test_bridge(&backend.uri()).authenticator(token_auth(SECRET)),
         ANY_PORT.into(),
     )
     .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use wsgrpc_runtime::{AllowedOrigins, Authenticator, BridgeBuilder, JsonOptions, UpgradeRequest};
+use wsgrpc_runtime::{AllowedOrigins, BridgeBuilder, JsonOptions, TokenAuth};
 
 use crate::descriptors::Source;
 
@@ -67,6 +67,38 @@ pub struct Options {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+
+    /// A host name under which a page counts as the bridge's own origin,
+    /// e.g. `app.example.com` (`.example.com` for it and its subdomains);
+    /// repeat for more. IP addresses and `localhost` always count; any
+    /// other name must be listed, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+
+    /// Serve `/metrics` without the token [default: false; with a token
+    /// configured, a scrape sends it as `Authorization: Bearer`].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub public_metrics: Option<bool>,
+
+    /// Metadata entries one call may carry [default: 64].
+    #[arg(long, value_name = "ENTRIES")]
+    pub max_metadata_entries: Option<usize>,
+
+    /// Bytes of metadata one call may carry, as HTTP/2 counts them (key,
+    /// value and 32 per entry) [default: 8192].
+    #[arg(long, value_name = "BYTES")]
+    pub max_metadata_bytes: Option<usize>,
+
+    /// How often the backend connection is pinged while calls are open;
+    /// `off` for never [default: 20s].
+    #[arg(long, value_name = "DURATION")]
+    pub backend_keepalive_interval: Option<Interval>,
+
+    /// How long a ping of the backend may go unanswered before its calls
+    /// fail with UNAVAILABLE [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub backend_keepalive_timeout: Option<Interval>,
 
     /// Largest frame a client may send, in bytes [default: 4194304].
     #[arg(long, value_name = "BYTES")]
@@ -200,6 +232,16 @@ impl Options {
             reload_interval: self.reload_interval.or(file.reload_interval),
             services: list(self.services, file.services),
             allowed_origins: list(self.allowed_origins, file.allowed_origins),
+            allowed_hosts: list(self.allowed_hosts, file.allowed_hosts),
+            public_metrics: self.public_metrics.or(file.public_metrics),
+            max_metadata_entries: self.max_metadata_entries.or(file.max_metadata_entries),
+            max_metadata_bytes: self.max_metadata_bytes.or(file.max_metadata_bytes),
+            backend_keepalive_interval: self
+                .backend_keepalive_interval
+                .or(file.backend_keepalive_interval),
+            backend_keepalive_timeout: self
+                .backend_keepalive_timeout
+                .or(file.backend_keepalive_timeout),
             max_frame_size: self.max_frame_size.or(file.max_frame_size),
             max_calls_per_connection: self
                 .max_calls_per_connection
@@ -259,6 +301,28 @@ impl Options {
                 AllowedOrigins::List(self.allowed_origins.clone())
             });
         }
+        if !self.allowed_hosts.is_empty() {
+            builder = builder.allowed_hosts(self.allowed_hosts.clone());
+        }
+        if let Some(public) = self.public_metrics {
+            builder = builder.public_metrics(public);
+        }
+        if let Some(entries) = self.max_metadata_entries {
+            builder = builder.max_metadata_entries(entries);
+        }
+        if let Some(bytes) = self.max_metadata_bytes {
+            builder = builder.max_metadata_bytes(bytes);
+        }
+        if self.backend_keepalive_interval.is_some() || self.backend_keepalive_timeout.is_some() {
+            let interval = self
+                .backend_keepalive_interval
+                .map_or(Some(Duration::from_secs(20)), |Interval(every)| every);
+            let timeout = self
+                .backend_keepalive_timeout
+                .and_then(|Interval(timeout)| timeout)
+                .unwrap_or(Duration::from_secs(10));
+            builder = builder.backend_keepalive(interval.map(|every| (every, timeout)));
+        }
         if let Some(bytes) = self.max_frame_size {
             builder = builder.max_frame_size(bytes);
         }
@@ -298,11 +362,11 @@ impl Options {
             .proto_field_names(self.proto_field_names.unwrap_or(false));
         builder = builder.json_options(json);
         if let Some(tokens) = self.tokens()? {
-            let cookie = self
-                .token_cookie
-                .clone()
-                .unwrap_or_else(|| "wsgrpc_token".into());
-            builder = builder.authenticator(TokenAuth { tokens, cookie });
+            let mut auth = TokenAuth::new(tokens);
+            if let Some(cookie) = &self.token_cookie {
+                auth = auth.cookie(cookie.clone());
+            }
+            builder = builder.authenticator(auth);
         }
         Ok(builder)
     }
@@ -328,30 +392,6 @@ impl Options {
             return Err("the token list is empty: every socket would be refused".into());
         }
         Ok(Some(tokens))
-    }
-}
-
-/// Lets in the sockets that bring one of a fixed list of tokens.
-struct TokenAuth {
-    tokens: Vec<String>,
-    cookie: String,
-}
-
-impl Authenticator for TokenAuth {
-    fn authenticate(
-        &self,
-        request: &UpgradeRequest<'_>,
-    ) -> Result<wsgrpc_runtime::envelope::Metadata, String> {
-        let offered = request
-            .bearer_token()
-            .map(str::to_owned)
-            .or_else(|| request.query("access_token"))
-            .or_else(|| request.cookie(&self.cookie).map(str::to_owned));
-        match offered {
-            Some(token) if self.tokens.contains(&token) => Ok(Default::default()),
-            Some(_) => Err("invalid token".into()),
-            None => Err("a token is required".into()),
-        }
     }
 }
 

@@ -68,7 +68,7 @@ pub async fn serve(options: Options, listener: TcpListener) -> Result<(), String
     let every = options.reload_interval.and_then(|Interval(every)| every);
     tokio::spawn(loader.reload_on_signal(every));
     bridge
-        .serve_with(listener, stop_signal())
+        .serve_with(listener, wsgrpc_runtime::shutdown_signal())
         .await
         .map_err(|err| err.to_string())
 }
@@ -153,20 +153,4 @@ impl Loader {
             }
         }
     }
-}
-
-async fn stop_signal() {
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut terms) => {
-                terms.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }

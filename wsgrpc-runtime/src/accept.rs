@@ -20,6 +20,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::future::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,8 +34,9 @@ const MAX_HEADER_BUFFER: usize = 64 << 10;
 /// before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves HTTP on `listener` until the bridge shuts down, then lets the
-/// connections in progress finish.
+/// Serves HTTP on `listener` until the bridge has shut down: after the
+/// shutdown starts it goes on answering (`/healthz` with 503, upgrades with
+/// 503) while the sockets drain, and stops when the last one has closed.
 pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Shared>) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -42,10 +44,18 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
         .max_buf_size(MAX_HEADER_BUFFER);
     let pending = Arc::new(Pending::new(shared.limits.max_pending_connections));
     let connections = TaskTracker::new();
+    // Cancelled once every socket has closed: the HTTP connections still
+    // open (a health check, a client that sends nothing) are then dropped.
+    let stopped = CancellationToken::new();
+    let mut drained = pin!(async {
+        shared.shutdown.cancelled().await;
+        shared.connections.close();
+        shared.connections.wait().await;
+    });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shared.shutdown.cancelled() => break,
+            () = &mut drained => break,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
@@ -57,9 +67,10 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Sha
         };
         let place = pending.admit(&shared);
         let connection = serve_connection(&http, tcp, router.clone(), place, shared.clone());
-        connections.spawn(connection);
+        connections.spawn(connection.with_cancellation_token_owned(stopped.clone()));
     }
     drop(listener);
+    stopped.cancel();
     connections.close();
     connections.wait().await;
 }
@@ -76,12 +87,17 @@ fn serve_connection(
         tracing::debug!(%err, "could not set TCP_NODELAY");
     }
     let service = TowerToHyperService::new(router);
+    let mut http = http.clone();
+    // While draining, a connection serves one request (a health check, an
+    // upgrade refused with 503) and closes.
+    let draining = shared.shutdown.is_cancelled();
+    http.keep_alive(!draining);
     let connection = http
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades();
     async move {
         let mut connection = pin!(connection);
-        let mut draining = false;
+        let mut draining = draining;
         // Ends when the connection closes or becomes a WebSocket, which
         // then lives on in a task of its own.
         loop {

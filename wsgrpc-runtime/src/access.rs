@@ -26,7 +26,10 @@ pub enum AllowedOrigins {
 }
 
 impl AllowedOrigins {
-    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
+    /// Whether the upgrade's `Origin` may open a socket. A page of the
+    /// bridge's own origin must also be served under a host name in
+    /// `hosts` (see [`is_allowed_host`]).
+    pub(crate) fn allows(&self, headers: &HeaderMap, hosts: &[String]) -> bool {
         // Only browsers send an Origin; other clients cannot be hijacked.
         let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
             return true;
@@ -45,9 +48,50 @@ impl AllowedOrigins {
                 let origin_host = origin
                     .strip_prefix("http://")
                     .or_else(|| origin.strip_prefix("https://"));
-                matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+                matches!((origin_host, host), (Some(a), Some(b))
+                    if a.eq_ignore_ascii_case(b) && is_allowed_host(b, hosts))
             }
         }
+    }
+}
+
+/// Whether a page served under `host` (a `Host` header: name and port)
+/// counts as the bridge's own origin.
+///
+/// `Host` is the name the browser looked up, and a page and a socket with
+/// the same name are the same origin to it, even when an attacker's DNS
+/// answers that name with the bridge's address (DNS rebinding: a page of
+/// `evil.example` re-resolves its name to `127.0.0.1` or a private address
+/// and opens a socket with the user's network position). So a host name
+/// is trusted only if the bridge was told it (`hosts`, entries like
+/// `app.example.com`, or `.example.com` for it and every subdomain), or if
+/// no DNS is involved: an IP address, `localhost` and `*.localhost`.
+pub(crate) fn is_allowed_host(host: &str, hosts: &[String]) -> bool {
+    let name = host_name(host);
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    hosts.iter().any(|allowed| {
+        let allowed = allowed.trim_end_matches('.').to_ascii_lowercase();
+        match allowed.strip_prefix('.') {
+            Some(domain) => name == domain || name.ends_with(&allowed),
+            None => name == allowed,
+        }
+    })
+}
+
+/// The name of a `Host` header, without its port or IPv6 brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
@@ -136,17 +180,40 @@ mod tests {
     #[test]
     fn same_origin_is_the_default() {
         let policy = AllowedOrigins::default();
-        assert!(policy.allows(&headers(Some("http://localhost:50052"), "localhost:50052")));
-        assert!(policy.allows(&headers(None, "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("https://evil.example"), "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("http://localhost:3000"), "localhost:50052")));
+        let allows = |origin, host| policy.allows(&headers(origin, host), &[]);
+        assert!(allows(Some("http://localhost:50052"), "localhost:50052"));
+        assert!(allows(None, "localhost:50052"));
+        assert!(!allows(Some("https://evil.example"), "localhost:50052"));
+        assert!(!allows(Some("http://localhost:3000"), "localhost:50052"));
     }
 
     #[test]
     fn a_list_adds_origins() {
         let policy = AllowedOrigins::List(vec!["http://localhost:5173".into()]);
-        assert!(policy.allows(&headers(Some("http://localhost:5173"), "localhost:50052")));
-        assert!(policy.allows(&headers(Some("http://localhost:50052"), "localhost:50052")));
-        assert!(!policy.allows(&headers(Some("null"), "localhost:50052")));
+        let allows = |origin, host| policy.allows(&headers(Some(origin), host), &[]);
+        assert!(allows("http://localhost:5173", "localhost:50052"));
+        assert!(allows("http://localhost:50052", "localhost:50052"));
+        assert!(!allows("null", "localhost:50052"));
+        // Listed origins need no allowed host: the attacker's page cannot
+        // take a listed origin's name.
+        assert!(allows("http://localhost:5173", "app.example.com"));
+    }
+
+    #[test]
+    fn a_rebound_name_is_not_the_same_origin() {
+        let policy = AllowedOrigins::SameOrigin;
+        let hosts = ["app.example.com".to_owned(), ".corp.example".to_owned()];
+        let allows = |origin, host| policy.allows(&headers(Some(origin), host), &hosts);
+        assert!(!allows("http://evil.com", "evil.com"));
+        assert!(!allows("http://evil.com:50052", "evil.com:50052"));
+        assert!(allows("https://app.example.com", "app.example.com"));
+        assert!(allows("https://APP.example.com", "app.EXAMPLE.com"));
+        assert!(allows("https://a.corp.example", "a.corp.example"));
+        assert!(allows("https://corp.example", "corp.example"));
+        assert!(!allows("https://evilcorp.example", "evilcorp.example"));
+        assert!(allows("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(allows("http://[::1]:8080", "[::1]:8080"));
+        assert!(allows("http://app.localhost:8080", "app.localhost:8080"));
+        assert!(!allows("http://localhost.evil.com", "localhost.evil.com"));
     }
 }

@@ -29,6 +29,13 @@ use crate::{accept, connection};
 
 /// What each socket reads into at first.
 const READ_BUFFER: usize = 4 * 1024;
+/// What a socket's writer gathers before it writes to TCP.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// HTTP/2 keepalive of the backend channel: how often it pings while calls
+/// are open, and how long it waits for the answer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/2 flow-control windows of the backend channel.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
@@ -45,6 +52,9 @@ pub struct BridgeBuilder {
     table: Option<ServiceTable>,
     json: JsonRules,
     origins: AllowedOrigins,
+    hosts: Vec<String>,
+    public_metrics: bool,
+    keepalive: Option<(Duration, Duration)>,
     limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
 }
@@ -65,6 +75,9 @@ impl Default for BridgeBuilder {
             table: None,
             json: JsonRules::default(),
             origins: AllowedOrigins::SameOrigin,
+            hosts: Vec::new(),
+            public_metrics: false,
+            keepalive: Some((KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)),
             limits: Limits::default(),
             authenticator: None,
         }
@@ -130,6 +143,40 @@ impl BridgeBuilder {
     /// Which pages may connect; default [`AllowedOrigins::SameOrigin`].
     pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.origins = origins;
+        self
+    }
+
+    /// Host names under which a page counts as the bridge's own origin
+    /// (see [`AllowedOrigins::SameOrigin`]): `app.example.com`, or
+    /// `.example.com` for it and its subdomains. IP addresses, `localhost`
+    /// and `*.localhost` always count; any other name must be listed, so
+    /// that a page whose name an attacker's DNS points at the bridge
+    /// (DNS rebinding) is not taken for the bridge's own.
+    pub fn allowed_hosts<H: Into<String>>(mut self, hosts: impl IntoIterator<Item = H>) -> Self {
+        self.hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether `/metrics` answers anyone; default no: with an
+    /// [`authenticator`](Self::authenticator) a scrape must authenticate
+    /// as a socket would (a token as `Authorization: Bearer`, say), since
+    /// the metrics name every method. Without an authenticator it is open;
+    /// serve it elsewhere by building your own router if that matters.
+    pub fn public_metrics(mut self, public: bool) -> Self {
+        self.public_metrics = public;
+        self
+    }
+
+    /// HTTP/2 keepalive on the backend connection: while calls are open
+    /// it pings every `interval` and, if no answer comes within `timeout`,
+    /// fails every call on it with `UNAVAILABLE` and reconnects. Default
+    /// 20 s and 10 s; `None` turns it off, leaving a frozen backend's calls
+    /// to TCP's own timeouts (many minutes). Servers limit how often they
+    /// may be pinged (grpc-go and gRPC C-core by default once per 5
+    /// minutes while they send nothing); allow the bridge's interval there
+    /// or raise it here.
+    pub fn backend_keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
+        self.keepalive = keepalive;
         self
     }
 
@@ -217,6 +264,23 @@ impl BridgeBuilder {
         self
     }
 
+    /// Metadata entries one call may carry; default 64. A call with more
+    /// ends with `RESOURCE_EXHAUSTED`.
+    pub fn max_metadata_entries(mut self, entries: usize) -> Self {
+        self.limits.metadata.max_entries = entries;
+        self
+    }
+
+    /// Bytes of metadata one call may carry, counted as HTTP/2 counts a
+    /// header list (key, value and 32 per entry); default 8 KiB. A call
+    /// with more ends with `RESOURCE_EXHAUSTED`. Keep it below what the
+    /// backend accepts (gRPC servers take 8–16 KiB): a header block the
+    /// backend refuses can break the connection that every call shares.
+    pub fn max_metadata_bytes(mut self, bytes: usize) -> Self {
+        self.limits.metadata.max_bytes = bytes;
+        self
+    }
+
     /// Longest a call may run, streams included; default no limit. A call
     /// that runs longer ends with `DEADLINE_EXCEEDED` and is cancelled at
     /// the backend.
@@ -278,6 +342,7 @@ impl BridgeBuilder {
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .initial_stream_window_size(STREAM_WINDOW)
                 .tcp_nodelay(true)
+                .apply_keepalive(self.keepalive)
                 .connect_lazy(),
         };
         Ok(Bridge {
@@ -288,6 +353,8 @@ impl BridgeBuilder {
                 channel,
                 limits: self.limits,
                 origins: self.origins,
+                hosts: self.hosts,
+                public_metrics: self.public_metrics,
                 authenticator: self.authenticator,
                 metrics: Metrics::default(),
                 shutdown: CancellationToken::new(),
@@ -295,6 +362,25 @@ impl BridgeBuilder {
                 open_connections: AtomicUsize::new(0),
             }),
         })
+    }
+}
+
+/// Keepalive settings on a tonic endpoint.
+trait ApplyKeepalive {
+    fn apply_keepalive(self, keepalive: Option<(Duration, Duration)>) -> Self;
+}
+
+impl ApplyKeepalive for Endpoint {
+    fn apply_keepalive(self, keepalive: Option<(Duration, Duration)>) -> Self {
+        match keepalive {
+            Some((interval, timeout)) => self
+                .http2_keep_alive_interval(interval)
+                .keep_alive_timeout(timeout)
+                // No pings without calls: servers count those against a
+                // client, and an idle connection has no call to save.
+                .keep_alive_while_idle(false),
+            None => self,
+        }
     }
 }
 
@@ -333,9 +419,9 @@ impl Bridge {
     }
 
     /// An axum router with the WebSocket endpoint, `/healthz` and
-    /// `/metrics`, to serve alone or merge into an application's router.
-    /// Served that way, the header-read timeout and the cap on pending
-    /// connections are the application's server's to set.
+    /// `/metrics`, to merge into an application's router and serve with
+    /// [`serve_router`](Self::serve_router), which gives it the bridge's
+    /// limits and drain.
     pub fn router(&self) -> Router {
         Router::new()
             .route(&self.path, axum::routing::get(upgrade))
@@ -345,27 +431,47 @@ impl Bridge {
     }
 
     /// Starts a graceful shutdown of every connection, as `serve_with`'s
-    /// `shutdown` future does: for a bridge served inside another app.
+    /// `shutdown` future does.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
     }
 
-    /// Binds the configured address and serves until the process ends.
+    /// Binds the configured address and serves until SIGINT or SIGTERM
+    /// (see [`shutdown_signal`]), then drains.
     pub async fn serve(self) -> std::io::Result<()> {
         let listener = TcpListener::bind(self.listen).await?;
-        self.serve_with(listener, std::future::pending()).await
+        self.serve_with(listener, shutdown_signal()).await
     }
 
-    /// Serves on `listener` until `shutdown` completes.
-    ///
-    /// Requests' headers must arrive within
-    /// [`BridgeBuilder::header_read_timeout`], and at most
-    /// [`BridgeBuilder::max_pending_connections`] connections may wait for
-    /// theirs; a bridge merged into another app through [`Bridge::router`]
-    /// has the limits of that app's server instead.
+    /// Serves on `listener` until `shutdown` completes, then drains.
     pub async fn serve_with(
         self,
         listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.router();
+        self.serve_router(listener, app, shutdown).await
+    }
+
+    /// Serves `app`, an application's router into which
+    /// [`router`](Self::router) has been merged (beside its pages, say), on
+    /// `listener` until `shutdown` completes, with everything that guards
+    /// the bridge's own serving:
+    ///
+    /// - a request's headers must arrive within
+    ///   [`BridgeBuilder::header_read_timeout`], and at most
+    ///   [`BridgeBuilder::max_pending_connections`] connections may wait for
+    ///   theirs;
+    /// - at `shutdown` the bridge drains: new sockets are refused with 503,
+    ///   `/healthz` answers 503 so that load balancers turn away, calls in
+    ///   flight get [`BridgeBuilder::drain_timeout`] to finish, and then
+    ///   every socket is closed with 1001 (going away).
+    ///
+    /// It returns when the last socket has closed.
+    pub async fn serve_router(
+        self,
+        listener: TcpListener,
+        app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?listener.local_addr()?, path = %self.path, "bridge listening");
@@ -376,15 +482,37 @@ impl Bridge {
                 _ = token.cancelled() => {}
             }
         };
-        let serving = accept::serve(listener, self.router(), self.shared.clone());
+        let serving = accept::serve(listener, app, self.shared.clone());
         tokio::join!(stop_accepting, serving);
-        // Upgraded sockets live outside the HTTP server; they drain on their
-        // own once shutdown starts.
-        self.shared.connections.close();
-        self.shared.connections.wait().await;
         tracing::info!("bridge stopped");
         Ok(())
     }
+}
+
+/// Completes when the process is asked to stop: on SIGINT (Ctrl-C) or, on
+/// Unix, SIGTERM, as container runtimes send it. For
+/// [`Bridge::serve_with`]'s `shutdown`.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terms) => {
+                terms.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: draining");
 }
 
 async fn upgrade(
@@ -396,7 +524,7 @@ async fn upgrade(
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "bridge is shutting down").into_response();
     }
-    if !shared.origins.allows(&headers) {
+    if !shared.origins.allows(&headers, &shared.hosts) {
         let origin = headers.get(header::ORIGIN);
         tracing::info!(?origin, "refused WebSocket from a foreign origin");
         shared.metrics.rejected(Rejection::Origin);
@@ -408,7 +536,12 @@ async fn upgrade(
             headers: &headers,
             uri: &uri,
         }) {
-            Ok(identity) => identity,
+            // Canonical, as the client's metadata will be, so that the two
+            // compare.
+            Ok(identity) => identity
+                .into_iter()
+                .map(|(key, value)| (key.to_ascii_lowercase(), value))
+                .collect(),
             Err(message) => {
                 tracing::info!(%message, "refused unauthenticated WebSocket");
                 shared.metrics.rejected(Rejection::Unauthenticated);
@@ -433,6 +566,11 @@ async fn upgrade(
         // Most sockets sit idle most of the time: start each with a small
         // read buffer (the default is 128 KiB) that grows for large frames.
         .read_buffer_size(READ_BUFFER)
+        // Bounded, so that a client that sends pings and never reads its
+        // pongs (nor anything else) cannot grow it: pongs that do not fit
+        // replace one another, and the writer waits.
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + shared.limits.max_envelope_bytes())
         .on_upgrade(move |socket| {
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
@@ -480,7 +618,17 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
+    if let (Some(auth), false) = (&shared.authenticator, shared.public_metrics)
+        && auth
+            .authenticate(&UpgradeRequest {
+                headers: &headers,
+                uri: &uri,
+            })
+            .is_err()
+    {
+        return (StatusCode::UNAUTHORIZED, "metrics need the token\n").into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -143,6 +143,7 @@ pub(crate) async fn run(
         headers: None,
         headers_sent: false,
         run: Vec::new(),
+        max_envelope_bytes: shared.limits.max_envelope_bytes(),
         // Two runs, each closed just past this, fill a frame.
         max_run_bytes: (shared.limits.batch_bytes / 2)
             .saturating_sub(1 << 10)
@@ -188,8 +189,20 @@ pub(crate) async fn run(
             spec.error_frame(&status, headers)
         }
     };
+    let max = shared.limits.max_envelope_bytes();
+    let frame = if frame.len() > max {
+        spec.error_frame(&too_large(frame.len(), max), None)
+    } else {
+        frame
+    };
     // The client may be gone; the connection is then closing anyway.
     let _ = out.send(frame).await;
+}
+
+fn too_large(bytes: usize, max: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "the response takes {bytes} bytes as JSON; the bridge sends at most {max} in one envelope"
+    ))
 }
 
 /// Ends a v2 run of messages: `]}`, or with the call's end and trailers.
@@ -259,6 +272,7 @@ struct Exchange<'a> {
     /// open at its `payloads` array; empty when there is none.
     run: Vec<u8>,
     max_run_bytes: usize,
+    max_envelope_bytes: usize,
 }
 
 impl Exchange<'_> {
@@ -386,6 +400,9 @@ impl Exchange<'_> {
     }
 
     async fn hand_over(&self, envelope: String) -> Result<(), Status> {
+        if envelope.len() > self.max_envelope_bytes {
+            return Err(too_large(envelope.len(), self.max_envelope_bytes));
+        }
         self.out
             .send(envelope)
             .await

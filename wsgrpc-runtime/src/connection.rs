@@ -28,9 +28,10 @@ use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, c
 use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
 use crate::metadata;
 use crate::metrics::Rejection;
-use crate::outbox::{self, Framing, Outbox, Outgoing};
+use crate::outbox::{self, ControlError, Framing, Outbox, Outgoing};
 use crate::service::{ResolveError, Route};
 use crate::shared::{Limits, Shared};
+use crate::untrusted::{Untrusted, bounded_message};
 
 /// Longest id a client may choose.
 const MAX_ID_LEN: usize = 256;
@@ -38,6 +39,12 @@ const MAX_ID_LEN: usize = 256;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection looks whether its unary calls are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Bytes of refusals and other answers of the socket's reader that may wait
+/// for a client that does not read; past that the socket is closed.
+const CONTROL_BYTES: usize = 256 << 10;
+/// Refusals logged at `info` per socket; the rest go to `debug` (and every
+/// one is counted in `/metrics`), so that a client cannot flood the log.
+const LOGGED_REFUSALS: u32 = 10;
 
 /// Serves one socket until either side closes it or the bridge shuts down.
 ///
@@ -57,9 +64,10 @@ pub(crate) async fn serve<W, R>(
         protocol,
         batch_bytes: shared.limits.batch_bytes,
         linger: shared.limits.batch_linger,
+        control_bytes: CONTROL_BYTES,
     };
     let (out, inbox) = outbox::outbox(&framing);
-    let writer = tokio::spawn({
+    let mut writer = tokio::spawn({
         let shared = shared.clone();
         async move { outbox::write(sink, inbox, framing, &shared.metrics).await }
     });
@@ -70,9 +78,11 @@ pub(crate) async fn serve<W, R>(
         calls: HashMap::new(),
         out,
         draining: false,
+        unread: false,
+        refusals_logged: 0,
     };
     if protocol == Protocol::V2 {
-        connection.send_settings().await;
+        connection.send_settings();
     }
 
     let limits = &shared.limits;
@@ -100,6 +110,11 @@ pub(crate) async fn serve<W, R>(
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Err(err)) => break close_for_read_error(err, &shared),
+                }
+                if connection.unread {
+                    tracing::info!("closing a connection that does not read what it is sent");
+                    shared.metrics.rejected(Rejection::Unread);
+                    break Some(close_frame(close_code::POLICY, "too many answers left unread"));
                 }
             }
             _ = tick(&mut ping) => {
@@ -133,26 +148,70 @@ pub(crate) async fn serve<W, R>(
     } else {
         connection.cancel_all();
     }
+    let closing = close.is_some();
     if let Some(frame) = close {
         let _ = connection.out.control(Outgoing::Close(frame));
     }
     drop(connection);
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    let grace = Instant::now() + CLOSE_GRACE;
+    // A writer stuck on a client that does not read would hold the socket
+    // (and its descriptor) for as long as TCP keeps trying.
+    if tokio::time::timeout_at(grace, &mut writer).await.is_err() {
+        writer.abort();
+    } else if closing {
+        linger(&mut incoming, grace).await;
+    }
 }
 
+/// After the bridge's close frame: waits (within `until`) for the client's
+/// answering close, reading what it still sends. Dropping a socket whose
+/// client is still sending resets the connection, and a reset can discard
+/// the close frame, and its code, before the client reads it.
+async fn linger<R>(incoming: &mut R, until: Instant)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout_at(until, async {
+        loop {
+            match incoming.next().await {
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(_)) => {}
+                // What is unread cannot be read past (a frame too large,
+                // say): give the client the rest of the time to take the
+                // close frame.
+                Some(Err(_)) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+}
+
+/// The close frame for a socket whose client broke the WebSocket protocol,
+/// with the code RFC 6455 gives (section 7.4.1).
 fn close_for_read_error(err: axum::Error, shared: &Shared) -> Option<CloseFrame> {
     let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(capacity)) => {
-            tracing::info!(%capacity, "closing connection: frame too large");
-            shared.metrics.rejected(Rejection::Oversized);
-            Some(close_frame(close_code::SIZE, "frame too large"))
+    let (code, reason, rejection) = match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            (close_code::SIZE, "frame too large", Rejection::Oversized)
         }
+        Some(tungstenite::Error::Utf8(_)) => (
+            close_code::INVALID,
+            "text frame is not valid UTF-8",
+            Rejection::Malformed,
+        ),
+        Some(tungstenite::Error::Protocol(_)) => (
+            close_code::PROTOCOL,
+            "WebSocket protocol error",
+            Rejection::Malformed,
+        ),
         _ => {
             tracing::debug!(error = %inner, "connection read failed");
-            None
+            return None;
         }
-    }
+    };
+    tracing::debug!(error = %inner, code, "closing connection: {reason}");
+    shared.metrics.rejected(rejection);
+    Some(close_frame(code, reason))
 }
 
 fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
@@ -214,10 +273,14 @@ struct Connection {
     out: Outbox,
     /// Shutting down: no new calls.
     draining: bool,
+    /// The client has left more answers unread than the control budget
+    /// holds; the socket is to be closed.
+    unread: bool,
+    refusals_logged: u32,
 }
 
 impl Connection {
-    async fn send_settings(&mut self) {
+    fn send_settings(&mut self) {
         let limits = &self.shared.limits;
         let settings = Settings {
             max_frame_bytes: limits.max_frame_size,
@@ -225,7 +288,7 @@ impl Connection {
             call_queue_messages: limits.call_queue_messages,
         };
         let text = serde_json::to_string(&settings).expect("settings serialize");
-        let _ = self.out.send(text).await;
+        self.send(text);
     }
 
     /// A text frame: one envelope in v1, an array of them in v2.
@@ -393,13 +456,13 @@ impl Connection {
         Ok(())
     }
 
-    /// The gRPC metadata of a call: the client's, once the authenticator
-    /// allows the call, and the connection's identity.
+    /// The gRPC metadata of a call: the client's, made canonical and
+    /// allowed by the authenticator, and the connection's identity.
     fn call_metadata(&self, route: &Route, frame: &Envelope<'_>) -> Result<MetadataMap, Refusal> {
         let client_metadata = frame.metadata.clone().unwrap_or_default();
+        let client_metadata = metadata::canonical(client_metadata, &self.shared.limits.metadata)
+            .map_err(|err| Box::new(err.into_status()))?;
         if let Some(auth) = &self.shared.authenticator {
-            auth.authorize_call(&self.identity, &route.full_name, &client_metadata)
-                .map_err(Box::new)?;
             if let Some(key) = client_metadata
                 .keys()
                 .find(|key| self.identity.contains_key(*key))
@@ -409,12 +472,18 @@ impl Connection {
                     format!("metadata key `{key}` is set by the bridge"),
                 ));
             }
+            auth.authorize_call(&self.identity, &route.full_name, &client_metadata)
+                .map_err(Box::new)?;
         }
         let mut grpc_metadata = MetadataMap::new();
         metadata::to_grpc(&client_metadata, &mut grpc_metadata)
-            .map_err(|message| refusal(Code::InvalidArgument, message))?;
-        metadata::to_grpc(&self.identity, &mut grpc_metadata)
-            .map_err(|message| refusal(Code::Internal, message))?;
+            .map_err(|err| Box::new(err.into_status()))?;
+        metadata::to_grpc(&self.identity, &mut grpc_metadata).map_err(|_| {
+            refusal(
+                Code::Internal,
+                "the authenticator's identity is not valid metadata".into(),
+            )
+        })?;
         Ok(grpc_metadata)
     }
 
@@ -473,7 +542,8 @@ impl Connection {
         requests: impl futures_util::Stream<Item = Bytes> + Send + 'static,
         finish: Finish,
     ) -> AbortHandle {
-        let span = tracing::info_span!("call", id = %spec.id, method = %spec.route.full_name);
+        let span =
+            tracing::info_span!("call", id = %Untrusted(&spec.id), method = %spec.route.full_name);
         span.in_scope(|| tracing::debug!("call opened"));
         let in_flight = self.shared.metrics.in_flight(&spec.route.full_name);
         let task = call::run(
@@ -614,13 +684,14 @@ impl Connection {
         // the backend learns of the cancellation.
         call.task.abort();
         if call.finish.claim() {
-            tracing::debug!(id, method = %call.route.full_name, code = ?status.code(), "call ended by the bridge");
+            tracing::debug!(id = %Untrusted(id), method = %call.route.full_name, code = ?status.code(), "call ended by the bridge");
             self.shared
                 .metrics
                 .call_ended(&call.route.full_name, status.code());
             let echo = self.protocol.method_echo(&call.method_echo);
+            let status = Status::new(status.code(), bounded_message(status.message()));
             let frame = call::error_frame(id, echo, &status, None);
-            self.send(frame).await;
+            self.send(frame);
         }
     }
 
@@ -638,7 +709,17 @@ impl Connection {
             method_echo,
             status,
         } = refused;
-        tracing::info!(id, method = method_echo, code = ?status.code(), message = status.message(), "refused call");
+        let status = Status::with_details_and_metadata(
+            status.code(),
+            bounded_message(status.message()),
+            status.details().to_vec().into(),
+            status.metadata().clone(),
+        );
+        if self.log_refusal() {
+            tracing::info!(id = %Untrusted(id), method = %Untrusted(method_echo), code = ?status.code(), message = %Untrusted(status.message()), "refused call");
+        } else {
+            tracing::debug!(id = %Untrusted(id), method = %Untrusted(method_echo), code = ?status.code(), message = %Untrusted(status.message()), "refused call");
+        }
         let route = self.shared.services.resolve(method_echo);
         let method_label = match &route {
             Ok(route) => route.full_name.as_str(),
@@ -647,7 +728,7 @@ impl Connection {
         self.shared.metrics.call_ended(method_label, status.code());
         let echo = self.protocol.method_echo(method_echo);
         let frame = call::error_frame(id, echo, &status, None);
-        self.send(frame).await;
+        self.send(frame);
     }
 
     /// A frame that is refused without ending any call.
@@ -662,7 +743,12 @@ impl Connection {
         message: impl Into<String>,
     ) {
         let message = message.into();
-        tracing::info!(id, ?code, %message, "refused frame");
+        let message = bounded_message(&message).into_owned();
+        if self.log_refusal() {
+            tracing::info!(id = ?id.map(Untrusted), ?code, message = %Untrusted(&message), "refused frame");
+        } else {
+            tracing::debug!(id = ?id.map(Untrusted), ?code, message = %Untrusted(&message), "refused frame");
+        }
         self.shared.metrics.rejected(reason);
         let frame = Envelope {
             frame_type: Some(FrameType::Error),
@@ -673,7 +759,7 @@ impl Connection {
             refused: refused.filter(|_| self.protocol == Protocol::V2),
             ..Envelope::default()
         };
-        self.send(frame.to_json()).await;
+        self.send(frame.to_json());
     }
 
     /// A frame that is not a valid envelope: `INVALID_ARGUMENT`.
@@ -705,8 +791,21 @@ impl Connection {
         .await;
     }
 
-    async fn send(&self, envelope: String) {
-        let _ = self.out.send(envelope).await;
+    /// Queues an answer of the reader's without waiting for room.
+    fn send(&mut self, envelope: String) {
+        if self.out.send_control(envelope) == Err(ControlError::Full) {
+            self.unread = true;
+        }
+    }
+
+    /// Whether this refusal may be logged at `info`: the first few of a
+    /// socket are, the rest only at `debug`.
+    fn log_refusal(&mut self) -> bool {
+        self.refusals_logged = self.refusals_logged.saturating_add(1);
+        if self.refusals_logged == LOGGED_REFUSALS + 1 {
+            tracing::info!("more refusals on this connection are logged at debug level only");
+        }
+        self.refusals_logged <= LOGGED_REFUSALS
     }
 
     /// The open call with this id, forgetting it if it has already ended.

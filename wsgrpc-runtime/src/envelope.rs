@@ -89,7 +89,9 @@ pub enum FrameType {
 /// Borrowing deserialization keeps the request payload a slice of the
 /// received text: it is decoded once, straight into the request type.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// The derived code is `Envelope::serialize`/`deserialize`, called by the
+// trait impls below, which read only JSON objects.
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Envelope<'a> {
     #[serde(rename = "type")]
     pub frame_type: Option<FrameType>,
@@ -121,7 +123,11 @@ pub struct Envelope<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Cow<'a, str>>,
     /// Client → bridge: request metadata for the backend.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "unique_keys",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metadata: Option<Metadata>,
     /// Client → bridge: the call's deadline in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +149,80 @@ pub struct Envelope<'a> {
     /// Bridge → client, v2: the type of the envelope an `error` refuses.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub refused: Option<FrameType>,
+}
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Envelope::serialize(self, serializer)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    /// Only a JSON object is an envelope: serde would also read a struct
+    /// from an array of its fields in order, which no client means to send.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<'a>(std::marker::PhantomData<Envelope<'a>>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectOnly<'a> {
+            type Value = Envelope<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an envelope, a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Envelope::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+    }
+}
+
+/// Metadata whose keys are all different: a key given twice is refused
+/// rather than one of the two winning unseen. (Keys that differ only in
+/// case are caught later, when the keys are made canonical.)
+fn unique_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Metadata>, D::Error> {
+    struct UniqueKeys(Metadata);
+
+    impl<'de> Deserialize<'de> for UniqueKeys {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(UniqueKeysVisitor)
+        }
+    }
+
+    struct UniqueKeysVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+        type Value = UniqueKeys;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("metadata, an object of string values")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut metadata = Metadata::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if metadata.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "metadata key `{key}` is given twice"
+                    )));
+                }
+                metadata.insert(key, value);
+            }
+            Ok(UniqueKeys(metadata))
+        }
+    }
+
+    Ok(Option::<UniqueKeys>::deserialize(deserializer)?.map(|unique| unique.0))
 }
 
 /// A v2 envelope that could not be read, and its text.
@@ -311,6 +391,25 @@ mod tests {
     }
 
     #[test]
+    fn only_an_object_is_an_envelope() {
+        let array = r#"["request","SayHello","1",{}]"#;
+        assert!(Envelope::parse(array).is_err());
+        let frame = format!("[{array}]");
+        let batch = parse_batch(&frame).unwrap();
+        assert!(batch[0].is_err(), "an array inside a v2 frame too");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        assert!(Envelope::parse(r#"{"type":"request","id":"1","id":"2"}"#).is_err());
+        let twice = r#"{"type":"request","id":"1","metadata":{"x-a":"1","x-a":"2"}}"#;
+        let err = Envelope::parse(twice).unwrap_err().to_string();
+        assert!(err.contains("`x-a` is given twice"), "{err}");
+        let null = Envelope::parse(r#"{"type":"request","id":"1","metadata":null}"#).unwrap();
+        assert_eq!(null.metadata, None);
+    }
+
+    #[test]
     fn clients_cannot_send_what_only_the_bridge_writes() {
         assert!(Envelope::parse(r#"{"type":"error","id":"1","refused":"message"}"#).is_err());
     }
@@ -323,11 +422,19 @@ mod tests {
     }
 
     #[test]
-    fn names_every_code() {
+    fn names_every_code_as_tonic_describes_it() {
+        // tonic's `Debug` is the name in CamelCase: `NotFound` → `NOT_FOUND`.
         for n in 0..=16 {
-            let name = code_name(tonic::Code::from_i32(n));
-            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            let code = tonic::Code::from_i32(n);
+            let camel = format!("{code:?}");
+            let mut expected = String::new();
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    expected.push('_');
+                }
+                expected.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(code_name(code), expected, "code {n}");
         }
-        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
     }
 }

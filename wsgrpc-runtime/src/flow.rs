@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::envelope::{Envelope, FrameType};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, PendingCredit};
 
 /// The largest window, as in HTTP/2: 2^31 - 1.
 pub(crate) const MAX_WINDOW: u64 = (1 << 31) - 1;
@@ -60,7 +60,7 @@ impl ResponseWindow {
 /// HTTP/2 implementations send WINDOW_UPDATE), so that the client's window
 /// never runs dry while the backend keeps up.
 pub(crate) struct RequestCredit {
-    id: String,
+    pending: Arc<PendingCredit>,
     out: Outbox,
     taken: u64,
     every: u64,
@@ -69,7 +69,7 @@ pub(crate) struct RequestCredit {
 impl RequestCredit {
     pub(crate) fn new(id: String, out: Outbox, queue: usize) -> Self {
         Self {
-            id,
+            pending: PendingCredit::new(id),
             out,
             taken: 0,
             every: (queue as u64 / 2).max(1),
@@ -80,17 +80,17 @@ impl RequestCredit {
     pub(crate) fn took_one(&mut self) {
         self.taken += 1;
         if self.taken >= self.every {
-            // Runs where the request body is polled, which cannot wait; a
-            // credit is tiny and there is at most one per `every` messages
-            // the client sent, so it takes no room in the outbox.
-            let _ = self.out.send_unmetered(credit(&self.id, self.taken));
+            // Runs where the request body is polled, which cannot wait; the
+            // outbox keeps one credit envelope per call at most, adding to
+            // it while the client does not read.
+            self.out.send_credit(&self.pending, self.taken);
             self.taken = 0;
         }
     }
 }
 
 /// `{"type":"credit","id":…,"messages":…}`.
-fn credit(id: &str, messages: u64) -> String {
+pub(crate) fn credit(id: &str, messages: u64) -> String {
     Envelope {
         frame_type: Some(FrameType::Credit),
         id: Some(id.into()),

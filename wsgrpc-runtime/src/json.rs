@@ -128,16 +128,22 @@ impl fmt::Display for TranscodeError {
 
 impl std::error::Error for TranscodeError {}
 
+/// The largest invalid payload read a second time to name the wrong field.
+const PATH_TRACKED_BYTES: usize = 64 << 10;
+
 /// Reads proto3 JSON as a message of type `descriptor` and returns its
 /// protobuf encoding.
 ///
 /// Errors name the offending field by its path (`items[2].count`), so a
-/// client sees which part of its payload was wrong.
+/// client sees which part of its payload was wrong; in a payload larger
+/// than 64 KiB they give the line and column instead.
 pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes, TranscodeError> {
     // Tracking the path costs on every field, so it is done only once a
-    // payload has been found wrong, to say where.
+    // payload has been found wrong, to say where; and only in a small one,
+    // so that a client cannot make the bridge read a large payload twice.
     match read(descriptor, json, None) {
         Ok(message) => Ok(message.encode_to_vec().into()),
+        Err(err) if json.len() > PATH_TRACKED_BYTES => Err(TranscodeError::new(err.to_string())),
         Err(_) => {
             let mut track = serde_path_to_error::Track::new();
             let err = match read(descriptor, json, Some(&mut track)) {

@@ -36,13 +36,17 @@ mod non_finite;
 mod outbox;
 mod service;
 mod shared;
+mod token;
 mod transcode;
+mod untrusted;
 
 pub use access::{AllowedOrigins, Authenticator, UpgradeRequest};
-pub use bridge::{Bridge, BridgeBuilder, BuildError};
+pub use bridge::{Bridge, BridgeBuilder, BuildError, shutdown_signal};
+pub use envelope::Metadata;
 pub use json::{JsonOptions, JsonRules, JsonWriter, TranscodeError};
 pub use prost_reflect;
 pub use service::{Descriptors, Method, MethodKind, Service, ServiceTable};
+pub use token::TokenAuth;
 pub use tokio_util::sync::CancellationToken;
 pub use transcode::BytesCodec;
 

@@ -38,33 +38,140 @@ fn is_reserved(key: &str) -> bool {
         )
 }
 
-/// Turns a client's metadata into request metadata for the backend.
-pub fn to_grpc(metadata: &Metadata, into: &mut MetadataMap) -> Result<(), String> {
+/// How much metadata one call may carry.
+///
+/// Every call of every socket shares one HTTP/2 connection to the backend,
+/// and a header block the backend will not take can break that connection
+/// for all of them; so the bridge refuses a call whose metadata is large
+/// long before a gRPC server would (their limits start at 8–16 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetadataLimits {
+    /// Entries, keys counted once each.
+    pub max_entries: usize,
+    /// Bytes as HTTP/2 counts a header list: each key and value, plus 32
+    /// per entry.
+    pub max_bytes: usize,
+}
+
+impl Default for MetadataLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 64,
+            max_bytes: 8 << 10,
+        }
+    }
+}
+
+/// What HTTP/2 (RFC 9113, SETTINGS_MAX_HEADER_LIST_SIZE) adds per entry.
+const ENTRY_OVERHEAD: usize = 32;
+
+/// Why a client's metadata is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MetadataError {
+    /// Over [`MetadataLimits`]: `RESOURCE_EXHAUSTED`.
+    TooLarge(String),
+    /// A key or value that is not allowed: `INVALID_ARGUMENT`.
+    Invalid(String),
+}
+
+impl MetadataError {
+    pub(crate) fn into_status(self) -> tonic::Status {
+        match self {
+            Self::TooLarge(message) => tonic::Status::resource_exhausted(message),
+            Self::Invalid(message) => tonic::Status::invalid_argument(message),
+        }
+    }
+}
+
+/// A client's metadata made canonical, once, before anything looks at it:
+/// within `limits`, every key lower-cased (as HTTP/2 sends it and as the
+/// backend will see it), valid as a header name, not reserved and not
+/// given twice in two spellings; every value a valid header value.
+/// Identity checks and `authorize_call` then compare what will be sent.
+pub(crate) fn canonical(
+    metadata: Metadata,
+    limits: &MetadataLimits,
+) -> Result<Metadata, MetadataError> {
+    if metadata.len() > limits.max_entries {
+        return Err(MetadataError::TooLarge(format!(
+            "metadata has {} entries; the limit is {}",
+            metadata.len(),
+            limits.max_entries
+        )));
+    }
+    let bytes: usize = metadata
+        .iter()
+        .map(|(key, value)| key.len() + value.len() + ENTRY_OVERHEAD)
+        .sum();
+    if bytes > limits.max_bytes {
+        return Err(MetadataError::TooLarge(format!(
+            "metadata takes {bytes} bytes; the limit is {}",
+            limits.max_bytes
+        )));
+    }
+    let mut canonical = Metadata::new();
     for (key, value) in metadata {
-        if is_reserved(key) {
-            return Err(format!("metadata key `{key}` is reserved"));
+        let lower = key.to_ascii_lowercase();
+        entry(&lower, &value)?;
+        if canonical.contains_key(&lower) {
+            return Err(MetadataError::Invalid(format!(
+                "metadata key `{lower}` is given twice, in two spellings"
+            )));
         }
-        if key.ends_with("-bin") {
-            let key = BinaryMetadataKey::from_bytes(key.as_bytes())
-                .map_err(|_| format!("metadata key `{key}` is not a valid header name"))?;
-            let bytes = BASE64
-                .decode(value)
-                .map_err(|err| format!("metadata `{key}` is not base64: {err}"))?;
-            into.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
-        } else {
-            let parsed_key = AsciiMetadataKey::from_bytes(key.as_bytes())
-                .map_err(|_| format!("metadata key `{key}` is not a valid header name"))?;
-            let value = AsciiMetadataValue::try_from(value.as_str())
-                .map_err(|_| format!("metadata `{key}` has a value that is not printable ASCII"))?;
-            into.append(parsed_key, value);
-        }
+        canonical.insert(lower, value);
+    }
+    Ok(canonical)
+}
+
+/// One entry, as it goes on the wire.
+enum Entry {
+    Text(AsciiMetadataKey, AsciiMetadataValue),
+    Binary(BinaryMetadataKey, BinaryMetadataValue),
+}
+
+fn entry(key: &str, value: &str) -> Result<Entry, MetadataError> {
+    if is_reserved(key) {
+        return Err(MetadataError::Invalid(format!(
+            "metadata key `{key}` is reserved"
+        )));
+    }
+    let invalid_key =
+        |_| MetadataError::Invalid(format!("metadata key `{key}` is not a valid header name"));
+    if key.ends_with("-bin") {
+        let parsed_key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(invalid_key)?;
+        let bytes = BASE64.decode(value).map_err(|err| {
+            MetadataError::Invalid(format!("metadata `{key}` is not base64: {err}"))
+        })?;
+        Ok(Entry::Binary(
+            parsed_key,
+            BinaryMetadataValue::from_bytes(&bytes),
+        ))
+    } else {
+        let parsed_key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(invalid_key)?;
+        let value = AsciiMetadataValue::try_from(value).map_err(|_| {
+            MetadataError::Invalid(format!(
+                "metadata `{key}` has a value that is not printable ASCII"
+            ))
+        })?;
+        Ok(Entry::Text(parsed_key, value))
+    }
+}
+
+/// Adds metadata to the backend's request; a client's must be
+/// [`canonical`] first.
+pub(crate) fn to_grpc(metadata: &Metadata, into: &mut MetadataMap) -> Result<(), MetadataError> {
+    for (key, value) in metadata {
+        match entry(key, value)? {
+            Entry::Text(key, value) => into.append(key, value),
+            Entry::Binary(key, value) => into.append_bin(key, value),
+        };
     }
     Ok(())
 }
 
 /// The application metadata in a backend's headers or trailers, or `None`
 /// where there is none.
-pub fn from_grpc(map: &MetadataMap) -> Option<Metadata> {
+pub(crate) fn from_grpc(map: &MetadataMap) -> Option<Metadata> {
     let mut out = Metadata::new();
     for entry in map.iter() {
         let (key, value) = match entry {
@@ -92,7 +199,7 @@ pub fn from_grpc(map: &MetadataMap) -> Option<Metadata> {
 }
 
 /// base64 of bytes, the way binary metadata and status details travel.
-pub fn encode_base64(bytes: &[u8]) -> String {
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
 }
 
@@ -134,6 +241,56 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    fn canonical_of(entries: &[(&str, &str)]) -> Result<Metadata, MetadataError> {
+        let metadata = entries
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        canonical(metadata, &MetadataLimits::default())
+    }
+
+    #[test]
+    fn keys_are_lower_cased_before_anything_looks_at_them() {
+        let metadata = canonical_of(&[("X-User-Id", "admin"), ("Trace-BIN", "AAEC")]).unwrap();
+        assert_eq!(
+            metadata.keys().collect::<Vec<_>>(),
+            ["trace-bin", "x-user-id"]
+        );
+        for reserved in [
+            "Grpc-Timeout",
+            "GRPC-ENCODING",
+            "Content-Type",
+            "TE",
+            ":Path",
+        ] {
+            let err = canonical_of(&[(reserved, "x")]).unwrap_err();
+            assert!(
+                matches!(&err, MetadataError::Invalid(m) if m.contains("reserved")),
+                "{reserved}: {err:?}"
+            );
+        }
+        let twice = canonical_of(&[("x-a", "1"), ("X-A", "2")]).unwrap_err();
+        assert!(matches!(twice, MetadataError::Invalid(m) if m.contains("twice")));
+    }
+
+    #[test]
+    fn a_call_carries_bounded_metadata() {
+        let limits = MetadataLimits::default();
+        let value = "v".repeat(limits.max_bytes);
+        let err = canonical_of(&[("x-big", &value)]).unwrap_err();
+        assert!(matches!(err, MetadataError::TooLarge(_)), "{err:?}");
+        let many: Vec<(String, String)> = (0..=limits.max_entries)
+            .map(|n| (format!("x-{n}"), "1".to_owned()))
+            .collect();
+        let err = canonical(many.into_iter().collect(), &limits).unwrap_err();
+        assert!(matches!(err, MetadataError::TooLarge(_)), "{err:?}");
+        // Just within both limits.
+        let fits = "v".repeat(limits.max_bytes - "x-big".len() - ENTRY_OVERHEAD);
+        assert!(canonical_of(&[("x-big", &fits)]).is_ok());
+        let status = MetadataError::TooLarge("x".into()).into_status();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     }
 
     #[test]

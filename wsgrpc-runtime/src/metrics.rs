@@ -43,6 +43,8 @@ pub(crate) enum Rejection {
     HeaderTimeout,
     /// An HTTP connection closed to make room for a newer one.
     TooManyPending,
+    /// A socket closed because its client left too much unread.
+    Unread,
 }
 
 impl Rejection {
@@ -59,6 +61,7 @@ impl Rejection {
             Self::TooManyConnections => "too_many_connections",
             Self::HeaderTimeout => "header_timeout",
             Self::TooManyPending => "too_many_pending",
+            Self::Unread => "unread",
         }
     }
 }

@@ -8,7 +8,7 @@
 //! behind a busy stream, goes out in the next frame at the latest.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
@@ -30,17 +30,49 @@ const GATHER_TURNS: usize = 2;
 /// One item on its way to the socket.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// One envelope's JSON text.
+    /// One envelope's JSON text, counted against the queue's room.
     Envelope(String),
-    /// An envelope that takes no room in the queue: flow-control credit.
-    Unmetered(String),
+    /// An envelope the socket's reader sends (a refusal, the end of a call
+    /// it cancelled, the settings), which must not wait for room; counted
+    /// against the control budget instead.
+    Control(String),
+    /// Credit for a call's requests; however often the call adds to it,
+    /// it is queued once until the writer takes it.
+    Credit(Arc<PendingCredit>),
     Ping,
     Close(CloseFrame),
+}
+
+/// Credit that the backend has freed for one call and the client has not
+/// been sent yet.
+#[derive(Debug)]
+pub(crate) struct PendingCredit {
+    id: String,
+    messages: AtomicU64,
+}
+
+impl PendingCredit {
+    pub(crate) fn new(id: String) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            messages: AtomicU64::new(0),
+        })
+    }
 }
 
 /// The socket went away; nothing more can be sent.
 #[derive(Debug)]
 pub(crate) struct Closed;
+
+/// Why the reader could not queue an envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ControlError {
+    /// The socket went away.
+    Closed,
+    /// The client has left more than the control budget unread: it sends
+    /// what makes the bridge answer and does not read the answers.
+    Full,
+}
 
 /// Where a socket's calls put what they send; cheap to clone.
 #[derive(Debug, Clone)]
@@ -48,7 +80,15 @@ pub(crate) struct Outbox {
     queue: mpsc::UnboundedSender<Outgoing>,
     budget: Arc<Semaphore>,
     capacity: usize,
+    control: Arc<ControlBudget>,
     running: Arc<AtomicUsize>,
+}
+
+/// Bytes of control envelopes queued and not yet taken by the writer.
+#[derive(Debug)]
+struct ControlBudget {
+    queued: AtomicUsize,
+    limit: usize,
 }
 
 /// A call running on the socket, until it is dropped: before the call
@@ -72,6 +112,9 @@ pub(crate) struct Framing {
     /// v2: how long the writer waits for more envelopes before it sends a
     /// frame that is not full; zero sends what is ready at once.
     pub linger: Duration,
+    /// Bytes of control envelopes (refusals, cancelled calls' ends) that
+    /// may wait for a client that does not read.
+    pub control_bytes: usize,
 }
 
 /// The queue and its reading end, for [`write`].
@@ -81,16 +124,22 @@ pub(crate) fn outbox(framing: &Framing) -> (Outbox, Inbox) {
     let capacity = framing.batch_bytes.clamp(4 << 10, Semaphore::MAX_PERMITS);
     let budget = Arc::new(Semaphore::new(capacity));
     let running = Arc::new(AtomicUsize::new(0));
+    let control = Arc::new(ControlBudget {
+        queued: AtomicUsize::new(0),
+        limit: framing.control_bytes,
+    });
     let outbox = Outbox {
         queue,
         budget: budget.clone(),
         capacity,
+        control: control.clone(),
         running: running.clone(),
     };
     let inbox = Inbox {
         receiver,
         budget,
         capacity,
+        control,
         held: None,
         running,
     };
@@ -118,17 +167,41 @@ impl Outbox {
             .map_err(|_| Closed)
     }
 
-    /// Queues an envelope without waiting, taking no room: only for
-    /// envelopes that are tiny and few (credit).
-    pub(crate) fn send_unmetered(&self, envelope: String) -> Result<(), Closed> {
+    /// Queues an envelope of the socket's reader without waiting: the
+    /// reader must go on reading (cancels, credit, the client's close)
+    /// while calls wait for room.
+    pub(crate) fn send_control(&self, envelope: String) -> Result<(), ControlError> {
+        let len = envelope.len();
+        let queued = self.control.queued.fetch_add(len, Ordering::AcqRel);
+        if queued + len > self.control.limit {
+            self.control.queued.fetch_sub(len, Ordering::AcqRel);
+            return Err(ControlError::Full);
+        }
         self.queue
-            .send(Outgoing::Unmetered(envelope))
-            .map_err(|_| Closed)
+            .send(Outgoing::Control(envelope))
+            .map_err(|_| ControlError::Closed)
+    }
+
+    /// Adds `messages` to a call's pending credit, queuing it unless it is
+    /// queued already; so a client that never reads its credit costs one
+    /// queued item per call, not one per grant.
+    pub(crate) fn send_credit(&self, credit: &Arc<PendingCredit>, messages: u64) {
+        if credit.messages.fetch_add(messages, Ordering::AcqRel) == 0 {
+            let _ = self.queue.send(Outgoing::Credit(credit.clone()));
+        }
     }
 
     /// Queues a ping or a close, which take no room.
     pub(crate) fn control(&self, item: Outgoing) -> Result<(), Closed> {
         self.queue.send(item).map_err(|_| Closed)
+    }
+}
+
+impl PendingCredit {
+    /// The credit envelope for what is pending, if anything is.
+    fn take(&self) -> Option<String> {
+        let messages = self.messages.swap(0, Ordering::AcqRel);
+        (messages > 0).then(|| crate::flow::credit(&self.id, messages))
     }
 }
 
@@ -142,6 +215,7 @@ pub(crate) struct Inbox {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
     budget: Arc<Semaphore>,
     capacity: usize,
+    control: Arc<ControlBudget>,
     /// Taken from the queue but left for the next frame.
     held: Option<Outgoing>,
     running: Arc<AtomicUsize>,
@@ -185,9 +259,15 @@ impl Inbox {
     }
 
     fn released(&self, item: Outgoing) -> Outgoing {
-        if let Outgoing::Envelope(text) = &item {
-            self.budget
-                .add_permits(cost(text.len(), self.capacity) as usize);
+        match &item {
+            Outgoing::Envelope(text) => {
+                self.budget
+                    .add_permits(cost(text.len(), self.capacity) as usize);
+            }
+            Outgoing::Control(text) => {
+                self.control.queued.fetch_sub(text.len(), Ordering::AcqRel);
+            }
+            Outgoing::Credit(_) | Outgoing::Ping | Outgoing::Close(_) => {}
         }
         item
     }
@@ -214,12 +294,22 @@ where
         // client's first frame) indefinitely.
         while let Some(item) = next.take() {
             let message = match item {
-                Outgoing::Envelope(text) | Outgoing::Unmetered(text)
+                Outgoing::Envelope(text) | Outgoing::Control(text)
                     if framing.protocol == Protocol::V2 =>
                 {
                     Message::Text(batch(text, &mut inbox, &framing).await.into())
                 }
-                Outgoing::Envelope(text) | Outgoing::Unmetered(text) => Message::Text(text.into()),
+                Outgoing::Envelope(text) | Outgoing::Control(text) => Message::Text(text.into()),
+                Outgoing::Credit(credit) => match credit.take() {
+                    Some(text) if framing.protocol == Protocol::V2 => {
+                        Message::Text(batch(text, &mut inbox, &framing).await.into())
+                    }
+                    Some(text) => Message::Text(text.into()),
+                    None => {
+                        next = inbox.try_recv();
+                        continue;
+                    }
+                },
                 Outgoing::Ping => Message::Ping(Bytes::new()),
                 Outgoing::Close(frame) => {
                     let _ = sink.send(Message::Close(Some(frame))).await;
@@ -271,8 +361,15 @@ async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
                 None => break,
             },
         };
+        let item = match item {
+            Outgoing::Credit(credit) => match credit.take() {
+                Some(text) => Outgoing::Control(text),
+                None => continue,
+            },
+            other => other,
+        };
         match item {
-            Outgoing::Envelope(text) | Outgoing::Unmetered(text)
+            Outgoing::Envelope(text) | Outgoing::Control(text)
                 if frame.len() + text.len() + 2 <= framing.batch_bytes =>
             {
                 frame.push(',');
@@ -297,6 +394,7 @@ mod tests {
             protocol,
             batch_bytes,
             linger: Duration::ZERO,
+            control_bytes: 1 << 10,
         }
     }
 
@@ -395,6 +493,47 @@ mod tests {
             })
             .collect();
         assert_eq!(frames, ["[{\"a\":1},{\"b\":2}]"]);
+    }
+
+    #[tokio::test]
+    async fn control_envelopes_never_wait_and_stay_within_their_budget() {
+        let framing = framing(Protocol::V2, 4096);
+        let (outbox, mut inbox) = outbox(&framing);
+        // The metered queue is full: a call waits, the reader does not.
+        outbox.send("x".repeat(4096)).await.unwrap();
+        let refusal = "r".repeat(400);
+        assert_eq!(outbox.send_control(refusal.clone()), Ok(()));
+        assert_eq!(outbox.send_control(refusal.clone()), Ok(()));
+        assert_eq!(
+            outbox.send_control(refusal.clone()),
+            Err(ControlError::Full),
+            "1 KiB of control envelopes at most"
+        );
+        // What the writer takes makes room again.
+        assert!(matches!(inbox.try_recv(), Some(Outgoing::Envelope(_))));
+        assert!(matches!(inbox.try_recv(), Some(Outgoing::Control(_))));
+        assert_eq!(outbox.send_control(refusal), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn credit_is_queued_once_however_often_it_grows() {
+        let framing = framing(Protocol::V2, 1 << 16);
+        let (outbox, mut inbox) = outbox(&framing);
+        let credit = PendingCredit::new("c1".into());
+        for _ in 0..10_000 {
+            outbox.send_credit(&credit, 32);
+        }
+        let Some(Outgoing::Credit(queued)) = inbox.try_recv() else {
+            panic!("one credit item");
+        };
+        assert!(inbox.try_recv().is_none(), "and only one");
+        assert_eq!(
+            queued.take().unwrap(),
+            r#"{"type":"credit","id":"c1","messages":320000}"#
+        );
+        assert_eq!(queued.take(), None);
+        outbox.send_credit(&credit, 5);
+        assert!(matches!(inbox.try_recv(), Some(Outgoing::Credit(_))));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::Channel;
 
 use crate::access::{AllowedOrigins, Authenticator};
+use crate::metadata::MetadataLimits;
 use crate::metrics::Metrics;
 use crate::service::ServiceTable;
 
@@ -30,6 +31,7 @@ pub(crate) struct Limits {
     pub drain_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_pending_connections: usize,
+    pub metadata: MetadataLimits,
 }
 
 impl Default for Limits {
@@ -48,7 +50,17 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
+            metadata: MetadataLimits::default(),
         }
+    }
+}
+
+impl Limits {
+    /// The largest envelope the bridge sends: a response whose JSON is
+    /// larger fails its call with `RESOURCE_EXHAUSTED` instead, so that
+    /// what a socket buffers for its client stays bounded.
+    pub(crate) fn max_envelope_bytes(&self) -> usize {
+        self.max_frame_size.max(self.batch_bytes).saturating_mul(4)
     }
 }
 
@@ -60,6 +72,9 @@ pub(crate) struct Shared {
     pub channel: Channel,
     pub limits: Limits,
     pub origins: AllowedOrigins,
+    /// Host names a page of the bridge's own origin may have.
+    pub hosts: Vec<String>,
+    pub public_metrics: bool,
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub metrics: Metrics,
     /// Cancelled when the bridge starts shutting down.

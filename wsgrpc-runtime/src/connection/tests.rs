@@ -186,6 +186,8 @@ fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Ar
         channel,
         limits: Limits::default(),
         origins: AllowedOrigins::default(),
+        hosts: Vec::new(),
+        public_metrics: false,
         authenticator,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
