@@ -14,6 +14,7 @@ use wsgrpc_runtime::{AllowedOrigins, Bridge, BridgeBuilder};
 pub mod backend;
 pub mod client;
 pub mod mirror;
+pub mod process;
 
 /// `wsgrpc.test.v1`: the test service.
 pub mod test_v1 {

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use tonic::transport::{Channel, Endpoint};
 use wsgrpc_runtime::ServiceTable;
 
@@ -123,13 +122,7 @@ impl Loader {
     }
 
     async fn reload_on_signal(self, every: Option<Duration>) {
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(err) => {
-                tracing::warn!(%err, "cannot watch SIGHUP: no reloads on signal");
-                return;
-            }
-        };
+        let mut hangups = Hangups::watch();
         let mut ticks = every.map(|every| {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,7 +130,7 @@ impl Loader {
         });
         loop {
             let why = tokio::select! {
-                Some(()) = hangups.recv() => "SIGHUP",
+                () = hangups.recv() => "SIGHUP",
                 _ = async {
                     match ticks.as_mut() {
                         Some(ticks) => { ticks.tick().await; }
@@ -152,5 +145,39 @@ impl Loader {
                 );
             }
         }
+    }
+}
+
+/// The process's SIGHUPs, where the platform has them.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn watch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::hangup())
+                .inspect_err(|err| {
+                    tracing::warn!(%err, "cannot watch SIGHUP: no reloads on signal");
+                })
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGHUP; never, where there are none.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
     }
 }

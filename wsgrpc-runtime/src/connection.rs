@@ -28,13 +28,16 @@ use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, c
 use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
 use crate::metadata;
 use crate::metrics::Rejection;
-use crate::outbox::{self, ControlError, Framing, Outbox, Outgoing};
+use crate::outbox::{self, ControlError, Framing, Outbox, Outgoing, WriterEnd};
 use crate::service::{ResolveError, Route};
 use crate::shared::{Limits, Shared};
 use crate::untrusted::{Untrusted, bounded_message};
 
 /// Longest id a client may choose.
 const MAX_ID_LEN: usize = 256;
+/// Longest method name a request may carry: v1 echoes it in every answer,
+/// and no registered name comes near it.
+const MAX_METHOD_LEN: usize = 1024;
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a draining connection looks whether its unary calls are done.
@@ -65,6 +68,7 @@ pub(crate) async fn serve<W, R>(
         batch_bytes: shared.limits.batch_bytes,
         linger: shared.limits.batch_linger,
         control_bytes: CONTROL_BYTES,
+        write_stall: shared.limits.idle_timeout,
     };
     let (out, inbox) = outbox::outbox(&framing);
     let mut writer = tokio::spawn({
@@ -122,6 +126,15 @@ pub(crate) async fn serve<W, R>(
                     break None;
                 }
             }
+            // The writer gave up on a client that reads nothing, or the
+            // socket broke: nothing more can reach the client.
+            ended = &mut writer => {
+                if let Ok(WriterEnd::Stalled) = ended {
+                    tracing::debug!("closing a connection whose client reads nothing");
+                    shared.metrics.rejected(Rejection::Unread);
+                }
+                break None;
+            }
             _ = sleep_until(idle_deadline) => {
                 tracing::debug!("closing idle connection");
                 break Some(close_frame(close_code::NORMAL, "idle timeout"));
@@ -156,7 +169,9 @@ pub(crate) async fn serve<W, R>(
     let grace = Instant::now() + CLOSE_GRACE;
     // A writer stuck on a client that does not read would hold the socket
     // (and its descriptor) for as long as TCP keeps trying.
-    if tokio::time::timeout_at(grace, &mut writer).await.is_err() {
+    if writer.is_finished() {
+        // Already gone: nothing to wait for.
+    } else if tokio::time::timeout_at(grace, &mut writer).await.is_err() {
         writer.abort();
     } else if closing {
         linger(&mut incoming, grace).await;
@@ -331,6 +346,14 @@ impl Connection {
         if id.len() > MAX_ID_LEN {
             let message = format!("`id` is longer than {MAX_ID_LEN} bytes");
             return self.refuse_invalid(None, kind, message).await;
+        }
+        if frame
+            .method
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_METHOD_LEN)
+        {
+            let message = format!("`method` is longer than {MAX_METHOD_LEN} bytes");
+            return self.refuse_invalid(Some(id), kind, message).await;
         }
         let v2_only = [
             ("payloads", frame.payloads.is_some()),
@@ -937,5 +960,7 @@ fn salvage_id(text: &str) -> Option<String> {
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -438,3 +438,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -9,6 +9,7 @@
 //! it.
 
 mod direct;
+mod unique_keys;
 
 use std::fmt;
 use std::sync::Arc;
@@ -142,12 +143,18 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
     // payload has been found wrong, to say where; and only in a small one,
     // so that a client cannot make the bridge read a large payload twice.
     match read(descriptor, json, None) {
-        Ok(message) => Ok(message.encode_to_vec().into()),
+        Ok(message) => {
+            unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+            Ok(message.encode_to_vec().into())
+        }
         Err(err) if json.len() > PATH_TRACKED_BYTES => Err(TranscodeError::new(err.to_string())),
         Err(_) => {
             let mut track = serde_path_to_error::Track::new();
             let err = match read(descriptor, json, Some(&mut track)) {
-                Ok(message) => return Ok(message.encode_to_vec().into()),
+                Ok(message) => {
+                    unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+                    return Ok(message.encode_to_vec().into());
+                }
                 Err(err) => err,
             };
             let path = track.path().to_string();

@@ -148,11 +148,18 @@ fn entry(key: &str, value: &str) -> Result<Entry, MetadataError> {
         ))
     } else {
         let parsed_key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(invalid_key)?;
-        let value = AsciiMetadataValue::try_from(value).map_err(|_| {
+        let not_printable = || {
             MetadataError::Invalid(format!(
                 "metadata `{key}` has a value that is not printable ASCII"
             ))
-        })?;
+        };
+        // gRPC's ASCII values are space and printable ASCII; HTTP would
+        // also take bytes above 0x7F, which a backend then cannot read as
+        // text (and which would not come back as the client sent them).
+        if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(not_printable());
+        }
+        let value = AsciiMetadataValue::try_from(value).map_err(|_| not_printable())?;
         Ok(Entry::Text(parsed_key, value))
     }
 }
@@ -304,3 +311,6 @@ mod tests {
         assert_eq!(from_grpc(&map).unwrap()["x-tag"], "a, b");
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -115,6 +115,9 @@ pub(crate) struct Framing {
     /// Bytes of control envelopes (refusals, cancelled calls' ends) that
     /// may wait for a client that does not read.
     pub control_bytes: usize,
+    /// How long one write may wait for a client that reads nothing before
+    /// the writer gives the socket up; `None` for as long as it takes.
+    pub write_stall: Option<Duration>,
 }
 
 /// The queue and its reading end, for [`write`].
@@ -283,7 +286,12 @@ impl Drop for Inbox {
 /// The one task that writes to the socket: it takes everything that is
 /// ready before it flushes, so a burst costs one flush; in v2 it also puts
 /// everything ready, across calls, into as few frames as the cap allows.
-pub(crate) async fn write<S>(mut sink: S, mut inbox: Inbox, framing: Framing, metrics: &Metrics)
+pub(crate) async fn write<S>(
+    mut sink: S,
+    mut inbox: Inbox,
+    framing: Framing,
+    metrics: &Metrics,
+) -> WriterEnd
 where
     S: Sink<Message> + Unpin,
 {
@@ -313,25 +321,53 @@ where
                 Outgoing::Ping => Message::Ping(Bytes::new()),
                 Outgoing::Close(frame) => {
                     let _ = sink.send(Message::Close(Some(frame))).await;
-                    return;
+                    return WriterEnd::Done;
                 }
             };
             if let Message::Text(text) = &message {
                 metrics.bytes_sent.inc_by(text.len() as u64);
             }
-            if sink.feed(message).await.is_err() {
-                return;
+            if let Err(end) = within(framing.write_stall, sink.feed(message)).await {
+                return end;
             }
             frames += 1;
             if frames < MAX_FRAMES_PER_FLUSH {
                 next = inbox.try_recv();
             }
         }
-        if sink.flush().await.is_err() {
-            return;
+        if let Err(end) = within(framing.write_stall, sink.flush()).await {
+            return end;
         }
     }
     let _ = sink.close().await;
+    WriterEnd::Done
+}
+
+/// Why the writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterEnd {
+    /// It wrote the close frame, or every sender has gone.
+    Done,
+    /// The client read nothing for the whole write stall.
+    Stalled,
+    /// The socket failed.
+    Broken,
+}
+
+/// Whether a write succeeded within `stall`. A client that reads nothing
+/// (while it goes on sending, pings say, so that it never looks idle) would
+/// otherwise hold the writer, and what waits for it, for good.
+async fn within<E>(
+    stall: Option<Duration>,
+    write: impl Future<Output = Result<(), E>>,
+) -> Result<(), WriterEnd> {
+    let written = match stall {
+        Some(stall) => tokio::time::timeout(stall, write)
+            .await
+            .map_err(|_| WriterEnd::Stalled)?,
+        None => write.await,
+    };
+    written.map_err(|_| WriterEnd::Broken)
 }
 
 /// A v2 frame: `first` and whatever else is ready (or arrives within the
@@ -395,6 +431,7 @@ mod tests {
             batch_bytes,
             linger: Duration::ZERO,
             control_bytes: 1 << 10,
+            write_stall: None,
         }
     }
 
@@ -534,6 +571,24 @@ mod tests {
         assert_eq!(queued.take(), None);
         outbox.send_credit(&credit, 5);
         assert!(matches!(inbox.try_recv(), Some(Outgoing::Credit(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_gives_up_on_a_client_that_reads_nothing() {
+        let framing = Framing {
+            write_stall: Some(Duration::from_secs(90)),
+            ..framing(Protocol::V2, 4096)
+        };
+        let (outbox, inbox) = outbox(&framing);
+        outbox.send("{}".into()).await.unwrap();
+        // A socket whose every write waits forever.
+        let stuck = futures_util::sink::unfold((), |(), _: Message| {
+            std::future::pending::<Result<(), std::io::Error>>()
+        });
+        let started = Instant::now();
+        let end = write(Box::pin(stuck), inbox, framing, &Metrics::default()).await;
+        assert_eq!(end, WriterEnd::Stalled);
+        assert_eq!(started.elapsed(), Duration::from_secs(90));
     }
 
     #[tokio::test]
