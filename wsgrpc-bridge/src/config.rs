@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
-use wsgrpc_runtime::{AllowedOrigins, BridgeBuilder, JsonOptions, TokenAuth};
+use serde::{Deserialize, Serialize};
+use wsgrpc_runtime::{BridgeBuilder, BridgeConfig, JsonOptions, TokenAuth};
 
 use crate::descriptors::Source;
 
@@ -19,7 +19,7 @@ use crate::descriptors::Source;
 ///
 /// Every option can also be set in the file given with --config, under its
 /// name in snake_case (`max_connections = 500`); a flag overrides the file.
-#[derive(Debug, Default, Parser, Deserialize)]
+#[derive(Debug, Default, Parser, Deserialize, Serialize)]
 #[command(name = "wsgrpc-bridge", version, about, max_term_width = 100)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
@@ -76,8 +76,8 @@ pub struct Options {
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
 
-    /// Serve `/metrics` without the token [default: false; with a token
-    /// configured, a scrape sends it as `Authorization: Bearer`].
+    /// Serve `/metrics` without the token [default: false]; with a token
+    /// configured, a scrape otherwise sends it as `Authorization: Bearer`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub public_metrics: Option<bool>,
 
@@ -99,6 +99,16 @@ pub struct Options {
     /// fail with UNAVAILABLE [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub backend_keepalive_timeout: Option<Interval>,
+
+    /// How long a client may take to send an HTTP request's headers, the
+    /// upgrade's among them [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub header_read_timeout: Option<Interval>,
+
+    /// HTTP connections not (yet) upgraded, at once; past this the one that
+    /// has waited longest is closed [default: 1024].
+    #[arg(long, value_name = "CONNECTIONS")]
+    pub max_pending_connections: Option<usize>,
 
     /// Largest frame a client may send, in bytes [default: 4194304].
     #[arg(long, value_name = "BYTES")]
@@ -176,6 +186,22 @@ pub struct Options {
     pub token_cookie: Option<String>,
 }
 
+/// The options that are this binary's own rather than the bridge's.
+const OWN_OPTIONS: &[&str] = &[
+    "config",
+    "backend",
+    "descriptor_set",
+    "reflection",
+    "reload_interval",
+    "services",
+    "emit_defaults",
+    "enum_numbers",
+    "proto_field_names",
+    "token_file",
+    "token_env",
+    "token_cookie",
+];
+
 /// A duration, written as `humantime` reads it (`250ms`, `30s`, `5m`), or
 /// `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +220,15 @@ impl FromStr for Interval {
     }
 }
 
+impl Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(duration) => serializer.collect_str(&humantime::format_duration(duration)),
+            None => serializer.serialize_str("off"),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -205,9 +240,14 @@ impl Options {
     /// The options of the command line, over those of `--config`'s file.
     pub fn from_args_and_file() -> Result<Self, String> {
         let flags = Self::parse();
-        match flags.config.clone() {
+        match &flags.config {
             None => Ok(flags),
-            Some(path) => Ok(flags.over(Self::read(&path)?)),
+            Some(path) => {
+                let mut options = Self::read(path)?;
+                // Sets only what the command line gives.
+                options.update_from(std::env::args_os());
+                Ok(options)
+            }
         }
     }
 
@@ -216,52 +256,6 @@ impl Options {
         let text = std::fs::read_to_string(path)
             .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
         toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
-    }
-
-    /// These options, with the unset ones taken from `file`.
-    pub fn over(self, file: Self) -> Self {
-        let list =
-            |flags: Vec<String>, file: Vec<String>| if flags.is_empty() { file } else { flags };
-        Self {
-            config: self.config,
-            listen: self.listen.or(file.listen),
-            path: self.path.or(file.path),
-            backend: self.backend.or(file.backend),
-            descriptor_set: self.descriptor_set.or(file.descriptor_set),
-            reflection: self.reflection.or(file.reflection),
-            reload_interval: self.reload_interval.or(file.reload_interval),
-            services: list(self.services, file.services),
-            allowed_origins: list(self.allowed_origins, file.allowed_origins),
-            allowed_hosts: list(self.allowed_hosts, file.allowed_hosts),
-            public_metrics: self.public_metrics.or(file.public_metrics),
-            max_metadata_entries: self.max_metadata_entries.or(file.max_metadata_entries),
-            max_metadata_bytes: self.max_metadata_bytes.or(file.max_metadata_bytes),
-            backend_keepalive_interval: self
-                .backend_keepalive_interval
-                .or(file.backend_keepalive_interval),
-            backend_keepalive_timeout: self
-                .backend_keepalive_timeout
-                .or(file.backend_keepalive_timeout),
-            max_frame_size: self.max_frame_size.or(file.max_frame_size),
-            max_calls_per_connection: self
-                .max_calls_per_connection
-                .or(file.max_calls_per_connection),
-            max_connections: self.max_connections.or(file.max_connections),
-            call_queue_messages: self.call_queue_messages.or(file.call_queue_messages),
-            max_call_duration: self.max_call_duration.or(file.max_call_duration),
-            ping_interval: self.ping_interval.or(file.ping_interval),
-            idle_timeout: self.idle_timeout.or(file.idle_timeout),
-            drain_timeout: self.drain_timeout.or(file.drain_timeout),
-            protocol_v2: self.protocol_v2.or(file.protocol_v2),
-            batch_bytes: self.batch_bytes.or(file.batch_bytes),
-            batch_linger: self.batch_linger.or(file.batch_linger),
-            emit_defaults: self.emit_defaults.or(file.emit_defaults),
-            enum_numbers: self.enum_numbers.or(file.enum_numbers),
-            proto_field_names: self.proto_field_names.or(file.proto_field_names),
-            token_file: self.token_file.or(file.token_file),
-            token_env: self.token_env.or(file.token_env),
-            token_cookie: self.token_cookie.or(file.token_cookie),
-        }
     }
 
     /// Where the services come from: exactly one source must be given.
@@ -287,80 +281,13 @@ impl Options {
     /// A bridge builder with every option applied but the backend and the
     /// services.
     pub fn builder(&self) -> Result<BridgeBuilder, String> {
-        let mut builder = wsgrpc_runtime::Bridge::builder();
-        if let Some(listen) = self.listen {
-            builder = builder.listen(listen);
-        }
-        if let Some(path) = &self.path {
-            builder = builder.path(path.clone());
-        }
-        if !self.allowed_origins.is_empty() {
-            builder = builder.allowed_origins(if self.allowed_origins.iter().any(|o| o == "*") {
-                AllowedOrigins::Any
-            } else {
-                AllowedOrigins::List(self.allowed_origins.clone())
-            });
-        }
-        if !self.allowed_hosts.is_empty() {
-            builder = builder.allowed_hosts(self.allowed_hosts.clone());
-        }
-        if let Some(public) = self.public_metrics {
-            builder = builder.public_metrics(public);
-        }
-        if let Some(entries) = self.max_metadata_entries {
-            builder = builder.max_metadata_entries(entries);
-        }
-        if let Some(bytes) = self.max_metadata_bytes {
-            builder = builder.max_metadata_bytes(bytes);
-        }
-        if self.backend_keepalive_interval.is_some() || self.backend_keepalive_timeout.is_some() {
-            let interval = self
-                .backend_keepalive_interval
-                .map_or(Some(Duration::from_secs(20)), |Interval(every)| every);
-            let timeout = self
-                .backend_keepalive_timeout
-                .and_then(|Interval(timeout)| timeout)
-                .unwrap_or(Duration::from_secs(10));
-            builder = builder.backend_keepalive(interval.map(|every| (every, timeout)));
-        }
-        if let Some(bytes) = self.max_frame_size {
-            builder = builder.max_frame_size(bytes);
-        }
-        if let Some(calls) = self.max_calls_per_connection {
-            builder = builder.max_calls_per_connection(calls);
-        }
-        if let Some(sockets) = self.max_connections {
-            builder = builder.max_connections(sockets);
-        }
-        if let Some(messages) = self.call_queue_messages {
-            builder = builder.call_queue_messages(messages);
-        }
-        if let Some(Interval(limit)) = self.max_call_duration {
-            builder = builder.max_call_duration(limit);
-        }
-        if let Some(Interval(every)) = self.ping_interval {
-            builder = builder.ping_interval(every);
-        }
-        if let Some(Interval(after)) = self.idle_timeout {
-            builder = builder.idle_timeout(after);
-        }
-        if let Some(Interval(timeout)) = self.drain_timeout {
-            builder = builder.drain_timeout(timeout.unwrap_or_default());
-        }
-        if let Some(enabled) = self.protocol_v2 {
-            builder = builder.protocol_v2(enabled);
-        }
-        if let Some(bytes) = self.batch_bytes {
-            builder = builder.batch_bytes(bytes);
-        }
-        if let Some(Interval(linger)) = self.batch_linger {
-            builder = builder.batch_linger(linger.unwrap_or_default());
-        }
         let json = JsonOptions::canonical()
             .emit_defaults(self.emit_defaults.unwrap_or(false))
             .enum_numbers(self.enum_numbers.unwrap_or(false))
             .proto_field_names(self.proto_field_names.unwrap_or(false));
-        builder = builder.json_options(json);
+        let mut builder = wsgrpc_runtime::Bridge::builder()
+            .config(self.bridge_config()?)
+            .json_options(json);
         if let Some(tokens) = self.tokens()? {
             let mut auth = TokenAuth::new(tokens);
             if let Some(cookie) = &self.token_cookie {
@@ -369,6 +296,21 @@ impl Options {
             builder = builder.authenticator(auth);
         }
         Ok(builder)
+    }
+
+    /// The bridge's settings: those given, by flag or in the file, over
+    /// [`BridgeConfig`]'s defaults. Every option that is not this binary's
+    /// own is a [`BridgeConfig`] field of the same name.
+    pub fn bridge_config(&self) -> Result<BridgeConfig, String> {
+        let Ok(serde_json::Value::Object(mut given)) = serde_json::to_value(self) else {
+            unreachable!("options serialize as an object");
+        };
+        given.retain(|key, value| {
+            !OWN_OPTIONS.contains(&key.as_str())
+                && !value.is_null()
+                && value.as_array().is_none_or(|list| !list.is_empty())
+        });
+        serde_json::from_value(serde_json::Value::Object(given)).map_err(|err| err.to_string())
     }
 
     fn tokens(&self) -> Result<Option<Vec<String>>, String> {
@@ -416,15 +358,14 @@ mod tests {
             "#,
         )
         .unwrap();
-        let flags = Options::try_parse_from([
+        let mut options = file;
+        options.update_from([
             "wsgrpc-bridge",
             "--max-connections",
             "7",
             "--listen",
             "0.0.0.0:80",
-        ])
-        .unwrap();
-        let options = flags.over(file);
+        ]);
         assert_eq!(options.max_connections, Some(7));
         assert_eq!(options.listen, Some("0.0.0.0:80".parse().unwrap()));
         assert_eq!(options.idle_timeout, Some(Interval(None)));
@@ -434,7 +375,59 @@ mod tests {
         );
         assert_eq!(options.allowed_origins, ["https://app.example.com"]);
         assert!(matches!(options.source(), Ok(Source::Reflection)));
+        let config = options.bridge_config().unwrap();
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.ping_interval, Some(Duration::from_secs(15)));
+        assert_eq!(config.allowed_origins, ["https://app.example.com"]);
+        assert_eq!(config.drain_timeout, BridgeConfig::default().drain_timeout);
         assert!(options.builder().is_ok());
+    }
+
+    /// Every setting of the bridge is a flag and a key of the file, whose
+    /// help says the default that `BridgeConfig` has; and every flag that
+    /// is not the binary's own is a setting of the bridge.
+    #[test]
+    fn every_bridge_setting_is_an_option_with_its_true_default() {
+        use clap::CommandFactory;
+        let defaults = serde_json::to_value(BridgeConfig::default()).unwrap();
+        let defaults = defaults.as_object().unwrap();
+        let command = Options::command();
+        for (key, default) in defaults {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == key.as_str() && arg.get_long().is_some())
+                .unwrap_or_else(|| panic!("BridgeConfig::{key} has no flag"));
+            let flag = arg.get_long().unwrap_or_default();
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if matches!(default, serde_json::Value::Array(list) if list.is_empty()) {
+                continue;
+            }
+            let said = help
+                .split_once("[default: ")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(said, _)| said)
+                .unwrap_or_else(|| panic!("--{flag}'s help says no default: {help}"));
+            // Read as the file would read it: a number or a bool, else text.
+            let value = serde_json::from_str(said)
+                .unwrap_or_else(|_| serde_json::Value::String(said.to_owned()));
+            let read: BridgeConfig = serde_json::from_value(serde_json::json!({ key: value }))
+                .unwrap_or_else(|err| panic!("--{flag}'s default `{said}` does not read: {err}"));
+            assert_eq!(
+                &serde_json::to_value(read).unwrap()[key],
+                default,
+                "--{flag}'s help says `[default: {said}]`"
+            );
+        }
+        for arg in command.get_arguments() {
+            let key = arg.get_id().as_str();
+            if arg.get_long().is_some() && !OWN_OPTIONS.contains(&key) {
+                assert!(
+                    defaults.contains_key(key),
+                    "--{key} is neither the binary's own nor a BridgeConfig setting"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! on an interval.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,9 +12,6 @@ use wsgrpc_runtime::ServiceTable;
 use crate::config::{Interval, Options};
 use crate::descriptors::{LoadError, Source};
 
-const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
-
 /// How often a first load that failed for a reachable reason is retried.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -24,7 +20,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// only on what a restart would not fix: bad options, a descriptor set that
 /// does not load, a backend that has no reflection, an address in use.
 pub async fn run(options: Options) -> Result<(), String> {
-    let addr = options.listen.unwrap_or(DEFAULT_LISTEN);
+    let addr = options.bridge_config()?.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|err| format!("cannot listen on {addr}: {err}"))?;

@@ -40,9 +40,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) async fn serve(listener: TcpListener, router: Router, shared: Arc<Shared>) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
+        .header_read_timeout(shared.config.header_read_timeout)
         .max_buf_size(MAX_HEADER_BUFFER);
-    let pending = Arc::new(Pending::new(shared.limits.max_pending_connections));
+    let pending = Arc::new(Pending::new(shared.config.max_pending_connections));
     let connections = TaskTracker::new();
     // Cancelled once every socket has closed: the HTTP connections still
     // open (a health check, a client that sends nothing) are then dropped.

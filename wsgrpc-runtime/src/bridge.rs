@@ -20,11 +20,12 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::access::{AllowedOrigins, Authenticator, UpgradeRequest};
+use crate::config::BridgeConfig;
 use crate::envelope::{Metadata, Protocol};
 use crate::json::{JsonOptions, JsonRules};
 use crate::metrics::{Metrics, Rejection};
 use crate::service::{Service, ServiceTable};
-use crate::shared::{Limits, Shared};
+use crate::shared::Shared;
 use crate::{accept, connection};
 
 /// What each socket reads into at first.
@@ -32,30 +33,19 @@ const READ_BUFFER: usize = 4 * 1024;
 /// What a socket's writer gathers before it writes to TCP.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// HTTP/2 keepalive of the backend channel: how often it pings while calls
-/// are open, and how long it waits for the answer.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// HTTP/2 flow-control windows of the backend channel.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 const STREAM_WINDOW: u32 = 256 * 1024;
 
-/// Configures a [`Bridge`]. Every setting has a default but the backend and
-/// the services.
-#[derive(Debug, Clone)]
+/// Configures a [`Bridge`]: a [`BridgeConfig`] (every setting has a
+/// default), the backend, the services and an authenticator.
+#[derive(Debug, Clone, Default)]
 pub struct BridgeBuilder {
-    listen: SocketAddr,
-    path: String,
+    config: BridgeConfig,
     backend: Option<Backend>,
     services: Vec<Service>,
     table: Option<ServiceTable>,
     json: JsonRules,
-    origins: AllowedOrigins,
-    hosts: Vec<String>,
-    public_metrics: bool,
-    keepalive: Option<(Duration, Duration)>,
-    limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
 }
 
@@ -65,35 +55,67 @@ enum Backend {
     Channel(Channel),
 }
 
-impl Default for BridgeBuilder {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
-            path: "/ws".to_owned(),
-            backend: None,
-            services: Vec::new(),
-            table: None,
-            json: JsonRules::default(),
-            origins: AllowedOrigins::SameOrigin,
-            hosts: Vec::new(),
-            public_metrics: false,
-            keepalive: Some((KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)),
-            limits: Limits::default(),
-            authenticator: None,
-        }
-    }
+/// A setter per setting of [`BridgeConfig`], documented there.
+macro_rules! config_setters {
+    ($($name:ident: $type:ty),* $(,)?) => {
+        $(
+            #[doc = concat!("Sets [`BridgeConfig::", stringify!($name), "`].")]
+            pub fn $name(mut self, value: $type) -> Self {
+                self.config.$name = value;
+                self
+            }
+        )*
+    };
 }
 
 impl BridgeBuilder {
-    /// Address to listen on; default `127.0.0.1:50052`.
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
+    /// Every setting at once, in place of those set before.
+    pub fn config(mut self, config: BridgeConfig) -> Self {
+        self.config = config;
         self
     }
 
-    /// Path of the WebSocket endpoint; default `/ws`.
+    config_setters! {
+        listen: SocketAddr,
+        public_metrics: bool,
+        max_frame_size: usize,
+        max_calls_per_connection: usize,
+        max_connections: usize,
+        call_queue_messages: usize,
+        max_call_duration: Option<Duration>,
+        protocol_v2: bool,
+        batch_bytes: usize,
+        batch_linger: Duration,
+        ping_interval: Option<Duration>,
+        idle_timeout: Option<Duration>,
+        drain_timeout: Duration,
+        header_read_timeout: Duration,
+        max_pending_connections: usize,
+        max_metadata_entries: usize,
+        max_metadata_bytes: usize,
+        backend_keepalive_interval: Option<Duration>,
+        backend_keepalive_timeout: Duration,
+    }
+
+    /// Sets [`BridgeConfig::path`].
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
+        self.config.path = path.into();
+        self
+    }
+
+    /// Which pages may connect; sets [`BridgeConfig::allowed_origins`].
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.allowed_origins = match origins {
+            AllowedOrigins::SameOrigin => Vec::new(),
+            AllowedOrigins::List(list) => list,
+            AllowedOrigins::Any => vec!["*".to_owned()],
+        };
+        self
+    }
+
+    /// Sets [`BridgeConfig::allowed_hosts`].
+    pub fn allowed_hosts<H: Into<String>>(mut self, hosts: impl IntoIterator<Item = H>) -> Self {
+        self.config.allowed_hosts = hosts.into_iter().map(Into::into).collect();
         self
     }
 
@@ -104,7 +126,8 @@ impl BridgeBuilder {
         self
     }
 
-    /// A tonic channel to the backend, for TLS or other custom settings.
+    /// A tonic channel to the backend, for TLS or other custom settings
+    /// (the channel's own, not [`BridgeConfig`]'s keepalive, then apply).
     pub fn backend_channel(mut self, channel: Channel) -> Self {
         self.backend = Some(Backend::Channel(channel));
         self
@@ -140,189 +163,31 @@ impl BridgeBuilder {
         self
     }
 
-    /// Which pages may connect; default [`AllowedOrigins::SameOrigin`].
-    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
-        self.origins = origins;
-        self
-    }
-
-    /// Host names under which a page counts as the bridge's own origin
-    /// (see [`AllowedOrigins::SameOrigin`]): `app.example.com`, or
-    /// `.example.com` for it and its subdomains. IP addresses, `localhost`
-    /// and `*.localhost` always count; any other name must be listed, so
-    /// that a page whose name an attacker's DNS points at the bridge
-    /// (DNS rebinding) is not taken for the bridge's own.
-    pub fn allowed_hosts<H: Into<String>>(mut self, hosts: impl IntoIterator<Item = H>) -> Self {
-        self.hosts = hosts.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Whether `/metrics` answers anyone; default no: with an
-    /// [`authenticator`](Self::authenticator) a scrape must authenticate
-    /// as a socket would (a token as `Authorization: Bearer`, say), since
-    /// the metrics name every method. Without an authenticator it is open;
-    /// serve it elsewhere by building your own router if that matters.
-    pub fn public_metrics(mut self, public: bool) -> Self {
-        self.public_metrics = public;
-        self
-    }
-
-    /// HTTP/2 keepalive on the backend connection: while calls are open
-    /// it pings every `interval` and, if no answer comes within `timeout`,
-    /// fails every call on it with `UNAVAILABLE` and reconnects. Default
-    /// 20 s and 10 s; `None` turns it off, leaving a frozen backend's calls
-    /// to TCP's own timeouts (many minutes). Servers limit how often they
-    /// may be pinged (grpc-go and gRPC C-core by default once per 5
-    /// minutes while they send nothing); allow the bridge's interval there
-    /// or raise it here.
-    pub fn backend_keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
-        self.keepalive = keepalive;
-        self
-    }
-
-    /// Largest frame a client may send, in bytes; default 4 MiB. A larger
-    /// one closes the connection with 1009 (message too big).
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.limits.max_frame_size = bytes;
-        self
-    }
-
-    /// Calls open at once on one connection; default 100.
-    pub fn max_calls_per_connection(mut self, calls: usize) -> Self {
-        self.limits.max_calls_per_connection = calls.max(1);
-        self
-    }
-
-    /// Request messages a streaming call may queue ahead of the backend;
-    /// default 64.
-    pub fn call_queue_messages(mut self, messages: usize) -> Self {
-        self.limits.call_queue_messages = messages.max(1);
-        self
-    }
-
-    /// Whether clients may choose wire protocol v2 (many envelopes per
-    /// frame); default yes. Without it the bridge answers no subprotocol,
-    /// as a bridge that predates v2 does, and every socket speaks v1.
-    pub fn protocol_v2(mut self, enabled: bool) -> Self {
-        self.limits.protocol_v2 = enabled;
-        self
-    }
-
-    /// v2: the most bytes the bridge puts into one frame; default 64 KiB.
-    /// Bigger frames cost a browser less per message; smaller ones let it
-    /// act on the first messages sooner. One envelope larger than this
-    /// still goes, alone in its frame.
-    pub fn batch_bytes(mut self, bytes: usize) -> Self {
-        self.limits.batch_bytes = bytes.max(1);
-        self
-    }
-
-    /// v2: how long the bridge waits for more envelopes before it sends a
-    /// frame that is not full; default zero, which sends what is ready at
-    /// once, so that a lone call is never slower than in v1. (Without a
-    /// linger the writer still lets the socket's other running calls go
-    /// first, which costs no timer.) Tokio's timers count whole
-    /// milliseconds, so a linger below one millisecond waits about one.
-    pub fn batch_linger(mut self, linger: Duration) -> Self {
-        self.limits.batch_linger = linger;
-        self
-    }
-
-    /// How often the bridge pings each client; default 30 s, `None` for never.
-    pub fn ping_interval(mut self, every: Option<Duration>) -> Self {
-        self.limits.ping_interval = every;
-        self
-    }
-
-    /// A connection from which nothing (not even a pong) arrives for this
-    /// long is closed; default 90 s, `None` for never.
-    pub fn idle_timeout(mut self, after: Option<Duration>) -> Self {
-        self.limits.idle_timeout = after;
-        self
-    }
-
-    /// Open sockets at once; default 10 000. Further upgrades get HTTP 503.
-    pub fn max_connections(mut self, connections: usize) -> Self {
-        self.limits.max_connections = connections;
-        self
-    }
-
-    /// How long a client may take to send an HTTP request's headers, the
-    /// upgrade request's among them, counted from when the bridge starts
-    /// reading it; default 10 s. A slower one's connection is closed.
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.header_read_timeout = timeout;
-        self
-    }
-
-    /// HTTP connections that have not (yet) become WebSockets, at once;
-    /// default 1,024. A new connection past this closes the one that has
-    /// waited longest, so that connections that never finish their request
-    /// hold bounded memory and cannot keep others out.
-    pub fn max_pending_connections(mut self, connections: usize) -> Self {
-        self.limits.max_pending_connections = connections.max(1);
-        self
-    }
-
-    /// Metadata entries one call may carry; default 64. A call with more
-    /// ends with `RESOURCE_EXHAUSTED`.
-    pub fn max_metadata_entries(mut self, entries: usize) -> Self {
-        self.limits.metadata.max_entries = entries;
-        self
-    }
-
-    /// Bytes of metadata one call may carry, counted as HTTP/2 counts a
-    /// header list (key, value and 32 per entry); default 8 KiB. A call
-    /// with more ends with `RESOURCE_EXHAUSTED`. Keep it below what the
-    /// backend accepts (gRPC servers take 8–16 KiB): a header block the
-    /// backend refuses can break the connection that every call shares.
-    pub fn max_metadata_bytes(mut self, bytes: usize) -> Self {
-        self.limits.metadata.max_bytes = bytes;
-        self
-    }
-
-    /// Longest a call may run, streams included; default no limit. A call
-    /// that runs longer ends with `DEADLINE_EXCEEDED` and is cancelled at
-    /// the backend.
-    pub fn max_call_duration(mut self, limit: Option<Duration>) -> Self {
-        self.limits.max_call_duration = limit;
-        self
-    }
-
-    /// On shutdown, how long unary calls in flight may take to finish before
-    /// every socket is closed with 1001 (going away); default 10 s.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.drain_timeout = timeout;
-        self
-    }
-
     /// Checks every socket and call; see [`Authenticator`].
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticator = Some(Arc::new(authenticator));
         self
     }
 
+    /// The bridge, or what is missing or wrong. Needs a Tokio runtime when
+    /// the backend is given as a URI.
     pub fn build(self) -> Result<Bridge, BuildError> {
-        if !self.path.starts_with('/') {
+        let config = self.config.normalised();
+        if !config.path.starts_with('/') {
             return Err(BuildError(format!(
                 "path `{}` must start with `/`",
-                self.path
+                config.path
             )));
         }
-        let replaceable = self.table.is_some();
-        let services = self.table.unwrap_or_default();
-        services.configure(self.json, &self.services);
-        if services.is_empty() && !replaceable {
-            return Err(BuildError("no services: add one with `service`".into()));
-        }
-        // Last, because a lazy channel spawns its worker on the runtime.
-        let channel = match self.backend {
+        // Everything is checked before the service table, which may be
+        // shared, is touched.
+        let endpoint = match self.backend {
             None => {
                 return Err(BuildError(
                     "no backend: call `backend_uri` or `backend_channel`".into(),
                 ));
             }
-            Some(Backend::Channel(channel)) => channel,
+            Some(Backend::Channel(channel)) => Err(channel),
             // A lazy channel spawns its worker at once: without a runtime
             // tonic would panic.
             Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
@@ -331,8 +196,22 @@ impl BridgeBuilder {
                         .into(),
                 ));
             }
-            Some(Backend::Uri(uri)) => Endpoint::from_shared(uri.clone())
-                .map_err(|err| BuildError(format!("backend `{uri}`: {err}")))?
+            Some(Backend::Uri(uri)) => Ok(Endpoint::from_shared(uri.clone())
+                .map_err(|err| BuildError(format!("backend `{uri}`: {err}")))?),
+        };
+        let replaceable = self.table.is_some();
+        if self.services.is_empty() && !replaceable {
+            return Err(BuildError("no services: add one with `service`".into()));
+        }
+        let services = self.table.unwrap_or_default();
+        services.configure(self.json, &self.services);
+        if services.is_empty() && !replaceable {
+            return Err(BuildError("no services: add one with `service`".into()));
+        }
+        // Last, because a lazy channel spawns its worker on the runtime.
+        let channel = match endpoint {
+            Err(channel) => channel,
+            Ok(endpoint) => endpoint
                 // Every call of every socket shares this one HTTP/2
                 // connection. A client that stops reading stops its call
                 // from reading too; with h2's default 64 KiB connection
@@ -342,19 +221,15 @@ impl BridgeBuilder {
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .initial_stream_window_size(STREAM_WINDOW)
                 .tcp_nodelay(true)
-                .apply_keepalive(self.keepalive)
+                .apply_keepalive(&config)
                 .connect_lazy(),
         };
         Ok(Bridge {
-            listen: self.listen,
-            path: self.path,
             shared: Arc::new(Shared {
                 services,
                 channel,
-                limits: self.limits,
-                origins: self.origins,
-                hosts: self.hosts,
-                public_metrics: self.public_metrics,
+                origins: config.origins(),
+                config,
                 authenticator: self.authenticator,
                 metrics: Metrics::default(),
                 shutdown: CancellationToken::new(),
@@ -367,15 +242,15 @@ impl BridgeBuilder {
 
 /// Keepalive settings on a tonic endpoint.
 trait ApplyKeepalive {
-    fn apply_keepalive(self, keepalive: Option<(Duration, Duration)>) -> Self;
+    fn apply_keepalive(self, config: &BridgeConfig) -> Self;
 }
 
 impl ApplyKeepalive for Endpoint {
-    fn apply_keepalive(self, keepalive: Option<(Duration, Duration)>) -> Self {
-        match keepalive {
-            Some((interval, timeout)) => self
+    fn apply_keepalive(self, config: &BridgeConfig) -> Self {
+        match config.backend_keepalive_interval {
+            Some(interval) => self
                 .http2_keep_alive_interval(interval)
-                .keep_alive_timeout(timeout)
+                .keep_alive_timeout(config.backend_keepalive_timeout)
                 // No pings without calls: servers count those against a
                 // client, and an idle connection has no call to save.
                 .keep_alive_while_idle(false),
@@ -398,16 +273,14 @@ impl std::error::Error for BuildError {}
 
 /// A WebSocket ↔ gRPC bridge, ready to serve.
 pub struct Bridge {
-    listen: SocketAddr,
-    path: String,
     shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Bridge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bridge")
-            .field("listen", &self.listen)
-            .field("path", &self.path)
+            .field("listen", &self.shared.config.listen)
+            .field("path", &self.shared.config.path)
             .field("methods", &self.shared.services)
             .finish_non_exhaustive()
     }
@@ -424,7 +297,7 @@ impl Bridge {
     /// limits and drain.
     pub fn router(&self) -> Router {
         Router::new()
-            .route(&self.path, axum::routing::get(upgrade))
+            .route(&self.shared.config.path, axum::routing::get(upgrade))
             .route("/healthz", axum::routing::get(healthz))
             .route("/metrics", axum::routing::get(metrics))
             .with_state(self.shared.clone())
@@ -439,7 +312,7 @@ impl Bridge {
     /// Binds the configured address and serves until SIGINT or SIGTERM
     /// (see [`shutdown_signal`]), then drains.
     pub async fn serve(self) -> std::io::Result<()> {
-        let listener = TcpListener::bind(self.listen).await?;
+        let listener = TcpListener::bind(self.shared.config.listen).await?;
         self.serve_with(listener, shutdown_signal()).await
     }
 
@@ -474,7 +347,7 @@ impl Bridge {
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(addr = ?listener.local_addr()?, path = %self.path, "bridge listening");
+        tracing::info!(addr = ?listener.local_addr()?, path = %self.shared.config.path, "bridge listening");
         let token = self.shared.shutdown.clone();
         let stop_accepting = async move {
             tokio::select! {
@@ -524,7 +397,10 @@ async fn upgrade(
     if shared.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "bridge is shutting down").into_response();
     }
-    if !shared.origins.allows(&headers, &shared.hosts) {
+    if !shared
+        .origins
+        .allows(&headers, &shared.config.allowed_hosts)
+    {
         let origin = headers.get(header::ORIGIN);
         tracing::info!(?origin, "refused WebSocket from a foreign origin");
         shared.metrics.rejected(Rejection::Origin);
@@ -553,8 +429,8 @@ async fn upgrade(
         shared.metrics.rejected(Rejection::TooManyConnections);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let max = shared.limits.max_frame_size;
-    let ws = if shared.limits.protocol_v2 {
+    let max = shared.config.max_frame_size;
+    let ws = if shared.config.protocol_v2 {
         ws.protocols(Protocol::SUBPROTOCOLS)
     } else {
         ws
@@ -570,7 +446,7 @@ async fn upgrade(
         // pongs (nor anything else) cannot grow it: pongs that do not fit
         // replace one another, and the writer waits.
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + shared.limits.max_envelope_bytes())
+        .max_write_buffer_size(WRITE_BUFFER + shared.config.max_envelope_bytes())
         .on_upgrade(move |socket| {
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
@@ -589,7 +465,7 @@ impl ConnectionPermit {
     fn acquire(shared: &Arc<Shared>) -> Option<Self> {
         let open = shared.open_connections.fetch_add(1, Ordering::AcqRel);
         let permit = Self(shared.clone());
-        if open >= shared.limits.max_connections {
+        if open >= shared.config.max_connections {
             return None;
         }
         permit.0.metrics.connections_open.inc();
@@ -600,7 +476,7 @@ impl ConnectionPermit {
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let was = self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
-        if was <= self.0.limits.max_connections {
+        if was <= self.0.config.max_connections {
             self.0.metrics.connections_open.dec();
         }
     }
@@ -619,7 +495,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
-    if let (Some(auth), false) = (&shared.authenticator, shared.public_metrics)
+    if let (Some(auth), false) = (&shared.authenticator, shared.config.public_metrics)
         && auth
             .authenticate(&UpgradeRequest {
                 headers: &headers,
@@ -658,12 +534,27 @@ mod tests {
         assert!(err.0.contains("Tokio runtime"), "{err}");
     }
 
-    #[test]
-    fn build_needs_a_backend_and_a_service() {
+    #[tokio::test]
+    async fn build_needs_a_backend_and_a_service() {
         let err = Bridge::builder().build().unwrap_err();
+        assert!(err.0.contains("no backend"), "{err}");
+        let backend = || Bridge::builder().backend_uri("http://127.0.0.1:1");
+        let err = backend().build().unwrap_err();
         assert!(err.0.contains("no services"), "{err}");
         let service = Service::new("a.B", Vec::new());
-        let err = Bridge::builder().service(service).build().unwrap_err();
+        let err = backend().service(service).build().unwrap_err();
         assert!(err.0.contains("no services"), "{err}");
+    }
+
+    #[test]
+    fn a_build_that_fails_leaves_a_shared_table_as_it_was() {
+        let table = ServiceTable::new();
+        let err = Bridge::builder()
+            .service_table(table.clone())
+            .service(Service::new("a.B", vec![empty_method()]))
+            .build()
+            .unwrap_err();
+        assert!(err.0.contains("no backend"), "{err}");
+        assert!(table.is_empty(), "the table gained a.B/M");
     }
 }

@@ -143,9 +143,9 @@ pub(crate) async fn run(
         headers: None,
         headers_sent: false,
         run: Vec::new(),
-        max_envelope_bytes: shared.limits.max_envelope_bytes(),
+        max_envelope_bytes: shared.config.max_envelope_bytes(),
         // Two runs, each closed just past this, fill a frame.
-        max_run_bytes: (shared.limits.batch_bytes / 2)
+        max_run_bytes: (shared.config.batch_bytes / 2)
             .saturating_sub(1 << 10)
             .clamp(1 << 10, MAX_RUN_BYTES),
     };
@@ -189,7 +189,7 @@ pub(crate) async fn run(
             spec.error_frame(&status, headers)
         }
     };
-    let max = shared.limits.max_envelope_bytes();
+    let max = shared.config.max_envelope_bytes();
     let frame = if frame.len() > max {
         spec.error_frame(&too_large(frame.len(), max), None)
     } else {

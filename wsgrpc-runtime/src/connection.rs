@@ -24,13 +24,14 @@ use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::call::{self, CallSpec, Deadline, Finish};
+use crate::config::BridgeConfig;
 use crate::envelope::{self, Envelope, FrameType, Metadata, Protocol, Settings, code_name};
 use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
 use crate::metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, ControlError, Framing, Outbox, Outgoing, WriterEnd};
 use crate::service::{ResolveError, Route};
-use crate::shared::{Limits, Shared};
+use crate::shared::Shared;
 use crate::untrusted::{Untrusted, bounded_message};
 
 /// Longest id a client may choose.
@@ -65,10 +66,10 @@ pub(crate) async fn serve<W, R>(
 {
     let framing = Framing {
         protocol,
-        batch_bytes: shared.limits.batch_bytes,
-        linger: shared.limits.batch_linger,
+        batch_bytes: shared.config.batch_bytes,
+        linger: shared.config.batch_linger,
         control_bytes: CONTROL_BYTES,
-        write_stall: shared.limits.idle_timeout,
+        write_stall: shared.config.idle_timeout,
     };
     let (out, inbox) = outbox::outbox(&framing);
     let mut writer = tokio::spawn({
@@ -89,7 +90,7 @@ pub(crate) async fn serve<W, R>(
         connection.send_settings();
     }
 
-    let limits = &shared.limits;
+    let limits = &shared.config;
     let mut ping = limits.ping_interval.map(|every| {
         let mut interval = tokio::time::interval_at(Instant::now() + every, every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,7 +297,7 @@ struct Connection {
 
 impl Connection {
     fn send_settings(&mut self) {
-        let limits = &self.shared.limits;
+        let limits = &self.shared.config;
         let settings = Settings {
             max_frame_bytes: limits.max_frame_size,
             max_calls_per_connection: limits.max_calls_per_connection,
@@ -433,7 +434,7 @@ impl Connection {
         let route = self.resolve(method_echo)?;
         self.make_room()?;
         let metadata = self.call_metadata(&route, frame)?;
-        let deadline = deadline(&self.shared.limits, frame.timeout_ms)?;
+        let deadline = deadline(&self.shared.config, frame.timeout_ms)?;
         let window = response_window(&route, frame.window)?;
         let first = first_request(&route, frame)?;
         let spec = CallSpec {
@@ -471,7 +472,7 @@ impl Connection {
     /// connection's limit.
     fn make_room(&mut self) -> Result<(), Refusal> {
         self.reap_finished();
-        let limit = self.shared.limits.max_calls_per_connection;
+        let limit = self.shared.config.max_calls_per_connection;
         if self.calls.len() >= limit {
             let message = format!("too many calls in flight on this connection (limit {limit})");
             return Err(refusal(Code::ResourceExhausted, message));
@@ -483,8 +484,9 @@ impl Connection {
     /// allowed by the authenticator, and the connection's identity.
     fn call_metadata(&self, route: &Route, frame: &Envelope<'_>) -> Result<MetadataMap, Refusal> {
         let client_metadata = frame.metadata.clone().unwrap_or_default();
-        let client_metadata = metadata::canonical(client_metadata, &self.shared.limits.metadata)
-            .map_err(|err| Box::new(err.into_status()))?;
+        let client_metadata =
+            metadata::canonical(client_metadata, &self.shared.config.metadata_limits())
+                .map_err(|err| Box::new(err.into_status()))?;
         if let Some(auth) = &self.shared.authenticator {
             if let Some(key) = client_metadata
                 .keys()
@@ -519,7 +521,7 @@ impl Connection {
         let finish = Finish::default();
         let first = stream::iter(first);
         let (requests, task) = if route.method.kind().client_streams() && !half_closed {
-            let queue = self.shared.limits.call_queue_messages;
+            let queue = self.shared.config.call_queue_messages;
             let (sender, mut receiver) = mpsc::channel(queue);
             let mut credit = (self.protocol == Protocol::V2)
                 .then(|| RequestCredit::new(id.clone(), self.out.clone(), queue));
@@ -613,7 +615,7 @@ impl Connection {
         if let Some(message) = malformed {
             return self.refuse_invalid(Some(id), refused, message).await;
         }
-        let queue = self.shared.limits.call_queue_messages;
+        let queue = self.shared.config.call_queue_messages;
         if frame
             .payloads
             .as_ref()
@@ -844,7 +846,7 @@ impl Connection {
     }
 
     fn reap_finished(&mut self) {
-        if self.calls.len() >= self.shared.limits.max_calls_per_connection {
+        if self.calls.len() >= self.shared.config.max_calls_per_connection {
             self.calls.retain(|_, call| !call.finish.is_claimed());
         }
     }
@@ -881,7 +883,7 @@ fn refusal(code: Code, message: String) -> Refusal {
 }
 
 /// The sooner of the client's deadline and the bridge's limit, if any.
-fn deadline(limits: &Limits, timeout_ms: Option<u64>) -> Result<Option<Deadline>, Refusal> {
+fn deadline(limits: &BridgeConfig, timeout_ms: Option<u64>) -> Result<Option<Deadline>, Refusal> {
     let client_deadline = match timeout_ms {
         Some(0) => {
             return Err(refusal(

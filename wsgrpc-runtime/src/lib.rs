@@ -26,6 +26,7 @@ mod access;
 mod backend;
 mod bridge;
 mod call;
+mod config;
 mod connection;
 pub mod envelope;
 mod flow;
@@ -42,6 +43,7 @@ mod untrusted;
 
 pub use access::{AllowedOrigins, Authenticator, UpgradeRequest};
 pub use bridge::{Bridge, BridgeBuilder, BuildError, shutdown_signal};
+pub use config::BridgeConfig;
 pub use envelope::Metadata;
 pub use json::{JsonOptions, JsonRules, JsonWriter, TranscodeError};
 pub use prost_reflect;
@@ -53,6 +55,9 @@ pub use transcode::BytesCodec;
 /// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.
 pub mod codegen {
     pub use crate::service::{Descriptors, Method, MethodKind, Service};
+    /// The well-known types, so that generated code that uses them needs no
+    /// `prost-types` of its user's.
+    pub use prost_types;
 }
 
 /// Includes the Rust that `wsgrpc-gen` wrote for a proto package in a build

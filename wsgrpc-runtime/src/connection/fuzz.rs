@@ -41,12 +41,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{MAX_ID_LEN, serve};
 use crate::access::AllowedOrigins;
+use crate::config::BridgeConfig;
 use crate::envelope::{Envelope, FrameType, Metadata, Protocol, parse_batch};
 use crate::flow::MAX_WINDOW;
 use crate::json::JsonRules;
 use crate::metrics::Metrics;
 use crate::service::{Method, MethodKind, Service, ServiceTable};
-use crate::shared::{Limits, Shared};
+use crate::shared::Shared;
 
 /// Cases: a few dozen, or `PROPTEST_CASES`. Each runs a socket, and a
 /// failing one may wait out [`PATIENCE`], so a failure shrinks for at most
@@ -83,12 +84,12 @@ const MAX_ERROR_BYTES: usize = (1 << 10) + 40;
 
 /// Small limits, so that cases reach them: two calls per socket, four
 /// queued requests per call, 2 KiB v2 frames.
-fn limits() -> Limits {
-    Limits {
+fn limits() -> BridgeConfig {
+    BridgeConfig {
         max_calls_per_connection: 2,
         call_queue_messages: 4,
         batch_bytes: 2 << 10,
-        ..Limits::default()
+        ..BridgeConfig::default()
     }
 }
 
@@ -451,10 +452,8 @@ fn shared(channel: Channel) -> Arc<Shared> {
     Arc::new(Shared {
         services,
         channel,
-        limits: limits(),
+        config: limits(),
         origins: AllowedOrigins::default(),
-        hosts: Vec::new(),
-        public_metrics: false,
         authenticator: None,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -500,7 +499,7 @@ struct Calls {
 #[derive(Debug)]
 struct Book {
     protocol: Protocol,
-    limits: Limits,
+    config: BridgeConfig,
     calls: BTreeMap<String, Calls>,
     /// The requests of the frame being answered, by id, that no refusal
     /// has named yet: until its sentinel's refusal comes, every refusal
@@ -515,7 +514,7 @@ impl Book {
     fn new(protocol: Protocol) -> Self {
         Self {
             protocol,
-            limits: limits(),
+            config: limits(),
             calls: BTreeMap::new(),
             window: BTreeMap::new(),
             frames: 0,
@@ -556,7 +555,7 @@ impl Book {
         };
         let text = text.as_str();
         self.frames += 1;
-        let max = self.limits.max_envelope_bytes();
+        let max = self.config.max_envelope_bytes();
         if text.len() > max {
             return Err(format!(
                 "a frame of {} bytes; the limit is {max}",
@@ -568,12 +567,12 @@ impl Book {
         let envelopes = match (self.protocol, frame) {
             (Protocol::V1, envelope @ Value::Object(_)) => vec![envelope],
             (Protocol::V2, Value::Array(envelopes)) if !envelopes.is_empty() => {
-                if envelopes.len() > 1 && text.len() > self.limits.batch_bytes {
+                if envelopes.len() > 1 && text.len() > self.config.batch_bytes {
                     return Err(format!(
                         "a v2 frame of {} envelopes takes {} bytes; the limit is {}",
                         envelopes.len(),
                         text.len(),
-                        self.limits.batch_bytes
+                        self.config.batch_bytes
                     ));
                 }
                 envelopes

@@ -23,11 +23,12 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{deadline, serve};
 use crate::access::{AllowedOrigins, Authenticator, UpgradeRequest};
+use crate::config::BridgeConfig;
 use crate::envelope::{Metadata, Protocol};
 use crate::json::JsonRules;
 use crate::metrics::Metrics;
 use crate::service::{Method, MethodKind, Service, ServiceTable};
-use crate::shared::{Limits, Shared};
+use crate::shared::Shared;
 
 /// How long a test waits for a frame the bridge owes it.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -184,10 +185,8 @@ fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Ar
     Arc::new(Shared {
         services,
         channel,
-        limits: Limits::default(),
+        config: BridgeConfig::default(),
         origins: AllowedOrigins::default(),
-        hosts: Vec::new(),
-        public_metrics: false,
         authenticator,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -401,7 +400,7 @@ async fn v2_takes_several_payloads_in_one_message() {
 async fn v2_ends_a_call_sent_more_payloads_than_its_queue() {
     let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
     client.open("c", CLIENT_STREAM);
-    let payloads = vec![json!({}); Limits::default().call_queue_messages + 1];
+    let payloads = vec![json!({}); BridgeConfig::default().call_queue_messages + 1];
     client.send(json!({"type": "message", "id": "c", "payloads": payloads}));
     assert_ended(&client.next().await, "c", Code::ResourceExhausted);
 }
@@ -500,9 +499,9 @@ async fn v2_ends_a_call_whose_window_is_too_large() {
 
 #[test]
 fn the_sooner_of_the_client_deadline_and_the_bridge_limit_applies() {
-    let limits = |max_call_duration| Limits {
+    let limits = |max_call_duration| BridgeConfig {
         max_call_duration,
-        ..Limits::default()
+        ..BridgeConfig::default()
     };
     let second = Some(Duration::from_secs(1));
     let bridge = deadline(&limits(second), Some(5_000)).unwrap().unwrap();
