@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use prost_types::FileDescriptorSet;
 use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 
-use crate::{Error, GeneratedFile, Language, Options, OptionsError, ServiceGenerator};
+use crate::{
+    Config, Error, GeneratedFile, Language, Options, OptionsError, ParseError, ServiceGenerator,
+};
 
 /// Starts configuring code generation for a build script.
 pub fn configure() -> Builder {
@@ -120,34 +122,70 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> Result<(), Error> {
+        self.compile_with_config(Config::new(), protos, includes)
+    }
+
+    /// [`compile`](Self::compile), with the Rust message types made by
+    /// prost-build's `config`: derives and attributes, `extern_path`,
+    /// `bytes` fields, as with tonic-prost-build's `compile_with_config`.
+    ///
+    /// The generator sets two things on it, as [`generate_with_config`]
+    /// says: its service generator (add another with
+    /// [`service_generator`](Self::service_generator)) and where the
+    /// well-known types come from.
+    ///
+    /// ```no_run
+    /// // build.rs
+    /// let mut config = wsgrpc_gen::Config::new();
+    /// config
+    ///     .type_attribute(".", "#[derive(Eq, Hash)]")
+    ///     .bytes(["."]);
+    /// wsgrpc_gen::configure().compile_with_config(config, &["proto/example.proto"], &["proto"])?;
+    /// # Ok::<(), wsgrpc_gen::Error>(())
+    /// ```
+    ///
+    /// [`generate_with_config`]: crate::generate_with_config
+    pub fn compile_with_config(
+        self,
+        config: Config,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), Error> {
         let set = parse(protos, includes, self.bundled_well_known_types)?;
         if std::env::var_os("CARGO").is_some() {
             for include in includes {
                 println!("cargo:rerun-if-changed={}", include.as_ref().display());
             }
         }
-        self.compile_fds(set)
+        self.compile_fds_with_config(config, set)
     }
 
     /// Generates from descriptors already parsed, for every file in the set
     /// (as prost-build does).
     pub fn compile_fds(self, set: FileDescriptorSet) -> Result<(), Error> {
+        self.compile_fds_with_config(Config::new(), set)
+    }
+
+    /// [`compile_fds`](Self::compile_fds), with the Rust message types made
+    /// by `config`, as [`compile_with_config`](Self::compile_with_config).
+    pub fn compile_fds_with_config(
+        self,
+        config: Config,
+        set: FileDescriptorSet,
+    ) -> Result<(), Error> {
         if let Some(err) = self.invalid_option {
             return Err(err.into());
         }
         let rust_dir = match (self.out_dir, self.options.rust) {
             (Some(dir), true) => Some(dir),
-            (None, true) => Some(PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(
-                || {
-                    Error::Generate(
-                        "OUT_DIR is not set: call `out_dir` outside build scripts".into(),
-                    )
-                },
-            )?)),
+            (None, true) => Some(PathBuf::from(
+                std::env::var_os("OUT_DIR").ok_or(Error::OutDirNotSet)?,
+            )),
             (_, false) => None,
         };
         let to_generate: Vec<String> = set.file.iter().map(|file| file.name().to_owned()).collect();
-        let files = crate::generate(
+        let files = crate::generate_with_config(
+            config,
             &set.file,
             &to_generate,
             &self.options,
@@ -185,27 +223,9 @@ pub(crate) fn parse(
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true).include_source_info(true);
     for proto in protos {
-        compiler.open_file(proto).map_err(parse_error)?;
+        compiler.open_file(proto).map_err(ParseError::new)?;
     }
     Ok(compiler.file_descriptor_set())
-}
-
-/// `file:line:column: message`, as compilers write it.
-fn parse_error(err: protox::Error) -> Error {
-    use miette::Diagnostic;
-    let location = err
-        .labels()
-        .and_then(|mut labels| labels.next())
-        .and_then(|label| {
-            let contents = err.source_code()?.read_span(label.inner(), 0, 0).ok()?;
-            Some((contents.line() + 1, contents.column() + 1))
-        });
-    let message = match (err.file(), location) {
-        (Some(file), Some((line, column))) => format!("{file}:{line}:{column}: {err}"),
-        (Some(file), None) => format!("{file}: {err}"),
-        (None, _) => err.to_string(),
-    };
-    Error::Parse(message)
 }
 
 /// Writes `file` under `dir`, leaving it alone when unchanged so that its
@@ -215,11 +235,12 @@ fn write(dir: &Path, file: &GeneratedFile) -> Result<(), Error> {
     if std::fs::read_to_string(&path).is_ok_and(|old| old == file.content) {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    let written = match path.parent() {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
     }
-    std::fs::write(&path, &file.content)?;
-    Ok(())
+    .and_then(|()| std::fs::write(&path, &file.content));
+    written.map_err(|source| Error::Write { path, source })
 }
 
 #[cfg(test)]
@@ -237,6 +258,13 @@ mod tests {
         let err = parse(&["broken.proto"], &[dir.path()], true).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("broken.proto:4:1: "), "{message}");
+        let Error::Parse(err) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (err.file(), err.line(), err.column()),
+            (Some("broken.proto"), Some(4), Some(1))
+        );
     }
 
     #[test]
@@ -297,6 +325,133 @@ mod tests {
             .compile(&["svc.proto"], &[dir.path()])
             .unwrap_err();
         assert!(err.to_string().contains("not a file extension"), "{err}");
+    }
+
+    #[test]
+    fn a_prost_config_shapes_the_message_types_and_the_tables_stay() {
+        let dir = include_dir(&[
+            (
+                "shop.proto",
+                "syntax = \"proto3\"; package shop;\n\
+                 import \"money.proto\";\n\
+                 import \"google/protobuf/timestamp.proto\";\n\
+                 message Order { bytes receipt = 1; money.Money total = 2; google.protobuf.Timestamp at = 3; }\n\
+                 service Shop { rpc Get(Order) returns (Order); }\n",
+            ),
+            (
+                "money.proto",
+                "syntax = \"proto3\"; package money; message Money { int64 cents = 1; }\n",
+            ),
+        ]);
+        let out = tempfile::tempdir().unwrap();
+        let mut config = Config::new();
+        config
+            .type_attribute(".shop.Order", "#[derive(Eq, Hash)]")
+            .bytes([".shop"])
+            .extern_path(".money", "::money_crate");
+        configure()
+            .out_dir(out.path())
+            .compile_with_config(config, &["shop.proto"], &[dir.path()])
+            .unwrap();
+        let rust = std::fs::read_to_string(out.path().join("shop.rs")).unwrap();
+        for expected in [
+            "#[derive(Eq, Hash)]",
+            "pub receipt: ::prost::bytes::Bytes,",
+            "pub total: ::core::option::Option<::money_crate::Money>,",
+            "pub at: ::core::option::Option<::wsgrpc_runtime::codegen::prost_types::Timestamp>,",
+            "pub mod shop_bridge {",
+        ] {
+            assert!(rust.contains(expected), "{expected} in:\n{rust}");
+        }
+        assert!(
+            !std::fs::exists(out.path().join("money.rs")).unwrap(),
+            "an extern path gets no file"
+        );
+    }
+
+    #[test]
+    fn the_well_known_types_need_no_prost_types_of_the_users() {
+        let dir = include_dir(&[(
+            "t.proto",
+            "syntax = \"proto3\"; package t;\n\
+             import \"google/protobuf/duration.proto\";\n\
+             import \"google/protobuf/struct.proto\";\n\
+             message M { google.protobuf.Duration ttl = 1; repeated google.protobuf.Value values = 2; }\n",
+        )]);
+        let out = tempfile::tempdir().unwrap();
+        configure()
+            .out_dir(out.path())
+            .compile(&["t.proto"], &[dir.path()])
+            .unwrap();
+        let rust = std::fs::read_to_string(out.path().join("t.rs")).unwrap();
+        assert!(
+            rust.contains("::wsgrpc_runtime::codegen::prost_types::Duration"),
+            "{rust}"
+        );
+        assert!(
+            rust.contains("::wsgrpc_runtime::codegen::prost_types::Value"),
+            "{rust}"
+        );
+        let outside_the_runtime = rust.replace(crate::rust::PROST_TYPES_PATH, "");
+        assert!(!outside_the_runtime.contains("prost_types"), "{rust}");
+    }
+
+    #[test]
+    fn prost_refusing_its_config_is_an_error_with_its_reason() {
+        let dir = include_dir(&[("a.proto", "syntax = \"proto3\"; package a; message A {}\n")]);
+        let out = tempfile::tempdir().unwrap();
+        let mut config = Config::new();
+        config
+            .extern_path(".other", "::one")
+            .extern_path(".other", "::two");
+        let err = configure()
+            .out_dir(out.path())
+            .compile_with_config(config, &["a.proto"], &[dir.path()])
+            .unwrap_err();
+        let Error::Prost(reason) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            reason
+                .to_string()
+                .contains("duplicate extern Protobuf path"),
+            "{reason}"
+        );
+        assert!(
+            crate::error::report(&err).ends_with(&format!(": {reason}")),
+            "the reason is the source"
+        );
+    }
+
+    #[test]
+    fn the_rust_needs_an_out_dir_outside_build_scripts() {
+        assert!(
+            std::env::var_os("OUT_DIR").is_none(),
+            "cargo sets OUT_DIR only for crates with a build script"
+        );
+        let err = configure()
+            .compile_fds(FileDescriptorSet::default())
+            .unwrap_err();
+        assert!(matches!(err, Error::OutDirNotSet), "{err:?}");
+        configure()
+            .rust(false)
+            .compile_fds(FileDescriptorSet::default())
+            .unwrap();
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_written_names_its_path() {
+        let dir = include_dir(&[("a.proto", "syntax = \"proto3\"; package a; message A {}\n")]);
+        // A file where the output directory should be.
+        let out = dir.path().join("a.proto");
+        let err = configure()
+            .out_dir(&out)
+            .compile(&["a.proto"], &[dir.path()])
+            .unwrap_err();
+        let Error::Write { path, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*path, out.join("a.rs"));
     }
 
     #[test]

@@ -12,15 +12,26 @@ use prost_types::{
 };
 
 /// How many messages flow each way in a call.
+///
+/// The runtime has its own `wsgrpc_runtime::MethodKind`, which the
+/// generated tables name by [`name`](Self::name): this crate runs in build
+/// scripts and must not pull in the runtime's tokio, axum and tonic. A test
+/// holds the two to the same variants for the same streaming flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MethodKind {
+    /// One request, one response.
     Unary,
+    /// One request, a stream of responses.
     ServerStreaming,
+    /// A stream of requests, one response.
     ClientStreaming,
+    /// A stream of requests and a stream of responses.
     BidiStreaming,
 }
 
 impl MethodKind {
+    /// The kind of a method whose client and server do or do not stream,
+    /// as its descriptor's `client_streaming` and `server_streaming` say.
     pub const fn from_streaming(client_streaming: bool, server_streaming: bool) -> Self {
         match (client_streaming, server_streaming) {
             (false, false) => Self::Unary,
@@ -28,6 +39,16 @@ impl MethodKind {
             (true, false) => Self::ClientStreaming,
             (true, true) => Self::BidiStreaming,
         }
+    }
+
+    /// Whether the client may send more than one request message.
+    pub const fn client_streams(self) -> bool {
+        matches!(self, Self::ClientStreaming | Self::BidiStreaming)
+    }
+
+    /// Whether the server may answer with more than one response message.
+    pub const fn server_streams(self) -> bool {
+        matches!(self, Self::ServerStreaming | Self::BidiStreaming)
     }
 
     /// The variant's name, as in `wsgrpc_runtime::MethodKind`.
@@ -43,6 +64,7 @@ impl MethodKind {
 
 /// One .proto file to generate code for.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct File {
     /// The path protoc knows it by: `example/v1/example.proto`.
     pub name: String,
@@ -54,80 +76,123 @@ pub struct File {
     pub messages: Vec<Message>,
     /// Every enum, nested ones included, in declaration order.
     pub enums: Vec<Enum>,
+    /// The services, in declaration order.
     pub services: Vec<Service>,
+    /// Which rules its fields follow.
     pub syntax: Syntax,
 }
 
+/// The `syntax` a file declares; editions are not supported yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Syntax {
+    /// `syntax = "proto2"`, or none.
     Proto2,
+    /// `syntax = "proto3"`.
     Proto3,
 }
 
+/// A message, nested or not.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Message {
     /// `example.v1.Outer.Inner`, without the leading dot.
     pub full_name: String,
     /// The names from the file's package down: `["Outer", "Inner"]`.
     pub path: Vec<String>,
+    /// The fields, in declaration order.
     pub fields: Vec<Field>,
     /// Real oneofs only; a proto3 `optional` field's synthetic oneof is not one.
     pub oneofs: Vec<Oneof>,
+    /// The message's comments.
     pub comments: Comments,
     /// A synthetic `map<K, V>` entry; its map field stands for it.
     pub is_map_entry: bool,
 }
 
+/// A oneof: at most one of its fields is set.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Oneof {
+    /// Its name in the .proto.
     pub name: String,
+    /// Its comments.
     pub comments: Comments,
 }
 
+/// A field of a message.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Field {
+    /// Its name in the .proto: `snake_case`.
     pub name: String,
     /// lowerCamelCase, as proto3 JSON writes it.
     pub json_name: String,
+    /// Its field number.
     pub number: i32,
+    /// How many values it holds, and whether presence is tracked.
     pub cardinality: Cardinality,
+    /// The type of its values (of a map's, its key and value types are in
+    /// [`Cardinality::Map`]).
     pub field_type: FieldType,
     /// Index into the message's [`Message::oneofs`].
     pub oneof: Option<usize>,
+    /// Its comments.
     pub comments: Comments,
 }
 
+/// How many values a field holds, and whether its presence is tracked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cardinality {
     /// Proto3 implicit presence: the default value is omitted on the wire.
     Singular,
     /// Explicit presence: proto3 `optional`, proto2 `optional`, message fields.
     Optional,
+    /// Proto2 `required`.
     Required,
+    /// `repeated`: a list.
     Repeated,
     /// `map<key, value>`.
     Map {
+        /// The type of the keys.
         key: FieldType,
+        /// The type of the values.
         value: FieldType,
     },
 }
 
+/// The type of a field's values, as the .proto names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldType {
+    /// `double`.
     Double,
+    /// `float`.
     Float,
+    /// `int32`.
     Int32,
+    /// `int64`.
     Int64,
+    /// `uint32`.
     Uint32,
+    /// `uint64`.
     Uint64,
+    /// `sint32`.
     Sint32,
+    /// `sint64`.
     Sint64,
+    /// `fixed32`.
     Fixed32,
+    /// `fixed64`.
     Fixed64,
+    /// `sfixed32`.
     Sfixed32,
+    /// `sfixed64`.
     Sfixed64,
+    /// `bool`.
     Bool,
+    /// `string`.
     String,
+    /// `bytes`.
     Bytes,
     /// A message, by full name without the leading dot.
     Message(String),
@@ -138,46 +203,71 @@ pub enum FieldType {
     Group(String),
 }
 
+/// An enum, nested or not.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Enum {
+    /// `example.v1.Outer.Mode`, without the leading dot.
     pub full_name: String,
+    /// The names from the file's package down: `["Outer", "Mode"]`.
     pub path: Vec<String>,
+    /// The values, in declaration order.
     pub values: Vec<EnumValue>,
+    /// The enum's comments.
     pub comments: Comments,
 }
 
+/// A value of an enum.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EnumValue {
+    /// Its name in the .proto: `MODE_ON`.
     pub name: String,
+    /// Its number.
     pub number: i32,
+    /// Its comments.
     pub comments: Comments,
 }
 
+/// A service.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Service {
     /// `ExampleService`.
     pub name: String,
     /// `example.ExampleService`.
     pub full_name: String,
+    /// The methods, in declaration order.
     pub methods: Vec<Method>,
+    /// The service's comments.
     pub comments: Comments,
 }
 
+/// A method of a service.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Method {
     /// `SayHello`.
     pub name: String,
+    /// Whether requests, responses or both stream.
     pub kind: MethodKind,
     /// The request type's full name, without the leading dot.
     pub input_type: String,
+    /// The response type's full name, without the leading dot.
     pub output_type: String,
+    /// The method's comments.
     pub comments: Comments,
 }
 
 /// The comments a declaration carries in its .proto file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Comments {
+    /// The comment block just above it, if any, as protoc gives it: its
+    /// lines end in `\n`, `//` removed but not the space after it.
     pub leading: Vec<String>,
+    /// The comment after it on the same line or the next, if any, as
+    /// protoc gives it.
     pub trailing: Vec<String>,
 }
 
@@ -200,6 +290,7 @@ impl Comments {
         lines
     }
 
+    /// Whether there are no comments at all.
     pub fn is_empty(&self) -> bool {
         self.leading.is_empty() && self.trailing.is_empty()
     }
@@ -207,11 +298,35 @@ impl Comments {
 
 /// Something in the descriptors that the model cannot represent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelError(pub String);
+#[non_exhaustive]
+pub enum ModelError {
+    /// A file's `syntax` is neither `proto2` nor `proto3` (an edition, say).
+    UnsupportedSyntax {
+        /// The file.
+        file: String,
+        /// What it declares.
+        syntax: String,
+    },
+    /// A map field whose entry message lacks its key or its value field.
+    MalformedMapEntry {
+        /// The file.
+        file: String,
+        /// The full name of the message holding the map field.
+        message: String,
+    },
+}
 
 impl std::fmt::Display for ModelError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::UnsupportedSyntax { file, syntax } => write!(
+                f,
+                "{file}: syntax `{syntax}` is not supported (proto2 and proto3 are)"
+            ),
+            Self::MalformedMapEntry { file, message } => {
+                write!(f, "{file}: malformed map entry in `{message}`")
+            }
+        }
     }
 }
 
@@ -251,6 +366,8 @@ impl<'a> CommentIndex<'a> {
 }
 
 impl File {
+    /// The model of one file; the files it imports are modelled on their
+    /// own.
     pub fn from_descriptor(file: &FileDescriptorProto) -> Result<Self, ModelError> {
         let name = file.name().to_owned();
         let package = file.package().to_owned();
@@ -258,9 +375,10 @@ impl File {
             "" | "proto2" => Syntax::Proto2,
             "proto3" => Syntax::Proto3,
             other => {
-                return Err(ModelError(format!(
-                    "{name}: syntax `{other}` is not supported (proto2 and proto3 are)"
-                )));
+                return Err(ModelError::UnsupportedSyntax {
+                    file: name,
+                    syntax: other.to_owned(),
+                });
             }
         };
         let comments = CommentIndex::new(file.source_code_info.as_ref());
@@ -384,10 +502,10 @@ impl File {
             match (key.map(self::field_type), value.map(self::field_type)) {
                 (Some(key), Some(value)) => Cardinality::Map { key, value },
                 _ => {
-                    return Err(ModelError(format!(
-                        "{}: malformed map entry in `{message_name}`",
-                        self.name
-                    )));
+                    return Err(ModelError::MalformedMapEntry {
+                        file: self.name.clone(),
+                        message: message_name.to_owned(),
+                    });
                 }
             }
         } else {
@@ -596,5 +714,65 @@ mod tests {
         assert_eq!(field("blobs").cardinality, Cardinality::Repeated);
         assert_eq!(field("plain_name").json_name, "plainName");
         assert_eq!(field("plain_name").cardinality, Cardinality::Singular);
+    }
+
+    #[test]
+    fn a_methods_kind_is_where_its_declaration_puts_stream() {
+        let file = File::from_descriptor(&compile(
+            r#"
+            syntax = "proto3";
+            service S {
+              rpc Unary(M) returns (M);
+              rpc Server(M) returns (stream M);
+              rpc Client(stream M) returns (M);
+              rpc Bidi(stream M) returns (stream M);
+            }
+            message M {}
+            "#,
+        ))
+        .unwrap();
+        let kinds: Vec<(&str, MethodKind, bool, bool)> = file.services[0]
+            .methods
+            .iter()
+            .map(|method| {
+                let kind = method.kind;
+                (
+                    method.name.as_str(),
+                    kind,
+                    kind.client_streams(),
+                    kind.server_streams(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Unary", MethodKind::Unary, false, false),
+                ("Server", MethodKind::ServerStreaming, false, true),
+                ("Client", MethodKind::ClientStreaming, true, false),
+                ("Bidi", MethodKind::BidiStreaming, true, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_syntax_other_than_proto2_or_proto3_is_an_error_naming_it() {
+        let descriptor = FileDescriptorProto {
+            name: Some("e.proto".into()),
+            syntax: Some("editions".into()),
+            ..FileDescriptorProto::default()
+        };
+        let err = File::from_descriptor(&descriptor).unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::UnsupportedSyntax {
+                file: "e.proto".into(),
+                syntax: "editions".into(),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "e.proto: syntax `editions` is not supported (proto2 and proto3 are)"
+        );
     }
 }

@@ -31,6 +31,7 @@ use std::str::FromStr;
 /// # Ok::<(), wsgrpc_gen::OptionsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Options {
     /// `{package}.rs` files: the message types, and the bridge's tables.
     pub rust: bool,
@@ -42,8 +43,11 @@ pub struct Options {
 
 /// The one language of a generated file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Language {
+    /// A `{package}.rs` file.
     Rust,
+    /// A `{name}_wsgrpc.ts` file, or `wsgrpc_runtime.ts`.
     TypeScript,
 }
 
@@ -76,17 +80,11 @@ impl Options {
             bare if bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') => {
                 format!(".{bare}")
             }
-            _ => {
-                return Err(OptionsError(format!(
-                    "import_extension `{extension}` is not a file extension (such as .js, or none)"
-                )));
-            }
+            _ => return Err(OptionsError::InvalidImportExtension(extension.to_owned())),
         };
         Ok(())
     }
 
-    /// These options with only `language`'s output turned on: what a file
-    /// in that language was generated with.
     /// The npm package the TypeScript imports the transport from, where it
     /// is not the copy written beside the generated files.
     pub fn runtime_package(&self) -> Option<&str> {
@@ -107,15 +105,13 @@ impl Options {
             {
                 Some(name.to_owned())
             }
-            Some(name) => {
-                return Err(OptionsError(format!(
-                    "runtime_package `{name}` is not an npm package name (such as @wsgrpc/runtime)"
-                )));
-            }
+            Some(name) => return Err(OptionsError::InvalidRuntimePackage(name.to_owned())),
         };
         Ok(())
     }
 
+    /// These options with only `language`'s output turned on: what a file
+    /// in that language was generated with.
     pub fn only(&self, language: Language) -> Self {
         Self {
             rust: language == Language::Rust,
@@ -126,7 +122,8 @@ impl Options {
 
     /// Whether a file gets code of its own: every file but the well-known
     /// types (`google/protobuf/*.proto`), which come from `prost-types` in
-    /// Rust and are written inline or come from `wsgrpc_runtime.ts` in
+    /// Rust (through the runtime's `wsgrpc_runtime::codegen::prost_types`)
+    /// and are written inline or come from `wsgrpc_runtime.ts` in
     /// TypeScript.
     pub fn generates(&self, proto_file: &str) -> bool {
         !crate::model::is_well_known_file(proto_file)
@@ -152,12 +149,7 @@ impl FromStr for Options {
                 None if item == "typescript" => options.typescript = true,
                 Some(("import_extension", value)) => options.set_import_extension(value)?,
                 Some(("runtime_package", value)) => options.set_runtime_package(Some(value))?,
-                _ => {
-                    return Err(OptionsError(format!(
-                        "unknown parameter `{item}` (known: rust, typescript, import_extension=EXT, \
-                         runtime_package=NAME)"
-                    )));
-                }
+                _ => return Err(OptionsError::UnknownParameter(item.to_owned())),
             }
         }
         if !options.rust && !options.typescript {
@@ -191,11 +183,34 @@ impl fmt::Display for Options {
 
 /// A parameter or option value the generator does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptionsError(String);
+#[non_exhaustive]
+pub enum OptionsError {
+    /// An item of the plugin's parameter that is neither a known flag nor
+    /// a known `key=value`.
+    UnknownParameter(String),
+    /// An `import_extension` that is not a file extension.
+    InvalidImportExtension(String),
+    /// A `runtime_package` that is not an npm package name.
+    InvalidRuntimePackage(String),
+}
 
 impl fmt::Display for OptionsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::UnknownParameter(item) => write!(
+                f,
+                "unknown parameter `{item}` (known: rust, typescript, import_extension=EXT, \
+                 runtime_package=NAME)"
+            ),
+            Self::InvalidImportExtension(extension) => write!(
+                f,
+                "import_extension `{extension}` is not a file extension (such as .js, or none)"
+            ),
+            Self::InvalidRuntimePackage(name) => write!(
+                f,
+                "runtime_package `{name}` is not an npm package name (such as @wsgrpc/runtime)"
+            ),
+        }
     }
 }
 
@@ -229,6 +244,7 @@ mod tests {
         );
         assert_eq!(parse(&options.to_string()), options);
         let err = "runtime_package=../evil\"".parse::<Options>().unwrap_err();
+        assert_eq!(err, OptionsError::InvalidRuntimePackage("../evil\"".into()));
         assert!(err.to_string().contains("not an npm package name"), "{err}");
         assert_eq!(parse("typescript").runtime_package(), None);
     }
@@ -251,6 +267,10 @@ mod tests {
         let err = Options::default()
             .set_import_extension("js\"; evil")
             .unwrap_err();
+        assert_eq!(
+            err,
+            OptionsError::InvalidImportExtension("js\"; evil".into())
+        );
         assert!(err.to_string().contains("not a file extension"), "{err}");
     }
 
@@ -277,6 +297,7 @@ mod tests {
     #[test]
     fn an_unknown_parameter_is_an_error() {
         let err = "rust,colour=blue".parse::<Options>().unwrap_err();
+        assert_eq!(err, OptionsError::UnknownParameter("colour=blue".into()));
         assert!(err.to_string().contains("unknown parameter `colour=blue`"));
     }
 

@@ -9,6 +9,7 @@ use prost_types::compiler::code_generator_response::{Feature, File};
 use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
 
 use crate::Options;
+use crate::error::report;
 
 /// Runs the plugin on an encoded request. Every failure is reported in the
 /// response's `error`, as protoc expects, never by panicking.
@@ -42,14 +43,15 @@ fn run(request: &[u8]) -> Result<Vec<File>, String> {
     let options: Options = request
         .parameter()
         .parse()
-        .map_err(|err| format!("protoc-gen-wsgrpc: {err}"))?;
+        .map_err(|err| format!("protoc-gen-wsgrpc: {}", report(&err)))?;
     let generated = crate::generate(
         &request.proto_file,
         &request.file_to_generate,
         &options,
         None,
     )
-    .map_err(|err| format!("protoc-gen-wsgrpc: {err}"))?;
+    // protoc shows one line: the error, and what failed under it.
+    .map_err(|err| format!("protoc-gen-wsgrpc: {}", report(&err)))?;
     Ok(generated
         .into_iter()
         .map(|file| File {

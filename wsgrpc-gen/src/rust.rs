@@ -5,6 +5,11 @@
 //! The tables are rendered from the model, like the TypeScript, and placed
 //! through prost's service hook, so that each lands in prost's file next
 //! to any other generator's output (tonic's server).
+//!
+//! The message types are prost-build's, from the user's `Config` if any;
+//! the well-known types among them come through the runtime
+//! ([`PROST_TYPES_PATH`]), so the generated code needs only the crates the
+//! README names.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -12,7 +17,7 @@ use std::fmt::Write as _;
 use heck::{ToShoutySnakeCase, ToSnakeCase};
 use proc_macro2::TokenStream;
 use prost::Message as _;
-use prost_build::{Module, ServiceGenerator};
+use prost_build::{Config, Module, ServiceGenerator};
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::{format_ident, quote};
 
@@ -20,8 +25,15 @@ use crate::model::{self, MethodKind};
 use crate::names::unique_name;
 use crate::{Error, GeneratedFile, Language, Options};
 
-/// Renders one `{package}.rs` per package of `to_generate`.
+/// Where the generated code finds the well-known types: `prost-types`,
+/// as the runtime re-exports it, so that a user needs no `prost-types` of
+/// their own (and cannot end up with another version of it).
+pub(crate) const PROST_TYPES_PATH: &str = "::wsgrpc_runtime::codegen::prost_types";
+
+/// Renders one `{package}.rs` per package of `to_generate`, the message
+/// types as `config` has prost-build make them.
 pub(crate) fn render(
+    config: Config,
     descriptors: &[FileDescriptorProto],
     model: &[model::File],
     to_generate: &[&str],
@@ -41,7 +53,7 @@ pub(crate) fn render(
         modules: bridge_modules(model, to_generate)?,
         other: other_services,
     };
-    let mut messages = prost_modules(descriptors, &files, generator)?;
+    let mut messages = prost_modules(config, descriptors, &files, generator)?;
 
     let mut out = Vec::new();
     let mut modules: Vec<Module> = messages.keys().cloned().collect();
@@ -77,12 +89,14 @@ pub(crate) fn render(
 /// prost's output, with the bridge modules in it, for the packages of
 /// `files`.
 fn prost_modules(
+    mut config: Config,
     descriptors: &[FileDescriptorProto],
     files: &[&FileDescriptorProto],
     generator: BridgeGenerator,
 ) -> Result<HashMap<Module, String>, Error> {
-    let mut config = prost_build::Config::new();
-    config.service_generator(Box::new(generator));
+    config
+        .service_generator(Box::new(generator))
+        .prost_types_path(PROST_TYPES_PATH);
     // prost needs every descriptor to decide what its types can derive;
     // only the packages asked for are kept.
     let requests = descriptors
@@ -98,9 +112,7 @@ fn prost_modules(
         .iter()
         .map(|file| Module::from_protobuf_package_name(file.package()))
         .collect();
-    let mut modules = config
-        .generate(requests)
-        .map_err(|err| Error::Generate(format!("prost-build: {err}")))?;
+    let mut modules = config.generate(requests).map_err(Error::Prost)?;
     modules.retain(|module, _| wanted.contains(module));
     Ok(modules)
 }
@@ -155,12 +167,11 @@ fn bridge_modules(
         .flat_map(|file| &file.services);
     let mut modules = HashMap::new();
     for service in services {
-        let file = syn::parse2::<syn::File>(bridge_module(service)).map_err(|err| {
-            Error::Generate(format!(
-                "the bridge module of `{}`: {err}",
-                service.full_name
-            ))
-        })?;
+        let file =
+            syn::parse2::<syn::File>(bridge_module(service)).map_err(|err| Error::Render {
+                output: format!("the bridge module of `{}`", service.full_name),
+                source: err.into(),
+            })?;
         modules.insert(service.full_name.clone(), prettyplease::unparse(&file));
     }
     Ok(modules)
@@ -409,6 +420,65 @@ mod tests {
             entry.contains(r#"descriptors.method("Self",MethodKind::BidiStreaming,"a.b.Self","google.protobuf.Empty",)"#),
             "{code}"
         );
+    }
+
+    /// The runtime's name for each of its kinds. The match is exhaustive
+    /// and names the variants as generated code does: a variant the runtime
+    /// adds, renames or removes fails this test's build.
+    fn runtime_variant(kind: wsgrpc_runtime::codegen::MethodKind) -> &'static str {
+        use wsgrpc_runtime::codegen::MethodKind as Runtime;
+        match kind {
+            Runtime::Unary => "Unary",
+            Runtime::ServerStreaming => "ServerStreaming",
+            Runtime::ClientStreaming => "ClientStreaming",
+            Runtime::BidiStreaming => "BidiStreaming",
+        }
+    }
+
+    #[test]
+    fn each_kind_is_generated_as_the_runtimes_kind_of_the_same_streaming_flags() {
+        for (client_streaming, server_streaming) in
+            [(false, false), (false, true), (true, false), (true, true)]
+        {
+            let kind = MethodKind::from_streaming(client_streaming, server_streaming);
+            let service = model::Service {
+                name: "S".into(),
+                full_name: "p.S".into(),
+                methods: vec![model::Method {
+                    name: "Call".into(),
+                    kind,
+                    input_type: "p.M".into(),
+                    output_type: "p.M".into(),
+                    comments: model::Comments::default(),
+                }],
+                comments: model::Comments::default(),
+            };
+            let code = prettyplease::unparse(&syn::parse2(bridge_module(&service)).unwrap());
+            let runtime = wsgrpc_runtime::codegen::MethodKind::from_streaming(
+                client_streaming,
+                server_streaming,
+            );
+            let flags =
+                format!("client_streaming {client_streaming}, server_streaming {server_streaming}");
+            assert!(
+                code.contains("use wsgrpc_runtime::codegen::*;"),
+                "the tables name the runtime's kind: {code}"
+            );
+            assert!(
+                code.contains(&format!("MethodKind::{},", runtime_variant(runtime))),
+                "{flags}: {code}"
+            );
+            assert_eq!(
+                (kind.client_streams(), kind.server_streams()),
+                (runtime.client_streams(), runtime.server_streams()),
+                "{flags}"
+            );
+            assert_eq!(
+                (kind.client_streams(), kind.server_streams()),
+                (client_streaming, server_streaming),
+                "{flags}"
+            );
+        }
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub fn proto_to_json(
 /// Writes protobuf-encoded messages of one type as proto3 JSON.
 ///
 /// It writes straight from the protobuf bytes where it can (see
-/// [`direct`]), and decodes into a [`DynamicMessage`] where it cannot; the
+/// `direct`), and decodes into a [`DynamicMessage`] where it cannot; the
 /// JSON is the same either way.
 #[derive(Clone)]
 pub struct JsonWriter {

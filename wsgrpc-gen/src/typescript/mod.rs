@@ -76,20 +76,19 @@ pub(crate) fn render(
     let mut tera = tera::Tera::default();
     tera.autoescape_on(Vec::new());
     tera.add_raw_template("file_wsgrpc.ts", FILE_TEMPLATE)
-        .map_err(|err| Error::Generate(format!("the TypeScript template: {err:?}")))?;
+        .map_err(|err| render_error("the TypeScript template", err))?;
 
     let mut out = Vec::new();
     for &name in to_generate {
-        let file = files
-            .iter()
-            .find(|file| file.name == name)
-            .ok_or_else(|| Error::Generate(format!("no descriptor for `{name}`")))?;
+        let file = files.iter().find(|file| file.name == name).ok_or_else(|| {
+            Error::MissingDescriptor {
+                file: name.to_owned(),
+            }
+        })?;
         let view = FileView::new(file, &symbols, options, &parameter)?;
-        let context = tera::Context::from_serialize(&view)
-            .map_err(|err| Error::Generate(format!("{name}: {err}")))?;
-        let content = tera
-            .render("file_wsgrpc.ts", &context)
-            .map_err(|err| Error::Generate(format!("{name}: rendering TypeScript: {err:?}")))?;
+        let content = tera::Context::from_serialize(&view)
+            .and_then(|context| tera.render("file_wsgrpc.ts", &context))
+            .map_err(|err| render_error(&format!("the TypeScript of {name}"), err))?;
         out.push(GeneratedFile {
             name: output_name(name),
             content,
@@ -108,6 +107,15 @@ pub(crate) fn render(
         language: Language::TypeScript,
     });
     Ok(out)
+}
+
+/// The template failed on a view the generator made: a bug, never the
+/// input's fault.
+fn render_error(output: &str, err: tera::Error) -> Error {
+    Error::Render {
+        output: output.to_owned(),
+        source: err.into(),
+    }
 }
 
 /// `dir/name.proto` → `dir/name_wsgrpc.ts`.

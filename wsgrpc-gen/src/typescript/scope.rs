@@ -63,12 +63,13 @@ impl<'s, 'a> Scope<'s, 'a> {
             self.uses_runtime |= ts.contains("wsgrpc.");
             return Ok(ts.to_owned());
         }
-        let symbol = self.symbols.get(full_name).ok_or_else(|| {
-            Error::Generate(format!(
-                "{}: type `{full_name}` is not declared in any file given",
-                self.file.name
-            ))
-        })?;
+        let symbol = self
+            .symbols
+            .get(full_name)
+            .ok_or_else(|| Error::UnknownType {
+                file: self.file.name.clone(),
+                type_name: full_name.to_owned(),
+            })?;
         if std::ptr::eq(symbol.file, self.file) {
             return Ok(symbol.name.clone());
         }

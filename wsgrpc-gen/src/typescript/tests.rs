@@ -308,6 +308,10 @@ fn refuses_groups_which_the_rust_output_carries() {
     let rust = crate::generate(&set.file, &to_generate, &"rust".parse().unwrap(), None).unwrap();
     assert_eq!(rust[0].name, "g.rs");
     let err = crate::generate(&set.file, &to_generate, &Options::default(), None).unwrap_err();
+    let Error::GroupInTypeScript { file, group } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((file.as_str(), group.as_str()), ("g.proto", "g.M.Point"));
     assert_eq!(
         err.to_string(),
         "g.proto: `g.M.Point` is a group, which the TypeScript output does not support"

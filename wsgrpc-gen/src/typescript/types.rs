@@ -48,10 +48,10 @@ impl Scope<'_, '_> {
             FieldType::Bool => "boolean".to_owned(),
             FieldType::Message(name) | FieldType::Enum(name) => self.reference(name)?,
             FieldType::Group(name) => {
-                return Err(Error::Generate(format!(
-                    "{}: `{name}` is a group, which the TypeScript output does not support",
-                    self.file_name()
-                )));
+                return Err(Error::GroupInTypeScript {
+                    file: self.file_name().to_owned(),
+                    group: name.clone(),
+                });
             }
         })
     }

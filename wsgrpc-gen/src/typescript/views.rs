@@ -173,13 +173,13 @@ fn method_view(
 ) -> Result<MethodView, Error> {
     let input_type = scope.reference(&method.input_type)?;
     let output_type = scope.reference(&method.output_type)?;
-    let (kind, transport_fn, streams_requests, streams_responses) = match method.kind {
-        MethodKind::Unary => ("unary", "unary", false, false),
-        MethodKind::ServerStreaming => ("serverStreaming", "serverStream", false, true),
-        MethodKind::ClientStreaming => ("clientStreaming", "clientStream", true, false),
-        MethodKind::BidiStreaming => ("bidiStreaming", "bidiStream", true, true),
+    let (kind, transport_fn) = match method.kind {
+        MethodKind::Unary => ("unary", "unary"),
+        MethodKind::ServerStreaming => ("serverStreaming", "serverStream"),
+        MethodKind::ClientStreaming => ("clientStreaming", "clientStream"),
+        MethodKind::BidiStreaming => ("bidiStreaming", "bidiStream"),
     };
-    let (parameter, argument) = if streams_requests {
+    let (parameter, argument) = if method.kind.client_streams() {
         (
             format!("requests: wsgrpc.StreamInput<{input_type}>"),
             "requests",
@@ -187,7 +187,7 @@ fn method_view(
     } else {
         (format!("request: {input_type}"), "request")
     };
-    let return_type = if streams_responses {
+    let return_type = if method.kind.server_streams() {
         format!("AsyncIterable<{output_type}>")
     } else {
         format!("Promise<{output_type}>")
