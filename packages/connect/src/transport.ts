@@ -1,0 +1,450 @@
+// A connect-es Transport whose calls go over the socket of a
+// WebSocketGRPCClient from @wsgrpc/runtime: one socket for every call,
+// protocol v2 with its flow control, reconnection, the bridge's limits.
+// This file turns connect-es's calls into the runtime's and back; the
+// runtime does everything on the wire.
+
+import {
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  type JsonReadOptions,
+  type JsonValue,
+  type JsonWriteOptions,
+  type MessageInitShape,
+  type MessageShape,
+  fromJson,
+  toJson,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type Transport,
+  type UnaryRequest,
+  type UnaryResponse,
+  createContextValues,
+} from "@connectrpc/connect";
+import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import {
+  type CallOptions,
+  type ClientOptions,
+  type ConnectionState,
+  type Metadata,
+  type Transport as RuntimeTransport,
+  WebSocketGRPCClient,
+} from "@wsgrpc/runtime";
+
+import { toConnectError } from "./errors.js";
+
+/** What every transport takes, whichever socket it uses. */
+export interface CommonTransportOptions {
+  /**
+   * Interceptors for every call, run as connect-es's own transports run
+   * them: the last of the array is closest to the wire.
+   */
+  interceptors?: Interceptor[];
+  /**
+   * How messages are written to and read from proto3 JSON, the bridge's
+   * only format. Give a `registry` with the types of every `Any` the
+   * messages may carry. Unknown fields in responses are ignored unless
+   * `ignoreUnknownFields: false`, as in connect-es.
+   */
+  jsonOptions?: Partial<JsonReadOptions & JsonWriteOptions>;
+  /** The deadline of a call that gives none; default none. */
+  defaultTimeoutMs?: number;
+}
+
+/** A transport with a socket of its own. */
+export interface UrlTransportOptions extends CommonTransportOptions, ClientOptions {
+  /**
+   * The bridge's socket: `wss://app.example.com/ws`. A token goes where the
+   * bridge's authenticator reads it (a query parameter, a cookie).
+   */
+  url: string;
+}
+
+/**
+ * A connection to a bridge, as the transport uses it: a
+ * `WebSocketGRPCClient`, the package's or the copy that protoc-gen-wsgrpc
+ * writes beside generated code (`wsgrpc_runtime.ts`).
+ */
+export interface BridgeConnection extends RuntimeTransport {
+  readonly url: string;
+  readonly state: ConnectionState;
+  onStateChange(listener: (state: ConnectionState) => void): () => void;
+  connect(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * A transport on a connection that exists already: the calls of wsgrpc's
+ * generated clients and those of connect-es share its socket.
+ */
+export interface ClientTransportOptions extends CommonTransportOptions {
+  client: BridgeConnection;
+}
+
+export type WebSocketTransportOptions = UrlTransportOptions | ClientTransportOptions;
+
+/** A connect-es Transport over a wsgrpc bridge's WebSocket. */
+export interface WebSocketTransport extends Transport {
+  /**
+   * The connection the calls share: its `state`, `onStateChange`,
+   * `connect()` and `close()`.
+   */
+  readonly client: BridgeConnection;
+}
+
+/**
+ * A Transport for `createClient(Service, transport)` (and connect-query)
+ * that calls through a wsgrpc bridge over one WebSocket: unary, server,
+ * client and bidirectional streaming.
+ *
+ * ```ts
+ * const transport = createWebSocketTransport({ url: "wss://app.example.com/ws" });
+ * const client = createClient(ExampleService, transport);
+ * const { message } = await client.sayHello({ name: "Ada" });
+ * ```
+ */
+export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
+  const client = "client" in options ? options.client : new WebSocketGRPCClient(options.url, clientOptions(options));
+  const baseUrl = client.url;
+  const interceptors = options.interceptors ?? [];
+  const jsonOptions: Partial<JsonReadOptions & JsonWriteOptions> = {
+    ignoreUnknownFields: true,
+    ...options.jsonOptions,
+  };
+  const defaultTimeoutMs = options.defaultTimeoutMs;
+
+  function deadlineOf(timeoutMs: number | undefined): number | undefined {
+    const ms = timeoutMs ?? defaultTimeoutMs;
+    return ms === undefined || ms <= 0 ? undefined : ms;
+  }
+
+  return {
+    client,
+
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const deadline = new Deadline(deadlineOf(timeoutMs));
+      return runUnaryCall<I, O>({
+        interceptors,
+        ...definedProps({ signal, timeoutMs: deadline.timeoutMs }),
+        req: {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: createMethodUrl(baseUrl, method),
+          header: new Headers(header),
+          contextValues: contextValues ?? createContextValues(),
+          message: input,
+        },
+        next: async (req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> => {
+          const response = new ResponseMetadata();
+          const payload = await client
+            .unary<JsonValue, JsonValue>(
+              pathOf(method),
+              write(method.input, req.message, jsonOptions),
+              response.callOptions(req, deadline),
+            )
+            .catch((error: unknown) => {
+              throw toConnectError(error);
+            });
+          return {
+            stream: false,
+            service: method.parent,
+            method,
+            header: response.header,
+            trailer: response.trailer,
+            message: parse(method.output, payload, jsonOptions),
+          };
+        },
+      });
+    },
+
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      const deadline = new Deadline(deadlineOf(timeoutMs));
+      return runStreamingCall<I, O>({
+        interceptors,
+        ...definedProps({ signal, timeoutMs: deadline.timeoutMs }),
+        req: {
+          stream: true,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: createMethodUrl(baseUrl, method),
+          header: new Headers(header),
+          contextValues: contextValues ?? createContextValues(),
+          message: input,
+        },
+        next: async (req: StreamRequest<I, O>): Promise<StreamResponse<I, O>> => {
+          const response = new ResponseMetadata();
+          const options = response.callOptions(req, deadline);
+          const path = pathOf(method);
+          let responses: AsyncIterator<JsonValue>;
+          switch (method.methodKind) {
+            case "server_streaming": {
+              const first = await firstOf(req.message);
+              responses = client
+                .serverStream<JsonValue, JsonValue>(path, write(method.input, first, jsonOptions), options)
+                [Symbol.asyncIterator]();
+              break;
+            }
+            case "client_streaming":
+              responses = single(
+                client.clientStream<JsonValue, JsonValue>(path, jsonMessages(method.input, req.message, jsonOptions), options),
+              );
+              break;
+            case "bidi_streaming":
+              responses = client
+                .bidiStream<JsonValue, JsonValue>(path, jsonMessages(method.input, req.message, jsonOptions), options)
+                [Symbol.asyncIterator]();
+              break;
+          }
+          // The call starts with the first read. As connect-es's transports
+          // do, this answers once the response headers are in (they come
+          // with the bridge's first frame for the call), so that an
+          // interceptor and `onHeader` see them; a call that fails before
+          // any frame arrives fails here.
+          const first = responses.next();
+          first.catch(() => {});
+          await Promise.race([response.headerArrived, first.then(noop, noop)]);
+          if (!response.hasHeader) {
+            await first.catch((error: unknown) => {
+              throw toConnectError(error);
+            });
+          }
+          return {
+            stream: true,
+            service: method.parent,
+            method,
+            header: response.header,
+            trailer: response.trailer,
+            message: parsedMessages(method.output, first, responses, jsonOptions),
+          };
+        },
+      });
+    },
+  };
+}
+
+/** The runtime's options of a transport with a socket of its own. */
+function clientOptions(options: UrlTransportOptions): ClientOptions {
+  const {
+    url: _url,
+    interceptors: _interceptors,
+    jsonOptions: _jsonOptions,
+    defaultTimeoutMs: _defaultTimeoutMs,
+    ...rest
+  } = options;
+  return rest;
+}
+
+/** `package.Service/Method`, as the bridge takes it. */
+function pathOf(method: DescMethodUnary | DescMethodStreaming): string {
+  return `${method.parent.typeName}/${method.name}`;
+}
+
+/** The properties of `value` that are not undefined, for options that take no `undefined`. */
+function definedProps<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  const result: { [K in keyof T]?: Exclude<T[K], undefined> } = {};
+  for (const key of Object.keys(value) as (keyof T)[]) {
+    if (value[key] !== undefined) {
+      result[key] = value[key] as Exclude<T[keyof T], undefined>;
+    }
+  }
+  return result;
+}
+
+function noop(): void {}
+
+/**
+ * A call's deadline, fixed when the call is made: the time interceptors
+ * take before the call reaches the wire comes off what the bridge is told.
+ * connect-es's own deadline signal runs from the same moment.
+ */
+class Deadline {
+  readonly timeoutMs: number | undefined;
+  readonly #at: number | undefined;
+
+  constructor(timeoutMs: number | undefined) {
+    this.timeoutMs = timeoutMs;
+    this.#at = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  }
+
+  /** What is left, at least 1 ms; by then the signal has aborted the call anyway. */
+  remaining(): number | undefined {
+    return this.#at === undefined ? undefined : Math.max(1, Math.ceil(this.#at - Date.now()));
+  }
+}
+
+/** The response headers and trailers of one call, as connect-es reads them. */
+class ResponseMetadata {
+  readonly header = new Headers();
+  readonly trailer = new Headers();
+  /** Resolves when the headers arrive, with the call's first frame. */
+  readonly headerArrived: Promise<void>;
+  hasHeader = false;
+  #resolveHeader: () => void = noop;
+
+  constructor() {
+    this.headerArrived = new Promise((resolve) => (this.#resolveHeader = resolve));
+  }
+
+  /** The runtime's options for the call `req` (after the interceptors). */
+  callOptions(req: { signal: AbortSignal; header: Headers }, deadline: Deadline): CallOptions {
+    const options: CallOptions = {
+      signal: req.signal,
+      onHeader: (metadata) => {
+        copyInto(this.header, metadata);
+        this.hasHeader = true;
+        this.#resolveHeader();
+      },
+      onTrailer: (metadata) => copyInto(this.trailer, metadata),
+    };
+    const metadata = metadataOf(req.header);
+    if (metadata !== undefined) {
+      options.metadata = metadata;
+    }
+    const timeoutMs = deadline.remaining();
+    if (timeoutMs !== undefined) {
+      options.timeoutMs = timeoutMs;
+    }
+    return options;
+  }
+}
+
+/**
+ * Request headers as the envelope's metadata. `Headers` has made the keys
+ * lower case and joined repeated values with ", ", as HTTP/2 would; `-bin`
+ * values are base64 already (`encodeBinaryHeader`), as the bridge takes them.
+ */
+function metadataOf(header: Headers): Metadata | undefined {
+  let metadata: Metadata | undefined;
+  header.forEach((value, key) => {
+    metadata ??= {};
+    metadata[key] = value;
+  });
+  return metadata;
+}
+
+function copyInto(target: Headers, metadata: Metadata): void {
+  for (const [key, value] of Object.entries(metadata)) {
+    target.append(key, value);
+  }
+}
+
+/** A message as proto3 JSON; what cannot be written (an `Any` of a type not in the registry) fails as INTERNAL. */
+function write<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+  options: Partial<JsonWriteOptions>,
+): JsonValue {
+  try {
+    return toJson(schema, message, options);
+  } catch (error) {
+    throw ConnectError.from(error, Code.Internal);
+  }
+}
+
+/** A response from proto3 JSON; what does not read as the type fails as INTERNAL. */
+function parse<Desc extends DescMessage>(
+  schema: Desc,
+  payload: JsonValue,
+  options: Partial<JsonReadOptions>,
+): MessageShape<Desc> {
+  try {
+    return fromJson(schema, payload, options);
+  } catch (error) {
+    throw ConnectError.from(error, Code.Internal);
+  }
+}
+
+/** The request messages in proto3 JSON, each written as the runtime takes it. */
+async function* jsonMessages<Desc extends DescMessage>(
+  schema: Desc,
+  messages: AsyncIterable<MessageShape<Desc>>,
+  options: Partial<JsonWriteOptions>,
+): AsyncGenerator<JsonValue> {
+  for await (const message of messages) {
+    yield write(schema, message, options);
+  }
+}
+
+/** The one request of a server-streaming call. */
+async function firstOf<T>(messages: AsyncIterable<T>): Promise<T> {
+  const iterator = messages[Symbol.asyncIterator]();
+  const step = await iterator.next();
+  if (step.done === true) {
+    throw new ConnectError("a server-streaming call needs its request message", Code.Internal);
+  }
+  return step.value;
+}
+
+/** The one response of a client-streaming call, as a stream of one. */
+function single<T>(response: Promise<T>): AsyncIterator<T> {
+  let read = false;
+  return {
+    async next(): Promise<IteratorResult<T>> {
+      if (read) {
+        return { done: true, value: undefined };
+      }
+      read = true;
+      return { done: false, value: await response };
+    },
+  };
+}
+
+/**
+ * The responses as protobuf-es messages, from the first read (already
+ * started) on; failures as ConnectError. Leaving early cancels the call.
+ */
+function parsedMessages<Desc extends DescMessage>(
+  schema: Desc,
+  first: Promise<IteratorResult<JsonValue>>,
+  responses: AsyncIterator<JsonValue>,
+  options: Partial<JsonReadOptions>,
+): AsyncIterable<MessageShape<Desc>> {
+  let pending: Promise<IteratorResult<JsonValue>> | undefined = first;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      async next(): Promise<IteratorResult<MessageShape<Desc>>> {
+        const step = pending ?? responses.next();
+        pending = undefined;
+        let result: IteratorResult<JsonValue>;
+        try {
+          result = await step;
+        } catch (error) {
+          throw toConnectError(error);
+        }
+        if (result.done === true) {
+          return { done: true, value: undefined };
+        }
+        return { done: false, value: parse(schema, result.value, options) };
+      },
+      async return(): Promise<IteratorResult<MessageShape<Desc>>> {
+        pending = undefined;
+        await responses.return?.();
+        return { done: true, value: undefined };
+      },
+    }),
+  };
+}
