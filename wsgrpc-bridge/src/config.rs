@@ -110,6 +110,12 @@ pub struct Options {
     #[arg(long, value_name = "CONNECTIONS")]
     pub max_pending_connections: Option<usize>,
 
+    /// Bytes the unfinished frames of all sockets may hold together; past
+    /// it a socket holding 256 KiB or more of one is closed with 1008
+    /// [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub max_unfinished_frame_bytes: Option<usize>,
+
     /// Largest frame a client may send, in bytes [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_size: Option<usize>,

@@ -15,7 +15,8 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::{Request, State};
+use axum::{Extension, Router, middleware};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Rejection;
+use crate::receive::{Counted, Unfinished};
 use crate::shared::Shared;
 
 /// The most a connection buffers while it reads a request's headers; an
@@ -86,7 +88,19 @@ fn serve_connection(
     if let Err(err) = tcp.set_nodelay(true) {
         tracing::debug!(%err, "could not set TCP_NODELAY");
     }
+    // Its reads count against the budget for unfinished frames, also once
+    // it has become a WebSocket; the socket learns its share through the
+    // upgrade request.
+    let unfinished = Unfinished::new(shared.receive_budget.clone());
+    let router =
+        router
+            .layer(Extension(unfinished.clone()))
+            .layer(middleware::map_request_with_state(
+                unfinished.clone(),
+                request_received,
+            ));
     let service = TowerToHyperService::new(router);
+    let tcp = Counted::new(tcp, unfinished);
     let mut http = http.clone();
     // While draining, a connection serves one request (a health check, an
     // upgrade refused with 503) and closes.
@@ -124,6 +138,13 @@ fn serve_connection(
         }
         drop(place);
     }
+}
+
+/// A whole HTTP request has been read: what came before it is no longer
+/// held.
+async fn request_received(State(unfinished): State<Arc<Unfinished>>, request: Request) -> Request {
+    unfinished.message_received();
+    request
 }
 
 /// The connections that have not become WebSockets, oldest first.

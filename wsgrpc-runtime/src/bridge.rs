@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -24,6 +25,7 @@ use crate::config::BridgeConfig;
 use crate::envelope::{Metadata, Protocol};
 use crate::json::{JsonOptions, JsonRules};
 use crate::metrics::{Metrics, Rejection};
+use crate::receive::{ReceiveBudget, Unfinished};
 use crate::service::{Service, ServiceTable};
 use crate::shared::Shared;
 use crate::{accept, connection};
@@ -91,6 +93,7 @@ impl BridgeBuilder {
         drain_timeout: Duration,
         header_read_timeout: Duration,
         max_pending_connections: usize,
+        max_unfinished_frame_bytes: usize,
         max_metadata_entries: usize,
         max_metadata_bytes: usize,
         backend_keepalive_interval: Option<Duration>,
@@ -229,6 +232,7 @@ impl BridgeBuilder {
                 services,
                 channel,
                 origins: config.origins(),
+                receive_budget: ReceiveBudget::new(config.max_unfinished_frame_bytes),
                 config,
                 authenticator: self.authenticator,
                 metrics: Metrics::default(),
@@ -390,6 +394,7 @@ pub async fn shutdown_signal() {
 
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
+    unfinished: Option<Extension<Arc<Unfinished>>>,
     headers: HeaderMap,
     uri: Uri,
     ws: WebSocketUpgrade,
@@ -452,7 +457,8 @@ async fn upgrade(
             tracker.track_future(async move {
                 let _permit = permit;
                 let (sink, incoming) = socket.split();
-                connection::serve(sink, incoming, shared, identity, protocol).await;
+                let unfinished = unfinished.map(|Extension(unfinished)| unfinished);
+                connection::serve(sink, incoming, shared, identity, protocol, unfinished).await;
             })
         })
 }

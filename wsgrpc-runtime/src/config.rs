@@ -91,6 +91,11 @@ pub struct BridgeConfig {
     /// HTTP connections that have not (yet) become WebSockets, at once; a
     /// new one past this closes the one that has waited longest.
     pub max_pending_connections: usize,
+    /// Bytes that the unfinished frames of all sockets together may hold
+    /// (each socket's own is bounded by `max_frame_size`). Past it, a socket
+    /// that holds 256 KiB or more of an unfinished frame is closed with
+    /// 1008 when it reads more.
+    pub max_unfinished_frame_bytes: usize,
     /// Metadata entries one call may carry; more ends the call with
     /// `RESOURCE_EXHAUSTED`.
     pub max_metadata_entries: usize,
@@ -133,6 +138,7 @@ impl Default for BridgeConfig {
             drain_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
+            max_unfinished_frame_bytes: 256 << 20,
             max_metadata_entries: 64,
             max_metadata_bytes: 8 << 10,
             backend_keepalive_interval: Some(Duration::from_secs(20)),

@@ -30,6 +30,7 @@ use crate::flow::{MAX_WINDOW, RequestCredit, ResponseWindow};
 use crate::metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, ControlError, Framing, Outbox, Outgoing, WriterEnd};
+use crate::receive::{self, Unfinished};
 use crate::service::{ResolveError, Route};
 use crate::shared::Shared;
 use crate::untrusted::{Untrusted, bounded_message};
@@ -60,6 +61,7 @@ pub(crate) async fn serve<W, R>(
     shared: Arc<Shared>,
     identity: Metadata,
     protocol: Protocol,
+    unfinished: Option<Arc<Unfinished>>,
 ) where
     W: Sink<Message> + Send + Unpin + 'static,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -103,6 +105,9 @@ pub(crate) async fn serve<W, R>(
         tokio::select! {
             frame = incoming.next() => {
                 last_heard = Instant::now();
+                if let (Some(Ok(_)), Some(unfinished)) = (&frame, &unfinished) {
+                    unfinished.message_received();
+                }
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         shared.metrics.bytes_received.inc_by(text.len() as u64);
@@ -206,6 +211,14 @@ where
 /// with the code RFC 6455 gives (section 7.4.1).
 fn close_for_read_error(err: axum::Error, shared: &Shared) -> Option<CloseFrame> {
     let inner = err.into_inner();
+    if receive::is_budget_spent(&*inner) {
+        tracing::info!("closing a connection that holds too much in unfinished frames");
+        shared.metrics.rejected(Rejection::ReceiveBudget);
+        return Some(close_frame(
+            close_code::POLICY,
+            "the bridge holds too much in unfinished frames",
+        ));
+    }
     let (code, reason, rejection) = match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => {
             (close_code::SIZE, "frame too large", Rejection::Oversized)

@@ -35,6 +35,7 @@ mod metadata;
 mod metrics;
 mod non_finite;
 mod outbox;
+mod receive;
 mod service;
 mod shared;
 mod token;

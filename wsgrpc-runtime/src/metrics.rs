@@ -45,6 +45,9 @@ pub(crate) enum Rejection {
     TooManyPending,
     /// A socket closed because its client left too much unread.
     Unread,
+    /// A socket closed because the unfinished frames of all sockets held
+    /// too much, and it the most.
+    ReceiveBudget,
 }
 
 impl Rejection {
@@ -62,6 +65,7 @@ impl Rejection {
             Self::HeaderTimeout => "header_timeout",
             Self::TooManyPending => "too_many_pending",
             Self::Unread => "unread",
+            Self::ReceiveBudget => "receive_budget",
         }
     }
 }

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 use crate::access::{AllowedOrigins, Authenticator};
 use crate::config::BridgeConfig;
 use crate::metrics::Metrics;
+use crate::receive::ReceiveBudget;
 use crate::service::ServiceTable;
 
 /// What every connection of a bridge shares.
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     /// From `config.allowed_origins`.
     pub origins: AllowedOrigins,
     pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// What the unfinished frames of every socket may hold together.
+    pub receive_budget: Arc<ReceiveBudget>,
     pub metrics: Metrics,
     /// Cancelled when the bridge starts shutting down.
     pub shutdown: CancellationToken,

@@ -459,3 +459,72 @@ async fn silent_connections_do_not_keep_a_real_client_out(binary: Binary) {
     findings.finish(&target);
 }
 on_both_binaries!(silent_connections_do_not_keep_a_real_client_out);
+
+/// Eight sockets each send 3 MiB of a 4 MiB frame and stall, against a
+/// bridge whose unfinished frames may hold 8 MiB in all: the sockets past
+/// the budget are closed with 1008 (the ones that hold the memory), the
+/// bridge's memory stays near the budget, and a bystander's call succeeds.
+#[tokio::test]
+async fn unfinished_frames_across_sockets_stay_within_the_process_budget() {
+    const SOCKETS: usize = 8;
+    const SENT: usize = 3 << 20;
+    let target = Target::start(
+        Binary::Bridge,
+        Setup {
+            max_unfinished_frame_bytes: Some(8 << 20),
+            ..Setup::default()
+        },
+    )
+    .await;
+    target.warm_up().await;
+    let mut findings = Findings::default();
+    let pid = target.process.pid();
+    let before = rss_kib(pid);
+
+    let mut sockets = Vec::new();
+    for _ in 0..SOCKETS {
+        let Ok(mut socket) = raw::upgrade(target.addr, &target.ws_path(), &[]).await else {
+            findings.add("a socket could not upgrade".to_owned());
+            continue;
+        };
+        // A masked text frame that says 4 MiB and brings 3 MiB of it.
+        let mut head = vec![0x81, 0x80 | 127];
+        head.extend_from_slice(&(4u64 << 20).to_be_bytes());
+        head.extend_from_slice(&[0; 4]);
+        let _ = socket.send(&head).await;
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..SENT / chunk.len() {
+            let sent = tokio::time::timeout(Duration::from_millis(500), socket.send(&chunk)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = rss_kib(pid).saturating_sub(before);
+    let bystander = hello_on_new_socket(&target, "beside-unfinished").await;
+    findings.check(bystander.as_ref().is_ok_and(greeted), || {
+        format!("a bystander's call beside the unfinished frames failed: {bystander:?}")
+    });
+    let mut endings = Vec::new();
+    for socket in &mut sockets {
+        endings.push(socket.ending(Duration::from_secs(2), &mut Vec::new()).await);
+    }
+    let refused = endings
+        .iter()
+        .filter(|ending| **ending == Ending::Close(Some(1008)))
+        .count();
+    // 8 MiB holds two sockets' 3 MiB and part of a third.
+    findings.check(refused >= SOCKETS - 3, || {
+        format!("{refused} of {SOCKETS} sockets were closed with 1008: {endings:?}")
+    });
+    findings.check(peak < 24 * MIB, || {
+        format!("resident memory grew by {} MiB", peak / MIB)
+    });
+    eprintln!(
+        "Bridge: {SOCKETS} sockets holding 3 MiB of a 4 MiB frame each against an 8 MiB budget: {refused} closed with 1008; resident memory +{} MiB",
+        peak / MIB
+    );
+    findings.finish(&target);
+}

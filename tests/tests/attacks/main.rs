@@ -76,6 +76,8 @@ pub struct Setup {
     pub max_frame_size: Option<usize>,
     /// wsgrpc-bridge only: `--allowed-host`.
     pub allowed_hosts: Vec<&'static str>,
+    /// wsgrpc-bridge only: `--max-unfinished-frame-bytes`.
+    pub max_unfinished_frame_bytes: Option<usize>,
     /// wsgrpc-bridge only: `--backend-keepalive-interval` and
     /// `--backend-keepalive-timeout`, both this long.
     pub backend_keepalive_ms: Option<u64>,
@@ -158,6 +160,7 @@ impl Target {
     async fn start_example(setup: Setup) -> Self {
         assert!(
             setup.allowed_hosts.is_empty()
+                && setup.max_unfinished_frame_bytes.is_none()
                 && setup.backend_keepalive_ms.is_none()
                 && setup.backend_uri.is_none(),
             "an option of wsgrpc-bridge only"
@@ -252,6 +255,9 @@ impl Target {
         }
         if let Some(bytes) = setup.max_frame_size {
             option("--max-frame-size", bytes.to_string());
+        }
+        if let Some(bytes) = setup.max_unfinished_frame_bytes {
+            option("--max-unfinished-frame-bytes", bytes.to_string());
         }
         for host in &setup.allowed_hosts {
             option("--allowed-host", (*host).to_owned());

@@ -454,6 +454,7 @@ fn shared(channel: Channel) -> Arc<Shared> {
         channel,
         config: limits(),
         origins: AllowedOrigins::default(),
+        receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
         authenticator: None,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -694,6 +695,7 @@ async fn run(script: Script) -> Result<(), String> {
         shared(channel),
         Metadata::new(),
         protocol,
+        None,
     ));
     // The client reads everything as soon as it is sent.
     let (seen_tx, seen) = mpsc::unbounded_channel();

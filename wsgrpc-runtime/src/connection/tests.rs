@@ -89,6 +89,7 @@ impl Client {
             shared(channel, authenticator),
             Metadata::new(),
             protocol,
+            None,
         ));
         Self {
             protocol,
@@ -187,6 +188,7 @@ fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Ar
         channel,
         config: BridgeConfig::default(),
         origins: AllowedOrigins::default(),
+        receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
         authenticator,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
