@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use wsgrpc_runtime::{BridgeBuilder, BridgeConfig, JsonOptions, TokenAuth};
 
 use crate::descriptors::Source;
+use crate::error::Error;
 
 /// A WebSocket ↔ gRPC bridge for any gRPC backend. The services come from a
 /// descriptor set or from the backend's server reflection; browsers call
@@ -244,7 +245,7 @@ impl<'de> Deserialize<'de> for Interval {
 
 impl Options {
     /// The options of the command line, over those of `--config`'s file.
-    pub fn from_args_and_file() -> Result<Self, String> {
+    pub fn from_args_and_file() -> Result<Self, Error> {
         let flags = Self::parse();
         match &flags.config {
             None => Ok(flags),
@@ -258,35 +259,35 @@ impl Options {
     }
 
     /// Reads a TOML file of options.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-        toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| Error::ParseConfig {
+            path: path.to_owned(),
+            source: Box::new(err),
+        })
     }
 
     /// Where the services come from: exactly one source must be given.
-    pub fn source(&self) -> Result<Source, String> {
+    pub fn source(&self) -> Result<Source, Error> {
         match (&self.descriptor_set, self.reflection.unwrap_or(false)) {
             (Some(path), false) => Ok(Source::File(path.clone())),
             (None, true) => Ok(Source::Reflection),
-            (Some(_), true) => Err("give either `descriptor_set` or `reflection`, not both".into()),
-            (None, false) => Err(
-                "no services: give `--descriptor-set FILE` or `--reflection` \
-                 (`descriptor_set` or `reflection = true` in the config file)"
-                    .into(),
-            ),
+            (Some(_), true) => Err(Error::BothSources),
+            (None, false) => Err(Error::NoSource),
         }
     }
 
-    pub fn backend(&self) -> Result<&str, String> {
-        self.backend
-            .as_deref()
-            .ok_or_else(|| "no backend: give `--backend URI` (`backend` in the config file)".into())
+    /// The backend's URI, which must be given.
+    pub fn backend(&self) -> Result<&str, Error> {
+        self.backend.as_deref().ok_or(Error::NoBackend)
     }
 
     /// A bridge builder with every option applied but the backend and the
     /// services.
-    pub fn builder(&self) -> Result<BridgeBuilder, String> {
+    pub fn builder(&self) -> Result<BridgeBuilder, Error> {
         let json = JsonOptions::canonical()
             .emit_defaults(self.emit_defaults.unwrap_or(false))
             .enum_numbers(self.enum_numbers.unwrap_or(false))
@@ -307,7 +308,7 @@ impl Options {
     /// The bridge's settings: those given, by flag or in the file, over
     /// [`BridgeConfig`]'s defaults. Every option that is not this binary's
     /// own is a [`BridgeConfig`] field of the same name.
-    pub fn bridge_config(&self) -> Result<BridgeConfig, String> {
+    pub fn bridge_config(&self) -> Result<BridgeConfig, Error> {
         let Ok(serde_json::Value::Object(mut given)) = serde_json::to_value(self) else {
             unreachable!("options serialize as an object");
         };
@@ -316,19 +317,26 @@ impl Options {
                 && !value.is_null()
                 && value.as_array().is_none_or(|list| !list.is_empty())
         });
-        serde_json::from_value(serde_json::Value::Object(given)).map_err(|err| err.to_string())
+        serde_json::from_value(serde_json::Value::Object(given))
+            .map_err(|err| Error::InvalidSettings(Box::new(err)))
     }
 
-    fn tokens(&self) -> Result<Option<Vec<String>>, String> {
+    fn tokens(&self) -> Result<Option<Vec<String>>, Error> {
         let text = match (&self.token_file, &self.token_env) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
-                return Err("give either `token_file` or `token_env`, not both".into());
+                return Err(Error::BothTokenSources);
             }
-            (Some(path), None) => std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read token file {}: {err}", path.display()))?,
-            (None, Some(var)) => std::env::var(var)
-                .map_err(|_| format!("token_env: the environment variable {var} is not set"))?,
+            (Some(path), None) => {
+                std::fs::read_to_string(path).map_err(|source| Error::ReadTokenFile {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            (None, Some(var)) => std::env::var(var).map_err(|source| Error::TokenEnv {
+                var: var.clone(),
+                source,
+            })?,
         };
         let tokens: Vec<String> = text
             .lines()
@@ -337,7 +345,7 @@ impl Options {
             .map(str::to_owned)
             .collect();
         if tokens.is_empty() {
-            return Err("the token list is empty: every socket would be refused".into());
+            return Err(Error::NoTokens);
         }
         Ok(Some(tokens))
     }
@@ -458,7 +466,11 @@ mod tests {
         let both = Options::try_parse_from(["b", "--reflection", "--descriptor-set", "x.binpb"]);
         assert!(both.is_err());
         let neither = Options::default().source().unwrap_err();
-        assert!(neither.contains("--descriptor-set"), "{neither}");
+        assert!(matches!(neither, Error::NoSource), "{neither}");
+        assert!(
+            neither.to_string().contains("--descriptor-set"),
+            "{neither}"
+        );
         let flag = Options::try_parse_from(["b", "--reflection"]).unwrap();
         assert!(matches!(flag.source(), Ok(Source::Reflection)));
         let off = Options::try_parse_from(["b", "--reflection=false"]).unwrap();

@@ -48,6 +48,7 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// Whether a later attempt may succeed: the backend was unreachable.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unreachable(_))
     }

@@ -9,11 +9,16 @@
 //! The binary is the product; this library holds its parts, for tests and
 //! for programs that embed it.
 
+#![warn(missing_docs, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 pub mod config;
 pub mod descriptors;
+mod error;
 pub mod reflection;
 mod serve;
 
 pub use config::Options;
 pub use descriptors::{LoadError, Source};
+pub use error::Error;
 pub use serve::{run, serve};

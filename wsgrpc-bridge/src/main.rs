@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("wsgrpc-bridge: {err}");
+            eprintln!("wsgrpc-bridge: {}", err.report());
             ExitCode::FAILURE
         }
     }

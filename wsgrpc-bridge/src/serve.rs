@@ -11,6 +11,7 @@ use wsgrpc_runtime::ServiceTable;
 
 use crate::config::{Interval, Options};
 use crate::descriptors::{LoadError, Source};
+use crate::error::Error;
 
 /// How often a first load that failed for a reachable reason is retried.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -19,22 +20,25 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Listens where the options say and serves until SIGINT or SIGTERM. Fails
 /// only on what a restart would not fix: bad options, a descriptor set that
 /// does not load, a backend that has no reflection, an address in use.
-pub async fn run(options: Options) -> Result<(), String> {
+pub async fn run(options: Options) -> Result<(), Error> {
     let addr = options.bridge_config()?.listen;
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
+        .map_err(|source| Error::Listen { addr, source })?;
     serve(options, listener).await
 }
 
 /// Serves on `listener` (whatever the options say to listen on) until
 /// SIGINT or SIGTERM.
-pub async fn serve(options: Options, listener: TcpListener) -> Result<(), String> {
+pub async fn serve(options: Options, listener: TcpListener) -> Result<(), Error> {
     let source = options.source()?;
     let backend = options.backend()?.to_owned();
     let builder = options.builder()?;
     let channel = Endpoint::from_shared(backend.clone())
-        .map_err(|err| format!("backend `{backend}`: {err}"))?
+        .map_err(|err| Error::InvalidBackend {
+            uri: backend.clone(),
+            source: Box::new(err),
+        })?
         .connect_lazy();
     let loader = Loader {
         source,
@@ -46,8 +50,7 @@ pub async fn serve(options: Options, listener: TcpListener) -> Result<(), String
     let bridge = builder
         .backend_uri(backend.clone())
         .service_table(loader.table.clone())
-        .build()
-        .map_err(|err| err.to_string())?;
+        .build()?;
     match first {
         Ok(()) => {}
         Err(err) if err.is_retryable() => {
@@ -58,14 +61,14 @@ pub async fn serve(options: Options, listener: TcpListener) -> Result<(), String
             let loader = loader.clone();
             tokio::spawn(async move { loader.retry_until_loaded(err.to_string()).await });
         }
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     }
     let every = options.reload_interval.and_then(|Interval(every)| every);
     tokio::spawn(loader.reload_on_signal(every));
     bridge
         .serve_with(listener, wsgrpc_runtime::shutdown_signal())
         .await
-        .map_err(|err| err.to_string())
+        .map_err(Error::Serve)
 }
 
 /// Loads the services from their source into the table.

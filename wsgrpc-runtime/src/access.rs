@@ -13,7 +13,11 @@ use crate::envelope::Metadata;
 /// Browsers send the page's origin with every WebSocket upgrade but, unlike
 /// `fetch`, do not enforce CORS on it: checking it is the only defence
 /// against a foreign page opening a socket with the user's cookies.
+///
+/// Other ways to allow origins may come (patterns, say), so a `match` on it
+/// outside this crate needs a `_` arm.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub enum AllowedOrigins {
     /// Only pages served from the bridge's own host (the default).
     #[default]
@@ -126,7 +130,10 @@ pub trait Authenticator: Send + Sync + 'static {
 /// The HTTP request that asks to open a socket.
 #[derive(Debug)]
 pub struct UpgradeRequest<'a> {
+    /// The request's headers, where a token may be (`Authorization`,
+    /// `Cookie`).
     pub headers: &'a HeaderMap,
+    /// The request's URI, whose query may carry a token.
     pub uri: &'a Uri,
 }
 

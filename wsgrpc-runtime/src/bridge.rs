@@ -177,39 +177,35 @@ impl BridgeBuilder {
     pub fn build(self) -> Result<Bridge, BuildError> {
         let config = self.config.normalised();
         if !config.path.starts_with('/') {
-            return Err(BuildError(format!(
-                "path `{}` must start with `/`",
-                config.path
-            )));
+            return Err(BuildError::PathWithoutSlash(config.path));
         }
         // Everything is checked before the service table, which may be
         // shared, is touched.
         let endpoint = match self.backend {
             None => {
-                return Err(BuildError(
-                    "no backend: call `backend_uri` or `backend_channel`".into(),
-                ));
+                return Err(BuildError::NoBackend);
             }
             Some(Backend::Channel(channel)) => Err(channel),
             // A lazy channel spawns its worker at once: without a runtime
             // tonic would panic.
             Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
-                return Err(BuildError(
-                    "build() needs a Tokio runtime for the backend channel: call it inside the runtime that serves the bridge (in #[tokio::main], say)"
-                        .into(),
-                ));
+                return Err(BuildError::NoRuntime);
             }
-            Some(Backend::Uri(uri)) => Ok(Endpoint::from_shared(uri.clone())
-                .map_err(|err| BuildError(format!("backend `{uri}`: {err}")))?),
+            Some(Backend::Uri(uri)) => Ok(Endpoint::from_shared(uri.clone()).map_err(|err| {
+                BuildError::InvalidBackendUri {
+                    uri,
+                    source: Box::new(err),
+                }
+            })?),
         };
         let replaceable = self.table.is_some();
         if self.services.is_empty() && !replaceable {
-            return Err(BuildError("no services: add one with `service`".into()));
+            return Err(BuildError::NoServices);
         }
         let services = self.table.unwrap_or_default();
         services.configure(self.json, &self.services);
         if services.is_empty() && !replaceable {
-            return Err(BuildError("no services: add one with `service`".into()));
+            return Err(BuildError::NoServices);
         }
         // Last, because a lazy channel spawns its worker on the runtime.
         let channel = match endpoint {
@@ -263,17 +259,54 @@ impl ApplyKeepalive for Endpoint {
     }
 }
 
-/// A bridge that is configured incorrectly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError(String);
+/// Why [`BridgeBuilder::build`] refused: a bridge that is configured
+/// incorrectly, one variant per cause, to match on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// [`BridgeConfig::path`] does not start with `/`; it holds the path.
+    PathWithoutSlash(String),
+    /// Neither [`backend_uri`](BridgeBuilder::backend_uri) nor
+    /// [`backend_channel`](BridgeBuilder::backend_channel) was called.
+    NoBackend,
+    /// No service was added, nor a [`ServiceTable`] that may be filled later.
+    NoServices,
+    /// The backend is a URI and `build()` ran outside a Tokio runtime, where
+    /// the lazy channel cannot spawn its worker.
+    NoRuntime,
+    /// The backend URI does not parse as one tonic can dial.
+    InvalidBackendUri {
+        /// The URI, as given.
+        uri: String,
+        /// What tonic said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::PathWithoutSlash(path) => write!(f, "path `{path}` must start with `/`"),
+            Self::NoBackend => f.write_str("no backend: call `backend_uri` or `backend_channel`"),
+            Self::NoServices => f.write_str("no services: add one with `service`"),
+            Self::NoRuntime => f.write_str(
+                "build() needs a Tokio runtime for the backend channel: call it inside the runtime that serves the bridge (in #[tokio::main], say)",
+            ),
+            Self::InvalidBackendUri { uri, .. } => write!(f, "backend `{uri}` is not a valid URI"),
+        }
     }
 }
 
-impl std::error::Error for BuildError {}
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidBackendUri { source, .. } => Some(source.as_ref()),
+            Self::PathWithoutSlash(_) | Self::NoBackend | Self::NoServices | Self::NoRuntime => {
+                None
+            }
+        }
+    }
+}
 
 /// A WebSocket ↔ gRPC bridge, ready to serve.
 pub struct Bridge {
@@ -291,6 +324,8 @@ impl fmt::Debug for Bridge {
 }
 
 impl Bridge {
+    /// A builder with every setting at its default; it needs a backend and
+    /// services before it [`build`](BridgeBuilder::build)s.
     pub fn builder() -> BridgeBuilder {
         BridgeBuilder::default()
     }
@@ -537,19 +572,47 @@ mod tests {
             .service(Service::new("a.B", vec![empty_method()]))
             .build()
             .unwrap_err();
-        assert!(err.0.contains("Tokio runtime"), "{err}");
+        assert!(matches!(err, BuildError::NoRuntime), "{err}");
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
     }
 
     #[tokio::test]
     async fn build_needs_a_backend_and_a_service() {
         let err = Bridge::builder().build().unwrap_err();
-        assert!(err.0.contains("no backend"), "{err}");
+        assert!(matches!(err, BuildError::NoBackend), "{err}");
+        assert!(err.to_string().contains("no backend"), "{err}");
         let backend = || Bridge::builder().backend_uri("http://127.0.0.1:1");
         let err = backend().build().unwrap_err();
-        assert!(err.0.contains("no services"), "{err}");
+        assert!(matches!(err, BuildError::NoServices), "{err}");
         let service = Service::new("a.B", Vec::new());
         let err = backend().service(service).build().unwrap_err();
-        assert!(err.0.contains("no services"), "{err}");
+        assert!(matches!(err, BuildError::NoServices), "{err}");
+        assert!(err.to_string().contains("no services"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_path_or_uri_is_named_with_its_cause() {
+        use std::error::Error as _;
+        let service = || Service::new("a.B", vec![empty_method()]);
+        let err = Bridge::builder()
+            .path("ws")
+            .backend_uri("http://127.0.0.1:1")
+            .service(service())
+            .build()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "path `ws` must start with `/`");
+        assert!(err.source().is_none());
+        let err = Bridge::builder()
+            .backend_uri("not a uri")
+            .service(service())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidBackendUri { uri, .. } if uri == "not a uri"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("backend `not a uri`"), "{err}");
+        assert!(err.source().is_some(), "tonic's error is the source");
     }
 
     #[test]
@@ -560,7 +623,7 @@ mod tests {
             .service(Service::new("a.B", vec![empty_method()]))
             .build()
             .unwrap_err();
-        assert!(err.0.contains("no backend"), "{err}");
+        assert!(matches!(err, BuildError::NoBackend), "{err}");
         assert!(table.is_empty(), "the table gained a.B/M");
     }
 }

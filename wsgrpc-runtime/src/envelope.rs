@@ -30,7 +30,10 @@ pub type Metadata = BTreeMap<String, String>;
 
 /// The wire protocol a socket speaks, agreed on at the upgrade through
 /// `Sec-WebSocket-Protocol`.
+///
+/// Non-exhaustive: later versions of the protocol will be variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Protocol {
     /// One envelope per frame: what a client that offers no subprotocol
     /// (every client of the original bridge) speaks.
@@ -60,7 +63,11 @@ impl Protocol {
 }
 
 /// What an envelope is.
+///
+/// Non-exhaustive: each version of the protocol may add kinds of frame, as
+/// v2 added `settings` and `credit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "lowercase")]
 pub enum FrameType {
     /// Client → bridge: opens a call.
@@ -93,6 +100,7 @@ pub enum FrameType {
 // trait impls below, which read only JSON objects.
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Envelope<'a> {
+    /// What the frame is; a frame without one is refused.
     #[serde(rename = "type")]
     pub frame_type: Option<FrameType>,
     /// The method as the client named it; responses echo it unchanged.
@@ -101,6 +109,7 @@ pub struct Envelope<'a> {
     /// The call this frame belongs to, chosen by the client.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Cow<'a, str>>,
+    /// One message of the call, as proto3 JSON, kept unparsed.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<&'a RawValue>,
     /// v2: several messages of one call, in order, in one envelope.

@@ -67,14 +67,18 @@ impl JsonOptions {
         self
     }
 
+    /// Whether fields that hold their default value are written.
     pub const fn writes_defaults(&self) -> bool {
         self.emit_defaults
     }
 
+    /// Whether enum values are written as numbers instead of names.
     pub const fn writes_enum_numbers(&self) -> bool {
         self.enum_numbers
     }
 
+    /// Whether fields are written under their .proto names instead of
+    /// lowerCamelCase.
     pub const fn writes_proto_field_names(&self) -> bool {
         self.proto_field_names
     }
@@ -224,6 +228,7 @@ impl JsonWriter {
         }
     }
 
+    /// The message type it writes.
     pub fn descriptor(&self) -> &MessageDescriptor {
         &self.descriptor
     }

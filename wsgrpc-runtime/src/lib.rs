@@ -21,6 +21,9 @@
 //!
 //! The wire protocol is described in `docs/PROTOCOL.md`.
 
+#![warn(missing_docs, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
 mod accept;
 mod access;
 mod backend;
@@ -48,7 +51,7 @@ pub use config::BridgeConfig;
 pub use envelope::Metadata;
 pub use json::{JsonOptions, JsonRules, JsonWriter, TranscodeError};
 pub use prost_reflect;
-pub use service::{Descriptors, Method, MethodKind, Service, ServiceTable};
+pub use service::{Descriptors, InvalidName, Method, MethodKind, Service, ServiceTable};
 pub use token::TokenAuth;
 pub use tokio_util::sync::CancellationToken;
 pub use transcode::BytesCodec;

@@ -140,14 +140,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
     }
 
-    pub fn rejected(&self, reason: Rejection) {
+    pub(crate) fn rejected(&self, reason: Rejection) {
         self.rejected
             .get_or_create(&ReasonLabels {
                 reason: reason.label(),
@@ -155,7 +155,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn call_ended(&self, method: &str, code: tonic::Code) {
+    pub(crate) fn call_ended(&self, method: &str, code: tonic::Code) {
         self.calls
             .get_or_create(&CallLabels {
                 method: method.to_owned(),
@@ -166,7 +166,7 @@ impl Metrics {
 
     /// Counts a call as in flight until the guard is dropped, which also
     /// happens when its task is aborted.
-    pub fn in_flight(&self, method: &str) -> InFlight {
+    pub(crate) fn in_flight(&self, method: &str) -> InFlight {
         let gauge = self
             .calls_in_flight
             .get_or_create(&MethodLabels {

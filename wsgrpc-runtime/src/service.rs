@@ -90,14 +90,18 @@ impl Method {
         &self.name
     }
 
+    /// Whether requests and responses stream, which decides how the bridge
+    /// runs a call.
     pub fn kind(&self) -> MethodKind {
         self.kind
     }
 
+    /// The request type, against which request payloads are read.
     pub fn input(&self) -> &MessageDescriptor {
         &self.input
     }
 
+    /// The response type, in which responses are written.
     pub fn output(&self) -> &MessageDescriptor {
         self.output.descriptor()
     }
@@ -209,6 +213,7 @@ impl Descriptors {
         Method::new(name, kind, find(input), find(output))
     }
 
+    /// Every type the set declares, with the well-known types.
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
     }
@@ -223,11 +228,33 @@ pub struct Service {
 
 impl Service {
     /// `name` is fully qualified: `example.ExampleService`.
+    ///
+    /// The names are not checked: a method whose service and method names
+    /// do not form a gRPC path (`/example.ExampleService/SayHello`) is left
+    /// out of the bridge's table with a warning. [`try_new`](Self::try_new)
+    /// refuses such names instead.
     pub fn new(name: impl Into<Cow<'static, str>>, methods: impl Into<Vec<Method>>) -> Self {
         Self {
             name: name.into(),
             methods: methods.into(),
         }
+    }
+
+    /// A service whose name and method names are proto identifiers (the
+    /// service's qualified by its package, `example.ExampleService`), as a
+    /// gRPC path needs them; the first that is not, otherwise.
+    pub fn try_new(
+        name: impl Into<Cow<'static, str>>,
+        methods: impl Into<Vec<Method>>,
+    ) -> Result<Self, InvalidName> {
+        let service = Self::new(name, methods);
+        if !service.name.split('.').all(is_identifier) {
+            return Err(InvalidName(service.name.into_owned()));
+        }
+        if let Some(method) = service.methods.iter().find(|m| !is_identifier(m.name())) {
+            return Err(InvalidName(method.name().to_owned()));
+        }
+        Ok(service)
     }
 
     /// The service as its descriptor defines it, every method included: for
@@ -252,14 +279,50 @@ impl Service {
         Self::new(service.full_name().to_owned(), methods)
     }
 
+    /// The fully-qualified name, e.g. `example.ExampleService`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Every method, in the order given.
     pub fn methods(&self) -> &[Method] {
         &self.methods
     }
 }
+
+/// Whether `name` is a proto identifier: a letter or `_`, then letters,
+/// digits and `_`.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A service or method name that is not a proto identifier, so it cannot
+/// be part of a gRPC path; see [`Service::try_new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidName(String);
+
+impl InvalidName {
+    /// The name, as given.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a valid service or method name: a gRPC path needs proto identifiers",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidName {}
 
 /// A method the bridge can call, with its HTTP/2 path precomputed.
 #[derive(Debug)]
@@ -288,7 +351,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// An empty registry whose calls get JSON options by `json`.
-    pub fn new(json: JsonRules) -> Self {
+    pub(crate) fn new(json: JsonRules) -> Self {
         Self {
             json,
             ..Self::default()
@@ -357,9 +420,16 @@ impl Registry {
         for method in service.methods() {
             let method = method.rebound(&self.pool);
             let full_name = format!("{}/{}", service.name(), method.name());
-            let path: http::uri::PathAndQuery = format!("/{full_name}")
-                .parse()
-                .expect("a proto service and method name form a valid path");
+            let path = format!("/{full_name}");
+            // `Service::new` takes any name; one that is not a path alone
+            // (a query, a space) is left out rather than served wrongly.
+            let path = match path.parse::<http::uri::PathAndQuery>() {
+                Ok(parsed) if parsed.query().is_none() && parsed.path() == path => parsed,
+                _ => {
+                    tracing::warn!(method = %full_name, "not a valid gRPC path; not served");
+                    continue;
+                }
+            };
             let bare = Arc::new(Route {
                 method: method.clone().with_json_options(self.json.bare_name),
                 full_name: full_name.clone(),
@@ -380,7 +450,7 @@ impl Registry {
 
     /// Finds a method by `package.Service/Method` (a leading `/` is
     /// accepted), or by its bare name where that is unique.
-    pub fn resolve(&self, name: &str) -> Result<&Arc<Route>, ResolveError> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<&Arc<Route>, ResolveError> {
         let name = name.strip_prefix('/').unwrap_or(name);
         if let Some(route) = self.routes.get(name) {
             return Ok(route);
@@ -395,12 +465,12 @@ impl Registry {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
 
     /// Every method's full name, sorted.
-    pub fn full_names(&self) -> Vec<&str> {
+    pub(crate) fn full_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
@@ -439,6 +509,7 @@ impl ServiceTable {
             .collect()
     }
 
+    /// Whether the table has no method, as before its services load.
     pub fn is_empty(&self) -> bool {
         self.current().is_empty()
     }
@@ -618,15 +689,84 @@ mod tests {
         );
     }
 
+    /// Each kind with its flags written out as data, checked against the
+    /// functions and against what a descriptor of each kind yields.
     #[test]
-    fn kind_follows_the_streaming_flags() {
-        assert_eq!(MethodKind::from_streaming(false, false), MethodKind::Unary);
-        assert_eq!(
-            MethodKind::from_streaming(true, true),
-            MethodKind::BidiStreaming
-        );
-        assert!(MethodKind::ClientStreaming.client_streams());
-        assert!(!MethodKind::ClientStreaming.server_streams());
+    fn each_kind_has_its_streaming_flags() {
+        // (kind, client streams, server streams, method name)
+        const KINDS: [(MethodKind, bool, bool, &str); 4] = [
+            (MethodKind::Unary, false, false, "One"),
+            (MethodKind::ServerStreaming, false, true, "Down"),
+            (MethodKind::ClientStreaming, true, false, "Up"),
+            (MethodKind::BidiStreaming, true, true, "Both"),
+        ];
+        for (kind, client, server, _) in KINDS {
+            assert_eq!(MethodKind::from_streaming(client, server), kind);
+            assert_eq!(kind.client_streams(), client, "{kind:?}");
+            assert_eq!(kind.server_streams(), server, "{kind:?}");
+        }
+        let method = |(_, client, server, name): (MethodKind, bool, bool, &str)| {
+            prost_types::MethodDescriptorProto {
+                name: Some(name.into()),
+                input_type: Some(".s.M".into()),
+                output_type: Some(".s.M".into()),
+                client_streaming: Some(client),
+                server_streaming: Some(server),
+                ..Default::default()
+            }
+        };
+        let file = prost_types::FileDescriptorProto {
+            name: Some("s.proto".into()),
+            package: Some("s".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("M".into()),
+                ..Default::default()
+            }],
+            service: vec![prost_types::ServiceDescriptorProto {
+                name: Some("Svc".into()),
+                method: KINDS.into_iter().map(method).collect(),
+                ..Default::default()
+            }],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: vec![file],
+        })
+        .unwrap();
+        let service = Service::from_descriptor(&pool.get_service_by_name("s.Svc").unwrap());
+        let kinds: Vec<_> = service
+            .methods()
+            .iter()
+            .map(|m| (m.name(), m.kind()))
+            .collect();
+        let expected: Vec<_> = KINDS
+            .iter()
+            .map(|&(kind, _, _, name)| (name, kind))
+            .collect();
+        assert_eq!(kinds, expected);
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_path_is_an_error_not_a_panic() {
+        let method = |name: &'static str| Method::new(name, MethodKind::Unary, empty(), empty());
+        assert!(Service::try_new("a.B", vec![method("Get")]).is_ok());
+        assert!(Service::try_new("B_2", vec![method("_get")]).is_ok());
+        for bad in ["a b.C", "a.B?x", "", "a..B", "1a.B", "a.B/C"] {
+            let err = Service::try_new(bad, vec![method("Get")]).unwrap_err();
+            assert_eq!(err.name(), bad);
+        }
+        let err = Service::try_new("a.B", vec![method("Get"), method("Ge t")]).unwrap_err();
+        assert_eq!(err.name(), "Ge t");
+        assert!(err.to_string().contains("`Ge t`"), "{err}");
+
+        // `new` takes them, and the table serves the methods it can.
+        let table = ServiceTable::new();
+        table.replace([
+            Service::new("a b.C", vec![method("Get")]),
+            Service::new("a.B", vec![method("Get"), method("Put?x")]),
+        ]);
+        assert_eq!(table.method_names(), ["a.B/Get"]);
     }
 
     #[test]
