@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use axum::extract::ws::Message;
@@ -35,18 +34,13 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, PollSender};
-use tokio_util::task::TaskTracker;
+use tokio_util::sync::PollSender;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{MAX_ID_LEN, serve};
-use crate::access::AllowedOrigins;
 use crate::config::BridgeConfig;
 use crate::envelope::{Envelope, FrameType, Metadata, Protocol, parse_batch};
 use crate::flow::MAX_WINDOW;
-use crate::json::JsonRules;
-use crate::metrics::Metrics;
-use crate::service::{Method, MethodKind, Service, ServiceTable};
 use crate::shared::Shared;
 
 /// Cases: a few dozen, or `PROPTEST_CASES`. Each runs a socket, and a
@@ -434,33 +428,9 @@ fn backend(backend: Backend) -> (Channel, Option<TcpListener>) {
     }
 }
 
-/// A bridge's shared state with the test methods, whose messages are
-/// `google.protobuf.Empty`.
+/// A bridge's shared state with the test methods and the small limits.
 fn shared(channel: Channel) -> Arc<Shared> {
-    let empty = prost_reflect::ReflectMessage::descriptor(&());
-    let method = |name: &'static str, kind| Method::new(name, kind, empty.clone(), empty.clone());
-    let service = Service::new(
-        "test.Calls",
-        vec![
-            method("Unary", MethodKind::Unary),
-            method("Watch", MethodKind::ServerStreaming),
-            method("Collect", MethodKind::ClientStreaming),
-        ],
-    );
-    let services = ServiceTable::new();
-    services.configure(JsonRules::default(), &[service]);
-    Arc::new(Shared {
-        services,
-        channel,
-        config: limits(),
-        origins: AllowedOrigins::default(),
-        receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
-        authenticator: None,
-        metrics: Metrics::default(),
-        shutdown: CancellationToken::new(),
-        connections: TaskTracker::new(),
-        open_connections: AtomicUsize::new(0),
-    })
+    super::tests::shared_with(channel, limits(), None)
 }
 
 /// The ids of the requests in a frame, as the connection reads them:

@@ -171,6 +171,16 @@ fn channel_to(addr: SocketAddr) -> Channel {
 }
 
 fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Arc<Shared> {
+    shared_with(channel, BridgeConfig::default(), authenticator)
+}
+
+/// A bridge's shared state with the test methods (`Unary`, `Watch`,
+/// `Collect` of `test.Calls`), whose messages are `google.protobuf.Empty`.
+pub(super) fn shared_with(
+    channel: Channel,
+    config: BridgeConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+) -> Arc<Shared> {
     let empty = prost_reflect::ReflectMessage::descriptor(&());
     let method = |name: &'static str, kind| Method::new(name, kind, empty.clone(), empty.clone());
     let service = Service::new(
@@ -186,7 +196,7 @@ fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Ar
     Arc::new(Shared {
         services,
         channel,
-        config: BridgeConfig::default(),
+        config,
         origins: AllowedOrigins::default(),
         receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
         authenticator,
