@@ -15,8 +15,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::{Extension, Router, middleware};
+use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -92,14 +91,10 @@ fn serve_connection(
     // it has become a WebSocket; the socket learns its share through the
     // upgrade request.
     let unfinished = Unfinished::new(shared.receive_budget.clone());
-    let router =
-        router
-            .layer(Extension(unfinished.clone()))
-            .layer(middleware::map_request_with_state(
-                unfinished.clone(),
-                request_received,
-            ));
-    let service = TowerToHyperService::new(router);
+    let service = Counting {
+        inner: TowerToHyperService::new(router),
+        unfinished: unfinished.clone(),
+    };
     let tcp = Counted::new(tcp, unfinished);
     let mut http = http.clone();
     // While draining, a connection serves one request (a health check, an
@@ -140,11 +135,27 @@ fn serve_connection(
     }
 }
 
-/// A whole HTTP request has been read: what came before it is no longer
-/// held.
-async fn request_received(State(unfinished): State<Arc<Unfinished>>, request: Request) -> Request {
-    unfinished.message_received();
-    request
+/// The router, served to one connection: each request tells its
+/// connection's budget that what came before it is no longer held, and
+/// carries that budget to the upgrade handler.
+struct Counting<S> {
+    inner: S,
+    unfinished: Arc<Unfinished>,
+}
+
+impl<S, B> hyper::service::Service<http::Request<B>> for Counting<S>
+where
+    S: hyper::service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: http::Request<B>) -> Self::Future {
+        self.unfinished.message_received();
+        request.extensions_mut().insert(self.unfinished.clone());
+        self.inner.call(request)
+    }
 }
 
 /// The connections that have not become WebSockets, oldest first.

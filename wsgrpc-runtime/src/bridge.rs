@@ -57,6 +57,12 @@ enum Backend {
     Channel(Channel),
 }
 
+/// A backend once checked: a channel to use, or an endpoint to dial.
+enum Dial {
+    Ready(Channel),
+    Lazy(Box<Endpoint>),
+}
+
 /// A setter per setting of [`BridgeConfig`], documented there.
 macro_rules! config_setters {
     ($($name:ident: $type:ty),* $(,)?) => {
@@ -181,36 +187,34 @@ impl BridgeBuilder {
         }
         // Everything is checked before the service table, which may be
         // shared, is touched.
-        let endpoint = match self.backend {
-            None => {
-                return Err(BuildError::NoBackend);
-            }
-            Some(Backend::Channel(channel)) => Err(channel),
+        let backend = match self.backend {
+            None => return Err(BuildError::NoBackend),
+            Some(Backend::Channel(channel)) => Dial::Ready(channel),
             // A lazy channel spawns its worker at once: without a runtime
             // tonic would panic.
             Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
                 return Err(BuildError::NoRuntime);
             }
-            Some(Backend::Uri(uri)) => Ok(Endpoint::from_shared(uri.clone()).map_err(|err| {
-                BuildError::InvalidBackendUri {
-                    uri,
-                    source: Box::new(err),
+            Some(Backend::Uri(uri)) => match Endpoint::from_shared(uri.clone()) {
+                Ok(endpoint) => Dial::Lazy(Box::new(endpoint)),
+                Err(err) => {
+                    return Err(BuildError::InvalidBackendUri {
+                        uri,
+                        source: Box::new(err),
+                    });
                 }
-            })?),
+            },
         };
         let replaceable = self.table.is_some();
-        if self.services.is_empty() && !replaceable {
-            return Err(BuildError::NoServices);
-        }
         let services = self.table.unwrap_or_default();
         services.configure(self.json, &self.services);
         if services.is_empty() && !replaceable {
             return Err(BuildError::NoServices);
         }
         // Last, because a lazy channel spawns its worker on the runtime.
-        let channel = match endpoint {
-            Err(channel) => channel,
-            Ok(endpoint) => endpoint
+        let channel = match backend {
+            Dial::Ready(channel) => channel,
+            Dial::Lazy(endpoint) => endpoint
                 // Every call of every socket shares this one HTTP/2
                 // connection. A client that stops reading stops its call
                 // from reading too; with h2's default 64 KiB connection

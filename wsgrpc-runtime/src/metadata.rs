@@ -7,6 +7,7 @@ use tonic::metadata::{
     MetadataMap,
 };
 
+use crate::config::BridgeConfig;
 use crate::envelope::Metadata;
 
 /// Standard base64 that accepts input with or without padding, as gRPC does.
@@ -54,11 +55,9 @@ pub(crate) struct MetadataLimits {
 }
 
 impl Default for MetadataLimits {
+    /// The limits of a bridge with [`BridgeConfig`]'s defaults.
     fn default() -> Self {
-        Self {
-            max_entries: 64,
-            max_bytes: 8 << 10,
-        }
+        BridgeConfig::default().metadata_limits()
     }
 }
 

@@ -58,6 +58,12 @@ impl PendingCredit {
             messages: AtomicU64::new(0),
         })
     }
+
+    /// The credit envelope for what is pending, if anything is.
+    fn take(&self) -> Option<String> {
+        let messages = self.messages.swap(0, Ordering::AcqRel);
+        (messages > 0).then(|| crate::flow::credit(&self.id, messages))
+    }
 }
 
 /// The socket went away; nothing more can be sent.
@@ -197,14 +203,6 @@ impl Outbox {
     /// Queues a ping or a close, which take no room.
     pub(crate) fn control(&self, item: Outgoing) -> Result<(), Closed> {
         self.queue.send(item).map_err(|_| Closed)
-    }
-}
-
-impl PendingCredit {
-    /// The credit envelope for what is pending, if anything is.
-    fn take(&self) -> Option<String> {
-        let messages = self.messages.swap(0, Ordering::AcqRel);
-        (messages > 0).then(|| crate::flow::credit(&self.id, messages))
     }
 }
 

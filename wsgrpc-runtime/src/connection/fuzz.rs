@@ -23,7 +23,6 @@
 //! and replayed first on every later run.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,8 +34,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::PollSender;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::tests::{Backend, backend_channel};
 use super::{MAX_ID_LEN, serve};
 use crate::config::BridgeConfig;
 use crate::envelope::{Envelope, FrameType, Metadata, Protocol, parse_batch};
@@ -85,15 +85,6 @@ fn limits() -> BridgeConfig {
         batch_bytes: 2 << 10,
         ..BridgeConfig::default()
     }
-}
-
-/// Where a case's calls go.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    /// Refuses connections: calls fail with `UNAVAILABLE`.
-    Unreachable,
-    /// Accepts connections and never answers: calls stay open.
-    Silent,
 }
 
 /// One frame a client sends.
@@ -405,29 +396,6 @@ fn script() -> impl Strategy<Value = Script> {
         })
 }
 
-fn channel_to(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid uri")
-        .connect_lazy()
-}
-
-/// The channel to `backend`, and the listener to hold while it is used.
-fn backend(backend: Backend) -> (Channel, Option<TcpListener>) {
-    match backend {
-        Backend::Unreachable => {
-            let addr = TcpListener::bind("127.0.0.1:0")
-                .and_then(|listener| listener.local_addr())
-                .expect("a free port");
-            (channel_to(addr), None)
-        }
-        Backend::Silent => {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-            let addr = listener.local_addr().expect("a bound port");
-            (channel_to(addr), Some(listener))
-        }
-    }
-}
-
 /// A bridge's shared state with the test methods and the small limits.
 fn shared(channel: Channel) -> Arc<Shared> {
     super::tests::shared_with(channel, limits(), None)
@@ -655,7 +623,7 @@ async fn run(script: Script) -> Result<(), String> {
         frames,
         ..
     } = script;
-    let (channel, _listener) = backend(kind);
+    let (channel, _listener) = backend_channel(kind);
     // The bridge reads a frame before the client can send the next.
     let (to_bridge, mut incoming) = mpsc::channel(1);
     let (sink, mut from_bridge) = mpsc::channel(64);

@@ -38,7 +38,8 @@ const SERVER_STREAM: &str = "test.Calls/Watch";
 const CLIENT_STREAM: &str = "test.Calls/Collect";
 
 /// Where the bridge's calls go.
-enum Backend {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Backend {
     /// Refuses connections: calls fail with `Code::Unavailable`.
     Unreachable,
     /// Accepts connections and never answers: calls stay open.
@@ -67,20 +68,7 @@ impl Client {
         backend: Backend,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Self {
-        let (channel, listener) = match backend {
-            Backend::Unreachable => {
-                let addr = TcpListener::bind("127.0.0.1:0")
-                    .and_then(|listener| listener.local_addr())
-                    .expect("a free port");
-                // The listener is dropped: nothing listens on `addr` now.
-                (channel_to(addr), None)
-            }
-            Backend::Silent => {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-                let addr = listener.local_addr().expect("a bound port");
-                (channel_to(addr), Some(listener))
-            }
-        };
+        let (channel, listener) = backend_channel(backend);
         let (to_bridge, mut incoming) = mpsc::unbounded_channel();
         let (sink, from_bridge) = mpsc::channel(64);
         let served = tokio::spawn(serve(
@@ -161,6 +149,24 @@ impl Client {
     /// Opens a call that stays open, on the silent backend.
     fn open(&self, id: &str, method: &str) {
         self.send(json!({"type": "request", "id": id, "method": method}));
+    }
+}
+
+/// The channel to `backend`, and the listener to hold while it is used.
+pub(super) fn backend_channel(backend: Backend) -> (Channel, Option<TcpListener>) {
+    match backend {
+        Backend::Unreachable => {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port");
+            // The listener is dropped: nothing listens on `addr` now.
+            (channel_to(addr), None)
+        }
+        Backend::Silent => {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            let addr = listener.local_addr().expect("a bound port");
+            (channel_to(addr), Some(listener))
+        }
     }
 }
 
