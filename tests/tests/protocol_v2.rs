@@ -126,7 +126,8 @@ async fn the_bridge_picks_v2_and_sends_its_settings_first() {
     assert_eq!(
         settings,
         [
-            json!({"type": "settings", "maxFrameBytes": 65536, "maxCallsPerConnection": 4, "callQueueMessages": 64})
+            json!({"type": "settings", "maxFrameBytes": 65536, "maxCallsPerConnection": 4, "callQueueMessages": 64,
+                   "windowBytes": 262_144, "connectionWindowBytes": 1_048_576})
         ]
     );
 }
@@ -456,4 +457,185 @@ async fn a_client_stream_into_a_slow_backend_holds_up_no_other_call() {
         }
     }
     assert_eq!(order, ["u", "c"], "the unary call was answered first");
+}
+
+/// What a message costs a byte window: its JSON and 16.
+fn cost(payload: &Value) -> u64 {
+    payload.to_string().len() as u64 + 16
+}
+
+/// The bytes the bridge says the `response` envelopes of call `id` count.
+fn bytes_of(envelopes: &[Value], id: &str) -> u64 {
+    envelopes
+        .iter()
+        .filter(|e| e["id"] == id && e["type"] == "response")
+        .filter_map(|e| e["bytes"].as_u64())
+        .sum()
+}
+
+/// A v2 socket that took byte windows, letting the bridge send
+/// `socket_window` bytes of stream responses.
+async fn open_with_byte_windows(
+    builder: impl FnOnce(wsgrpc_runtime::BridgeBuilder) -> wsgrpc_runtime::BridgeBuilder,
+    socket_window: u64,
+) -> (RunningBackend, RunningBridge, Socket, Vec<Value>) {
+    let (backend, bridge, mut socket, settings) = open_v2(builder).await;
+    assert!(
+        settings[0]["windowBytes"].as_u64().is_some(),
+        "{settings:?}"
+    );
+    send(
+        &mut socket,
+        json!([{"type": "settings", "connectionWindowBytes": socket_window}]),
+    )
+    .await;
+    (backend, bridge, socket, settings)
+}
+
+/// Frames until none comes for a while.
+async fn envelopes_until_quiet(socket: &mut Socket) -> Vec<Value> {
+    let mut envelopes = Vec::new();
+    while let Some(frame) = frame_within(socket, QUIET).await {
+        envelopes.extend(frame);
+    }
+    envelopes
+}
+
+#[tokio::test]
+async fn a_stream_in_bytes_sends_its_window_and_one_message_more_and_says_what_it_sent() {
+    let (_backend, _bridge, mut socket, _) = open_with_byte_windows(|b| b, 1 << 30).await;
+    let text = "x".repeat(100);
+    let count = 2_000;
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": SERVER_STREAM, "id": "s", "windowBytes": 5_000,
+                "payload": {"text": text, "count": count}}]),
+    )
+    .await;
+    let envelopes = envelopes_until_quiet(&mut socket).await;
+    let payloads = payloads_of(&envelopes, "s");
+    let sent: u64 = payloads.iter().map(|payload| cost(payload)).sum();
+    assert_eq!(
+        bytes_of(&envelopes, "s"),
+        sent,
+        "`bytes` counts each message"
+    );
+    let last = cost(payloads.last().unwrap());
+    assert!(
+        sent >= 5_000 && sent - last < 5_000,
+        "the window, and the one message that took it below zero: {sent}"
+    );
+
+    // Credit for what was read lets as much again go.
+    send(
+        &mut socket,
+        json!([{"type": "credit", "id": "s", "bytes": sent}]),
+    )
+    .await;
+    let more = envelopes_until_quiet(&mut socket).await;
+    let more_sent = bytes_of(&more, "s");
+    assert!(
+        more_sent >= sent && more_sent < sent + 2 * last,
+        "{more_sent} after {sent}"
+    );
+
+    send(
+        &mut socket,
+        json!([{"type": "credit", "id": "s", "bytes": 1u64 << 30}]),
+    )
+    .await;
+    let (rest, _) = envelopes_until_ends(&mut socket, 1).await;
+    let all: Vec<Value> = [envelopes, more, rest].concat();
+    let payloads = payloads_of(&all, "s");
+    assert_eq!(payloads.len(), count as usize);
+    for (index, payload) in payloads.iter().enumerate() {
+        assert_eq!(payload["index"].as_u64().unwrap_or(0), index as u64);
+    }
+}
+
+#[tokio::test]
+async fn the_sockets_window_holds_back_every_stream_on_it() {
+    let (_backend, _bridge, mut socket, _) = open_with_byte_windows(|b| b, 6_000).await;
+    let text = "y".repeat(200);
+    let open = |id: &str| {
+        json!({"type": "request", "method": SERVER_STREAM, "id": id,
+               "payload": {"text": text, "count": 500}})
+    };
+    send(&mut socket, json!([open("a"), open("b")])).await;
+    let envelopes = envelopes_until_quiet(&mut socket).await;
+    let sent = bytes_of(&envelopes, "a") + bytes_of(&envelopes, "b");
+    assert!(
+        (6_000..6_000 + 2 * 300).contains(&sent),
+        "the socket's window, and a message of each call at most: {sent}"
+    );
+    // Credit without an id opens the socket's window for both.
+    send(
+        &mut socket,
+        json!([{"type": "credit", "bytes": 1u64 << 30}]),
+    )
+    .await;
+    let (rest, _) = envelopes_until_ends(&mut socket, 2).await;
+    let all: Vec<Value> = [envelopes, rest].concat();
+    assert_eq!(payloads_of(&all, "a").len(), 500);
+    assert_eq!(payloads_of(&all, "b").len(), 500);
+}
+
+#[tokio::test]
+async fn a_client_stream_in_bytes_gets_credit_in_bytes_and_its_window_grows() {
+    let (_backend, _bridge, mut socket, settings) = open_with_byte_windows(|b| b, 1 << 20).await;
+    let first_window = settings[0]["windowBytes"].as_u64().unwrap();
+    let socket_window = settings[0]["connectionWindowBytes"].as_u64().unwrap();
+    send(
+        &mut socket,
+        json!([{"type": "request", "method": CLIENT_STREAM, "id": "c"}]),
+    )
+    .await;
+    // Padded with a field the backend ignores without `failCode`.
+    let payload = json!({"failMessage": "z".repeat(1_000), "big": 1});
+    let each = cost(&payload);
+    // Send what both windows allow, in frames within the test bridge's
+    // 64 KiB, before reading anything: so the bridge's round-trip ping is
+    // answered (the socket answers it when it reads) only after the whole
+    // window arrived, as over a long path. Then read the credit.
+    let (mut call_left, mut socket_left) = (first_window as i64, socket_window as i64);
+    let (mut sent, mut widest) = (0u64, first_window as i64);
+    while sent < 20 << 20 {
+        while call_left > 0 && socket_left > 0 {
+            let mut batch = Vec::new();
+            while call_left > 0 && socket_left > 0 && batch.len() < 55 {
+                batch.push(payload.clone());
+                call_left -= each as i64;
+                socket_left -= each as i64;
+            }
+            sent += each * batch.len() as u64;
+            send(
+                &mut socket,
+                json!([{"type": "message", "id": "c", "payloads": batch}]),
+            )
+            .await;
+        }
+        let credit = next_frame(&mut socket).await;
+        for envelope in credit {
+            assert_eq!(envelope["type"], "credit", "{envelope}");
+            assert!(
+                envelope.get("messages").is_none(),
+                "credit in bytes: {envelope}"
+            );
+            let bytes = envelope["bytes"].as_i64().unwrap();
+            match envelope["id"].as_str() {
+                Some("c") => call_left += bytes,
+                None => socket_left += bytes,
+                Some(other) => panic!("credit for {other}"),
+            }
+        }
+        widest = widest.max(call_left);
+    }
+    assert!(
+        widest > first_window as i64,
+        "the window grew past its first {first_window} bytes (widest {widest})"
+    );
+    send(&mut socket, json!([{"type": "end", "id": "c"}])).await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
+    let end = envelopes.iter().find(|e| e["end"] == true).unwrap();
+    assert_eq!(end["payload"]["sum"], (sent / each).to_string(), "{end}");
 }

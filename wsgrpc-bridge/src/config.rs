@@ -135,6 +135,22 @@ pub struct Options {
     #[arg(long, value_name = "MESSAGES")]
     pub call_queue_messages: Option<usize>,
 
+    /// Byte windows: request bytes a streaming call may send before the
+    /// bridge's first credit; grows towards the path's bandwidth-delay
+    /// product [default: 262144].
+    #[arg(long, value_name = "BYTES")]
+    pub window_bytes: Option<u64>,
+
+    /// Byte windows: request bytes a socket's calls together may send
+    /// before the bridge's first credit [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub connection_window_bytes: Option<u64>,
+
+    /// Byte windows: the largest a call's request window grows to
+    /// [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_window_bytes: Option<u64>,
+
     /// Longest a call may run, e.g. `10m`; `off` for no limit [default: off].
     #[arg(long, value_name = "DURATION")]
     pub max_call_duration: Option<Interval>,

@@ -6,7 +6,7 @@ use std::fmt;
 use http::{HeaderMap, Uri, header};
 use tonic::Status;
 
-use crate::envelope::Metadata;
+use crate::metadata::Metadata;
 
 /// Which pages may open a socket.
 ///

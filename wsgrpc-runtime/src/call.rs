@@ -13,7 +13,7 @@ use tonic::{Code, Status};
 
 use crate::backend::Backend;
 use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protocol, code_name};
-use crate::flow::ResponseWindow;
+use crate::flow::{self, ResponseWindow};
 use crate::metadata;
 use crate::metrics::InFlight;
 use crate::outbox::{Outbox, Running};
@@ -143,6 +143,7 @@ pub(crate) async fn run(
         headers: None,
         headers_sent: false,
         run: Vec::new(),
+        run_cost: 0,
         max_envelope_bytes: shared.config.max_envelope_bytes(),
         // Two runs, each closed just past this, fill a frame.
         max_run_bytes: (shared.config.batch_bytes / 2)
@@ -168,6 +169,7 @@ pub(crate) async fn run(
     };
     let result = result.map_err(unavailable_if_transport_failed);
     let headers = exchange.unsent_headers();
+    let run_bytes = exchange.run_bytes();
     let run = std::mem::take(&mut exchange.run);
     drop((in_flight, running));
     if !finish.claim() {
@@ -178,13 +180,13 @@ pub(crate) async fn run(
     let frame = match result {
         Ok(end) => {
             tracing::debug!("call ended");
-            end.into_frame(&spec, headers, run)
+            end.into_frame(&spec, headers, run, run_bytes)
         }
         Err(status) => {
             tracing::debug!(code = ?status.code(), message = status.message(), "call failed");
             // The messages gathered before the failure still go first.
             if !run.is_empty() {
-                let _ = out.send(close_run(run, None)).await;
+                let _ = out.send(close_run(run, run_bytes, None)).await;
             }
             spec.error_frame(&status, headers)
         }
@@ -205,9 +207,14 @@ fn too_large(bytes: usize, max: usize) -> Status {
     ))
 }
 
-/// Ends a v2 run of messages: `]}`, or with the call's end and trailers.
-fn close_run(mut run: Vec<u8>, end: Option<Option<Metadata>>) -> String {
+/// Ends a v2 run of messages: `]}`, or with what they count in `bytes`, or
+/// with the call's end and trailers.
+fn close_run(mut run: Vec<u8>, bytes: Option<u64>, end: Option<Option<Metadata>>) -> String {
     run.push(b']');
+    if let Some(bytes) = bytes {
+        run.extend_from_slice(br#","bytes":"#);
+        run.extend_from_slice(bytes.to_string().as_bytes());
+    }
     if let Some(trailers) = end {
         run.extend_from_slice(br#","end":true"#);
         if let Some(trailers) = trailers {
@@ -230,9 +237,15 @@ struct End {
 impl End {
     /// The envelope that ends the call; in v2, a stream's last messages
     /// (`run`) ride on it.
-    fn into_frame(self, spec: &CallSpec, headers: Option<Metadata>, run: Vec<u8>) -> String {
+    fn into_frame(
+        self,
+        spec: &CallSpec,
+        headers: Option<Metadata>,
+        run: Vec<u8>,
+        run_bytes: Option<u64>,
+    ) -> String {
         if !run.is_empty() {
-            return close_run(run, Some(self.trailers));
+            return close_run(run, run_bytes, Some(self.trailers));
         }
         let frame = Envelope {
             end: true,
@@ -271,6 +284,8 @@ struct Exchange<'a> {
     /// v2: an envelope of stream messages not yet handed to the writer,
     /// open at its `payloads` array; empty when there is none.
     run: Vec<u8>,
+    /// What the run's messages cost a byte window.
+    run_cost: u64,
     max_run_bytes: usize,
     max_envelope_bytes: usize,
 }
@@ -318,15 +333,18 @@ impl Exchange<'_> {
             let Some(message) = next? else { break };
             if kind.server_streams() {
                 if let Some(window) = &spec.window
-                    && !window.try_spend()
+                    && !window.is_open()
                 {
                     // Out of credit: the client gets what is gathered, and
                     // the backend's stream is not read until it grants more,
                     // so HTTP/2 flow control holds the backend back.
                     self.flush_run().await?;
-                    window.spend().await;
+                    window.opened().await;
                 }
-                self.send_message(&message).await?;
+                let written = self.send_message(&message).await?;
+                if let Some(window) = &spec.window {
+                    window.spend(written);
+                }
             } else if single.replace(encode_response(spec, &message)?).is_some() {
                 return Err(Status::internal(
                     "backend sent more than one response to a unary call",
@@ -352,30 +370,34 @@ impl Exchange<'_> {
 
     /// One stream response: in v1 an envelope of its own; in v2 added to
     /// the run, which goes to the writer when it is full or when nothing
-    /// more is there.
-    async fn send_message(&mut self, message: &[u8]) -> Result<(), Status> {
+    /// more is there. Returns the length of its JSON.
+    async fn send_message(&mut self, message: &[u8]) -> Result<usize, Status> {
         if self.spec.protocol == Protocol::V1 {
             let payload = encode_response(self.spec, message)?;
             let frame = Envelope {
                 headers: self.unsent_headers(),
                 ..self.spec.frame()
             };
-            return self.hand_over(frame.to_json_with_payload(&payload)).await;
+            self.hand_over(frame.to_json_with_payload(&payload)).await?;
+            return Ok(payload.len());
         }
         if self.run.is_empty() {
             self.open_run();
         } else {
             self.run.push(b',');
         }
+        let before = self.run.len();
         self.spec
             .route
             .method
             .write_response(message, &mut self.run)
             .map_err(|err| Status::internal(err.to_string()))?;
+        let written = self.run.len() - before;
+        self.run_cost += flow::cost(written);
         if self.run.len() >= self.max_run_bytes {
             self.flush_run().await?;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// `{"type":"response","id":…,"payloads":[`, with the headers on the
@@ -395,7 +417,7 @@ impl Exchange<'_> {
         if self.run.is_empty() {
             return Ok(());
         }
-        let run = close_run(std::mem::take(&mut self.run), None);
+        let run = close_run(std::mem::take(&mut self.run), self.run_bytes(), None);
         self.hand_over(run).await
     }
 
@@ -407,6 +429,17 @@ impl Exchange<'_> {
             .send(envelope)
             .await
             .map_err(|_| Status::cancelled("client connection closed"))
+    }
+
+    /// On a socket with byte windows, what the run's messages count, which
+    /// the client gives back as credit; none otherwise.
+    fn run_bytes(&mut self) -> Option<u64> {
+        let cost = std::mem::take(&mut self.run_cost);
+        self.spec
+            .window
+            .as_ref()
+            .is_some_and(ResponseWindow::in_bytes)
+            .then_some(cost)
     }
 
     /// Headers go out once, on the first frame of the call.

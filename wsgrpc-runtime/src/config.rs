@@ -53,8 +53,20 @@ pub struct BridgeConfig {
     pub max_calls_per_connection: usize,
     /// Sockets open at once; further upgrades get HTTP 503.
     pub max_connections: usize,
-    /// Request messages a streaming call may queue ahead of the backend.
+    /// Request messages a streaming call may queue ahead of the backend,
+    /// for clients that count messages rather than bytes.
     pub call_queue_messages: usize,
+    /// Protocol v2, byte windows: the request bytes a client- or
+    /// bidi-streaming call may send before the bridge's first credit. The
+    /// window grows from here towards the path's bandwidth-delay product.
+    pub window_bytes: u64,
+    /// Protocol v2, byte windows: the request bytes all calls of a socket
+    /// together may send before the bridge's first credit; it grows to
+    /// twice a call's window.
+    pub connection_window_bytes: u64,
+    /// Protocol v2, byte windows: the largest a call's request window
+    /// grows to. A socket may hold twice this of requests in the bridge.
+    pub max_window_bytes: u64,
     /// Longest a call may run, streams included; it then ends with
     /// `DEADLINE_EXCEEDED` and is cancelled at the backend.
     #[serde(with = "optional_duration")]
@@ -129,6 +141,9 @@ impl Default for BridgeConfig {
             max_calls_per_connection: 100,
             max_connections: 10_000,
             call_queue_messages: 64,
+            window_bytes: 256 << 10,
+            connection_window_bytes: 1 << 20,
+            max_window_bytes: 16 << 20,
             max_call_duration: None,
             protocol_v2: true,
             batch_bytes: 64 << 10,
@@ -152,6 +167,10 @@ impl BridgeConfig {
     pub(crate) fn normalised(mut self) -> Self {
         self.max_calls_per_connection = self.max_calls_per_connection.max(1);
         self.call_queue_messages = self.call_queue_messages.max(1);
+        let max_window = crate::flow::MAX_WINDOW;
+        self.window_bytes = self.window_bytes.clamp(1, max_window);
+        self.connection_window_bytes = self.connection_window_bytes.clamp(1, max_window);
+        self.max_window_bytes = self.max_window_bytes.clamp(self.window_bytes, max_window);
         self.batch_bytes = self.batch_bytes.max(1);
         self.max_pending_connections = self.max_pending_connections.max(1);
         self

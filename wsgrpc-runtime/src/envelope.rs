@@ -7,9 +7,11 @@
 //! and `payloads`, `refused`, the `settings` envelope and flow control
 //! (`window`, the `credit` envelope) what v2 adds.
 //! docs/PROTOCOL.md describes every frame.
+//!
+//! Not part of the crate's API (hidden from its docs): the project's tests,
+//! benchmarks and fuzz targets speak the wire format through it.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -22,11 +24,7 @@ use serde_json::value::RawValue;
 /// read.
 pub const LEGACY_END_PAYLOAD: &str = r#"{"end":true}"#;
 
-/// Metadata as it travels in an envelope: lower-case keys, string values.
-///
-/// Keys ending in `-bin` carry base64 (standard alphabet, padding optional),
-/// as in the gRPC HTTP/2 mapping. Repeated keys are joined with `", "`.
-pub type Metadata = BTreeMap<String, String>;
+pub use crate::metadata::Metadata;
 
 /// The wire protocol a socket speaks, agreed on at the upgrade through
 /// `Sec-WebSocket-Protocol`.
@@ -86,9 +84,14 @@ pub enum FrameType {
     Error,
     /// Bridge → client, v2: the bridge's limits, the first envelope it sends.
     Settings,
-    /// v2, both ways: the receiver takes `messages` more of the call's
-    /// messages, as HTTP/2's WINDOW_UPDATE grants bytes.
+    /// v2, both ways: the receiver takes `messages` (or `bytes`) more of
+    /// the call's messages, or of the socket's, as HTTP/2's WINDOW_UPDATE
+    /// grants bytes.
     Credit,
+    /// v2 with byte windows, both ways: answer at once with `pong`.
+    Ping,
+    /// v2 with byte windows, both ways: the answer to `ping`.
+    Pong,
 }
 
 /// One frame of wire protocol v1.
@@ -148,6 +151,21 @@ pub struct Envelope<'a> {
     /// v2, on `credit`: how many more messages the receiver takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<u64>,
+    /// v2 with byte windows: on `credit`, how many more bytes the receiver
+    /// takes; on a bridge `response`, what its payloads count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// v2 with byte windows, on `request`: the response bytes the bridge
+    /// may send on the call before `credit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_bytes: Option<u64>,
+    /// v2, on the client's `settings`: the response bytes the bridge may
+    /// send across the socket's calls before `credit` without an `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_window_bytes: Option<u64>,
+    /// v2, on `ping` and `pong`: the sender's number, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<u64>,
     /// Bridge → client: the backend's response headers, on the first frame
     /// of a call that has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,6 +285,12 @@ pub struct Settings {
     /// Request messages a streaming call may have queued ahead of the
     /// backend.
     pub call_queue_messages: usize,
+    /// Byte windows, offered: the request bytes a streaming call may send
+    /// before credit.
+    pub window_bytes: u64,
+    /// Byte windows, offered: the request bytes the socket's calls together
+    /// may send before credit.
+    pub connection_window_bytes: u64,
 }
 
 impl<'a> Envelope<'a> {

@@ -1,6 +1,6 @@
 //! The runtime of wsgrpc: browsers call gRPC services over one WebSocket.
 //!
-//! A browser sends JSON [envelopes](envelope::Envelope) over a WebSocket; the
+//! A browser sends JSON envelopes over a WebSocket; the
 //! [`Bridge`] turns each into a gRPC call on a shared HTTP/2 channel to an
 //! unchanged backend and streams the answers back. What the bridge knows of
 //! each service — its methods, their kinds and how to turn their messages
@@ -31,8 +31,10 @@ mod bridge;
 mod call;
 mod config;
 mod connection;
+#[doc(hidden)]
 pub mod envelope;
 mod flow;
+mod frame;
 pub mod json;
 mod metadata;
 mod metrics;
@@ -48,8 +50,8 @@ mod untrusted;
 pub use access::{AllowedOrigins, Authenticator, UpgradeRequest};
 pub use bridge::{Bridge, BridgeBuilder, BuildError, shutdown_signal};
 pub use config::BridgeConfig;
-pub use envelope::Metadata;
 pub use json::{JsonOptions, JsonRules, JsonWriter, TranscodeError};
+pub use metadata::Metadata;
 pub use prost_reflect;
 pub use service::{Descriptors, InvalidName, Method, MethodKind, Service, ServiceTable};
 pub use token::TokenAuth;

@@ -8,7 +8,12 @@ use tonic::metadata::{
 };
 
 use crate::config::BridgeConfig;
-use crate::envelope::Metadata;
+
+/// Metadata as it travels in an envelope: lower-case keys, string values.
+///
+/// Keys ending in `-bin` carry base64 (standard alphabet, padding optional),
+/// as in the gRPC HTTP/2 mapping. Repeated keys are joined with `", "`.
+pub type Metadata = std::collections::BTreeMap<String, String>;
 
 /// Standard base64 that accepts input with or without padding, as gRPC does.
 const BASE64: GeneralPurpose = GeneralPurpose::new(

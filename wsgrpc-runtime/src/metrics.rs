@@ -48,6 +48,8 @@ pub(crate) enum Rejection {
     /// A socket closed because the unfinished frames of all sockets held
     /// too much, and it the most.
     ReceiveBudget,
+    /// A socket closed because its client sent past the socket's window.
+    Overrun,
 }
 
 impl Rejection {
@@ -66,6 +68,7 @@ impl Rejection {
             Self::TooManyPending => "too_many_pending",
             Self::Unread => "unread",
             Self::ReceiveBudget => "receive_budget",
+            Self::Overrun => "overrun",
         }
     }
 }

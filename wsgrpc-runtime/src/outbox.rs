@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::envelope::Protocol;
+use crate::frame::Amount;
 use crate::metrics::Metrics;
 
 /// Frames the writer hands to the socket before it flushes.
@@ -39,30 +40,41 @@ pub(crate) enum Outgoing {
     /// Credit for a call's requests; however often the call adds to it,
     /// it is queued once until the writer takes it.
     Credit(Arc<PendingCredit>),
-    Ping,
+    /// A WebSocket ping with this payload.
+    Ping(Bytes),
     Close(CloseFrame),
 }
 
-/// Credit that the backend has freed for one call and the client has not
-/// been sent yet.
+/// Credit that the backend has freed for one call (or, without an id, for
+/// the socket) and the client has not been sent yet.
 #[derive(Debug)]
 pub(crate) struct PendingCredit {
-    id: String,
-    messages: AtomicU64,
+    id: Option<String>,
+    /// Counted in bytes rather than messages.
+    in_bytes: bool,
+    amount: AtomicU64,
 }
 
 impl PendingCredit {
-    pub(crate) fn new(id: String) -> Arc<Self> {
+    pub(crate) fn new(id: Option<String>, in_bytes: bool) -> Arc<Self> {
         Arc::new(Self {
             id,
-            messages: AtomicU64::new(0),
+            in_bytes,
+            amount: AtomicU64::new(0),
         })
     }
 
     /// The credit envelope for what is pending, if anything is.
     fn take(&self) -> Option<String> {
-        let messages = self.messages.swap(0, Ordering::AcqRel);
-        (messages > 0).then(|| crate::flow::credit(&self.id, messages))
+        let amount = self.amount.swap(0, Ordering::AcqRel);
+        (amount > 0).then(|| {
+            let grant = if self.in_bytes {
+                Amount::Bytes(amount)
+            } else {
+                Amount::Messages(amount)
+            };
+            crate::flow::credit(self.id.as_deref(), grant)
+        })
     }
 }
 
@@ -194,8 +206,8 @@ impl Outbox {
     /// Adds `messages` to a call's pending credit, queuing it unless it is
     /// queued already; so a client that never reads its credit costs one
     /// queued item per call, not one per grant.
-    pub(crate) fn send_credit(&self, credit: &Arc<PendingCredit>, messages: u64) {
-        if credit.messages.fetch_add(messages, Ordering::AcqRel) == 0 {
+    pub(crate) fn send_credit(&self, credit: &Arc<PendingCredit>, amount: u64) {
+        if credit.amount.fetch_add(amount, Ordering::AcqRel) == 0 {
             let _ = self.queue.send(Outgoing::Credit(credit.clone()));
         }
     }
@@ -268,7 +280,7 @@ impl Inbox {
             Outgoing::Control(text) => {
                 self.control.queued.fetch_sub(text.len(), Ordering::AcqRel);
             }
-            Outgoing::Credit(_) | Outgoing::Ping | Outgoing::Close(_) => {}
+            Outgoing::Credit(_) | Outgoing::Ping(_) | Outgoing::Close(_) => {}
         }
         item
     }
@@ -316,7 +328,7 @@ where
                         continue;
                     }
                 },
-                Outgoing::Ping => Message::Ping(Bytes::new()),
+                Outgoing::Ping(payload) => Message::Ping(payload),
                 Outgoing::Close(frame) => {
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     return WriterEnd::Done;
@@ -554,7 +566,7 @@ mod tests {
     async fn credit_is_queued_once_however_often_it_grows() {
         let framing = framing(Protocol::V2, 1 << 16);
         let (outbox, mut inbox) = outbox(&framing);
-        let credit = PendingCredit::new("c1".into());
+        let credit = PendingCredit::new(Some("c1".into()), false);
         for _ in 0..10_000 {
             outbox.send_credit(&credit, 32);
         }

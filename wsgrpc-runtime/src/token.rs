@@ -5,7 +5,7 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 use crate::access::{Authenticator, UpgradeRequest};
-use crate::envelope::Metadata;
+use crate::metadata::Metadata;
 
 /// Lets in the sockets that present one of a list of secret tokens, from
 /// (in this order) an `Authorization: Bearer` header, a query parameter

@@ -36,11 +36,12 @@ use tokio::time::Instant;
 use tokio_util::sync::PollSender;
 use tonic::transport::Channel;
 
+use super::serve;
 use super::tests::{Backend, backend_channel};
-use super::{MAX_ID_LEN, serve};
 use crate::config::BridgeConfig;
 use crate::envelope::{Envelope, FrameType, Metadata, Protocol, parse_batch};
 use crate::flow::MAX_WINDOW;
+use crate::frame::MAX_ID_LEN;
 use crate::shared::Shared;
 
 /// Cases: a few dozen, or `PROPTEST_CASES`. Each runs a socket, and a
@@ -217,14 +218,14 @@ fn payload() -> impl Strategy<Value = Value> {
 /// One envelope, as JSON: every type (those only the bridge sends too),
 /// on a few ids, with the fields of its type mostly and any others now and
 /// then; v2's fields now and then on v1, which refuses them.
-fn envelope(protocol: Protocol) -> impl Strategy<Value = Value> {
+fn envelope(protocol: Protocol) -> BoxedStrategy<Value> {
     let kind = prop_oneof![
         6 => Just("request"),
         3 => Just("message"),
         2 => Just("end"),
         2 => Just("cancel"),
         2 => Just("credit"),
-        1 => prop::sample::select(&["response", "error", "settings", "Request"][..]),
+        1 => prop::sample::select(&["response", "error", "settings", "ping", "pong", "Request"][..]),
     ];
     let v2_field = if protocol == Protocol::V2 { 0.4 } else { 0.03 };
     prop::option::weighted(0.95, kind)
@@ -254,6 +255,14 @@ fn envelope(protocol: Protocol) -> impl Strategy<Value = Value> {
                 prop::option::weighted(0.03 + 0.2 * request, timeout_ms),
                 prop::option::weighted(0.03 + v2_field * request, count()),
                 prop::option::weighted(v2_field * 0.1 + 0.9 * credit, count()),
+                // Byte windows: `bytes` on credit, `windowBytes` on
+                // requests, `connectionWindowBytes`, `data` on pings.
+                (
+                    prop::option::weighted(v2_field * (0.05 + 0.5 * credit), count()),
+                    prop::option::weighted(v2_field * (0.03 + 0.5 * request), count()),
+                    prop::option::weighted(v2_field * 0.1, count()),
+                    prop::option::weighted(v2_field * 0.3, count()),
+                ),
                 prop::option::weighted(0.03, Just(json!("unknown"))),
             )
         })
@@ -269,6 +278,7 @@ fn envelope(protocol: Protocol) -> impl Strategy<Value = Value> {
                 timeout,
                 window,
                 messages,
+                (bytes, window_bytes, connection_window_bytes, data),
                 odd,
             )| {
                 let mut envelope = Map::new();
@@ -287,10 +297,15 @@ fn envelope(protocol: Protocol) -> impl Strategy<Value = Value> {
                 set("timeoutMs", timeout.map(Value::from));
                 set("window", window.map(Value::from));
                 set("messages", messages.map(Value::from));
+                set("bytes", bytes.map(Value::from));
+                set("windowBytes", window_bytes.map(Value::from));
+                set("connectionWindowBytes", connection_window_bytes.map(Value::from));
+                set("data", data.map(Value::from));
                 set("metod", odd);
                 Value::Object(envelope)
             },
         )
+        .boxed()
 }
 
 /// Text that is no envelope, or almost one.
@@ -387,11 +402,20 @@ fn script() -> impl Strategy<Value = Script> {
                 6 => frame(protocol).prop_map(|frame| vec![frame]),
                 1 => stream_run(protocol),
             ];
-            prop::collection::vec(part, 1..14).prop_map(move |parts| Script {
-                protocol,
-                backend,
-                multi_thread,
-                frames: parts.into_iter().flatten().collect(),
+            // v2: half the sockets take byte windows first.
+            let settings = match protocol {
+                Protocol::V2 => any::<bool>().boxed(),
+                _ => Just(false).boxed(),
+            };
+            (prop::collection::vec(part, 1..14), settings).prop_map(move |(parts, bytes)| {
+                let settings = json!({"type": "settings", "connectionWindowBytes": 1 << 20});
+                let first = bytes.then(|| alone(protocol, settings));
+                Script {
+                    protocol,
+                    backend,
+                    multi_thread,
+                    frames: first.into_iter().chain(parts.into_iter().flatten()).collect(),
+                }
             })
         })
 }
@@ -538,7 +562,7 @@ impl Book {
         }
         let id = envelope["id"].as_str();
         match kind {
-            "settings" | "credit" => Ok(()),
+            "settings" | "credit" | "pong" => Ok(()),
             "error" => {
                 if envelope.get("end").is_some() {
                     return Err(format!("a refusal that ends a call: {envelope}"));

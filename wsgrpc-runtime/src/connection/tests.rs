@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{deadline, serve};
+use super::serve;
+use super::validate::deadline;
 use crate::access::{AllowedOrigins, Authenticator, UpgradeRequest};
 use crate::config::BridgeConfig;
 use crate::envelope::{Metadata, Protocol};
@@ -68,13 +69,22 @@ impl Client {
         backend: Backend,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Self {
+        Self::connect_configured(protocol, backend, BridgeConfig::default(), authenticator)
+    }
+
+    fn connect_configured(
+        protocol: Protocol,
+        backend: Backend,
+        config: BridgeConfig,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Self {
         let (channel, listener) = backend_channel(backend);
         let (to_bridge, mut incoming) = mpsc::unbounded_channel();
         let (sink, from_bridge) = mpsc::channel(64);
         let served = tokio::spawn(serve(
             PollSender::new(sink),
             stream::poll_fn(move |cx| incoming.poll_recv(cx)),
-            shared(channel, authenticator),
+            shared_with(channel, config, authenticator),
             Metadata::new(),
             protocol,
             None,
@@ -106,10 +116,22 @@ impl Client {
         }
     }
 
+    /// The next frame but pings, which a browser answers by itself.
+    async fn next_message(&mut self) -> Option<Message> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.from_bridge.recv())
+                .await
+                .expect("the bridge sends a frame in time");
+            if !matches!(frame, Some(Message::Ping(_))) {
+                return frame;
+            }
+        }
+    }
+
     async fn next_frame(&mut self) -> Value {
-        let frame = tokio::time::timeout(PATIENCE, self.from_bridge.recv())
+        let frame = self
+            .next_message()
             .await
-            .expect("the bridge sends a frame in time")
             .expect("the bridge keeps the socket open");
         let Message::Text(text) = frame else {
             panic!("expected a text frame, got {frame:?}");
@@ -174,10 +196,6 @@ fn channel_to(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("a valid uri")
         .connect_lazy()
-}
-
-fn shared(channel: Channel, authenticator: Option<Arc<dyn Authenticator>>) -> Arc<Shared> {
-    shared_with(channel, BridgeConfig::default(), authenticator)
 }
 
 /// A bridge's shared state with the test methods (`Unary`, `Watch`,
@@ -257,6 +275,8 @@ async fn v2_sends_its_settings_before_anything_else() {
             "maxFrameBytes": 4 << 20,
             "maxCallsPerConnection": 100,
             "callQueueMessages": 64,
+            "windowBytes": 256 << 10,
+            "connectionWindowBytes": 1 << 20,
         }])
     );
     client.send(json!({"type": "request", "id": "1", "method": UNARY}));
@@ -373,8 +393,12 @@ async fn a_request_on_an_open_id_is_refused_and_the_open_call_goes_on() {
 #[tokio::test]
 async fn v1_refuses_message_end_and_cancel_for_an_id_that_is_not_open() {
     let mut client = Client::connect(Protocol::V1, Backend::Unreachable);
-    for frame_type in ["message", "end", "cancel"] {
-        client.send(json!({"type": frame_type, "id": "nope", "payload": {}}));
+    for frame in [
+        json!({"type": "message", "id": "nope", "payload": {}}),
+        json!({"type": "end", "id": "nope"}),
+        json!({"type": "cancel", "id": "nope"}),
+    ] {
+        client.send(frame);
         let refusal = client.next().await;
         assert_refused(&refusal, Some("nope"), Code::FailedPrecondition);
         // v1 envelopes do not say what they refused.
@@ -513,6 +537,107 @@ async fn v2_ends_a_call_whose_window_is_too_large() {
     let end = client.next().await;
     assert_ended(&end, "w", Code::InvalidArgument);
     assert_mentions(&end, "window");
+}
+
+/// A v2 client on the silent backend that took byte windows of `call` and
+/// `socket` bytes for its requests.
+async fn with_byte_windows(call: u64, socket: u64) -> Client {
+    let config = BridgeConfig {
+        window_bytes: call,
+        connection_window_bytes: socket,
+        ..BridgeConfig::default()
+    };
+    let mut client = Client::connect_configured(Protocol::V2, Backend::Silent, config, None);
+    let settings = client.next().await;
+    assert_eq!(settings["windowBytes"], call, "{settings}");
+    assert_eq!(settings["connectionWindowBytes"], socket, "{settings}");
+    client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    client
+}
+
+/// A `message` envelope in a frame of its own whose payloads are empty
+/// messages `{ … }` padded to `lens` bytes of JSON.
+fn send_padded(client: &Client, id: &str, lens: &[usize]) {
+    let payloads: Vec<String> = lens
+        .iter()
+        .map(|len| format!("{{{}}}", " ".repeat(len - 2)))
+        .collect();
+    let payloads = payloads.join(",");
+    client.send_text(&format!(
+        r#"[{{"type":"message","id":"{id}","payloads":[{payloads}]}}]"#
+    ));
+}
+
+#[tokio::test]
+async fn a_call_may_go_below_zero_by_one_message_and_no_further() {
+    // 100 bytes: 60 + 16 leaves 24, so the next message may go, and takes
+    // the window below zero; the one after it ends the call.
+    let mut client = with_byte_windows(100, 1 << 20).await;
+    client.open("c", CLIENT_STREAM);
+    send_padded(&client, "c", &[60]);
+    send_padded(&client, "c", &[60]);
+    // The socket and its other calls go on: a second call has its own window.
+    client.open("d", CLIENT_STREAM);
+    send_padded(&client, "d", &[60]);
+    send_padded(&client, "c", &[60]);
+    client.send(json!({"type": "ping", "data": 1}));
+    // Credit comes as the backend's connection takes messages: not counted.
+    let mut answers = Vec::new();
+    while answers.last() != Some(&json!({"type": "pong", "data": 1})) {
+        let answer = client.next().await;
+        if answer["type"] != "credit" {
+            answers.push(answer);
+        }
+    }
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_ended(&answers[0], "c", Code::ResourceExhausted);
+    assert_mentions(&answers[0], "window");
+}
+
+#[tokio::test]
+async fn a_client_past_the_sockets_window_is_closed_with_1008() {
+    let client = with_byte_windows(1 << 20, 100).await;
+    for id in ["a", "b", "c"] {
+        client.open(id, CLIENT_STREAM);
+        send_padded(&client, id, &[60]);
+    }
+    let mut client = client;
+    let close = client.next_message().await;
+    let Some(Message::Close(Some(frame))) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(frame.code, 1008);
+    assert!(frame.reason.contains("window"), "{}", frame.reason);
+}
+
+#[tokio::test]
+async fn messages_for_no_open_call_count_and_are_given_back() {
+    // What the bridge does not queue goes back to the socket's window at
+    // once, so a client whose messages cross their call's end on the wire
+    // loses nothing of its window.
+    let mut client = with_byte_windows(1 << 20, 200).await;
+    send_padded(&client, "gone", &[90, 90]);
+    let refusal = client.next().await;
+    assert_refused(&refusal, Some("gone"), Code::FailedPrecondition);
+    let credit = client.next().await;
+    assert_eq!(credit, json!({"type": "credit", "bytes": 212}));
+}
+
+#[tokio::test]
+async fn byte_windows_are_asked_for_first_and_only_then_counted_in_bytes() {
+    let mut client = Client::connected(Protocol::V2, Backend::Silent).await;
+    client.send(json!({"type": "credit", "bytes": 10}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, None, Code::InvalidArgument);
+    assert_mentions(&refusal, "settings");
+    client.send(json!({"type": "request", "id": "w", "method": SERVER_STREAM, "windowBytes": 10}));
+    let end = client.next().await;
+    assert_ended(&end, "w", Code::InvalidArgument);
+    assert_mentions(&end, "settings");
+    client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, None, Code::InvalidArgument);
+    assert_mentions(&refusal, "first envelope");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use tonic::metadata::{KeyRef, MetadataMap};
 
 use super::{ENTRY_OVERHEAD, MetadataError, MetadataLimits, canonical, entry, to_grpc};
-use crate::envelope::Metadata;
+use crate::metadata::Metadata;
 
 /// Cases per property: a few hundred, or `PROPTEST_CASES`.
 fn config() -> ProptestConfig {
