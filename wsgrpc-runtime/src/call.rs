@@ -12,9 +12,11 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::backend::Backend;
-use crate::envelope::{Envelope, FrameType, LEGACY_END_PAYLOAD, Metadata, Protocol, code_name};
+use crate::envelope::{LEGACY_END_PAYLOAD, Protocol};
 use crate::flow::{self, ResponseWindow};
+use crate::frame::{Response, ServerFrame, StatusFields};
 use crate::metadata;
+use crate::metadata::Metadata;
 use crate::metrics::InFlight;
 use crate::outbox::{Outbox, Running};
 use crate::service::Route;
@@ -76,12 +78,11 @@ impl Deadline {
 
 impl CallSpec {
     /// What every response envelope of the call starts from.
-    fn frame(&self) -> Envelope<'_> {
-        Envelope {
-            frame_type: Some(FrameType::Response),
-            method: self.protocol.method_echo(&self.method_echo).map(Into::into),
-            id: Some(self.id.as_str().into()),
-            ..Envelope::default()
+    fn response(&self) -> Response<'_> {
+        Response {
+            method: self.protocol.method_echo(&self.method_echo),
+            id: &self.id,
+            ..Response::default()
         }
     }
 
@@ -99,31 +100,15 @@ pub(crate) fn error_frame(
     status: &Status,
     headers: Option<Metadata>,
 ) -> String {
-    let details = (!status.details().is_empty()).then(|| metadata::encode_base64(status.details()));
-    let frame = Envelope {
-        frame_type: Some(FrameType::Response),
-        method: method_echo.map(Into::into),
-        id: Some(id.into()),
-        error: Some(status_text(status).into()),
-        code: Some(status.code() as i32),
-        code_name: Some(code_name(status.code()).into()),
-        details: details.map(Into::into),
+    ServerFrame::Response(Response {
+        method: method_echo,
+        id,
         end: true,
+        status: Some(StatusFields::of(status)),
         headers,
         trailers: metadata::from_grpc(status.metadata()),
-        ..Envelope::default()
-    };
-    frame.to_json()
-}
-
-/// The error text a client sees: the status message, or the code's
-/// description where the backend gave none.
-fn status_text(status: &Status) -> String {
-    if status.message().is_empty() {
-        status.code().description().to_owned()
-    } else {
-        status.message().to_owned()
-    }
+    })
+    .to_json()
 }
 
 /// Runs the call to its end and sends its final frame, unless the
@@ -247,12 +232,12 @@ impl End {
         if !run.is_empty() {
             return close_run(run, run_bytes, Some(self.trailers));
         }
-        let frame = Envelope {
+        let frame = ServerFrame::Response(Response {
             end: true,
             headers,
             trailers: self.trailers,
-            ..spec.frame()
-        };
+            ..spec.response()
+        });
         match (&self.response, spec.protocol) {
             (Some(response), _) => frame.to_json_with_payload(response),
             // Only v1 clients may look for the end in the payload.
@@ -374,10 +359,10 @@ impl Exchange<'_> {
     async fn send_message(&mut self, message: &[u8]) -> Result<usize, Status> {
         if self.spec.protocol == Protocol::V1 {
             let payload = encode_response(self.spec, message)?;
-            let frame = Envelope {
+            let frame = ServerFrame::Response(Response {
                 headers: self.unsent_headers(),
-                ..self.spec.frame()
-            };
+                ..self.spec.response()
+            });
             self.hand_over(frame.to_json_with_payload(&payload)).await?;
             return Ok(payload.len());
         }

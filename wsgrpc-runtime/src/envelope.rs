@@ -8,8 +8,11 @@
 //! (`window`, the `credit` envelope) what v2 adds.
 //! docs/PROTOCOL.md describes every frame.
 //!
-//! Not part of the crate's API (hidden from its docs): the project's tests,
-//! benchmarks and fuzz targets speak the wire format through it.
+//! This is the flat form of every envelope: the bridge reads what a client
+//! sends through it and then checks it into its kind (`frame::ClientFrame`);
+//! what the bridge sends is written from `frame::ServerFrame`. Not part of
+//! the crate's API (hidden from its docs): the project's tests, benchmarks
+//! and fuzz targets read and write the wire format through it.
 
 use std::borrow::Cow;
 
@@ -273,26 +276,6 @@ pub fn parse_batch(
         .collect())
 }
 
-/// The first envelope of a v2 socket, `{"type":"settings",…}`: what the
-/// client must stay within.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename = "settings", rename_all = "camelCase")]
-pub struct Settings {
-    /// The largest frame the bridge reads; a larger one closes the socket.
-    pub max_frame_bytes: usize,
-    /// Calls open at once on the socket.
-    pub max_calls_per_connection: usize,
-    /// Request messages a streaming call may have queued ahead of the
-    /// backend.
-    pub call_queue_messages: usize,
-    /// Byte windows, offered: the request bytes a streaming call may send
-    /// before credit.
-    pub window_bytes: u64,
-    /// Byte windows, offered: the request bytes the socket's calls together
-    /// may send before credit.
-    pub connection_window_bytes: u64,
-}
-
 impl<'a> Envelope<'a> {
     /// Parses one text frame.
     pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
@@ -304,23 +287,6 @@ impl<'a> Envelope<'a> {
         // An envelope holds only strings, numbers, maps and raw JSON that was
         // valid when it was produced, so serialization cannot fail.
         serde_json::to_string(self).expect("envelope serializes")
-    }
-
-    /// Serializes the frame with `payload`, JSON text written by the
-    /// bridge, as its payload, which comes first. (serde_json embeds
-    /// written JSON only as a `RawValue`, which parses it again; members of
-    /// a JSON object have no order.)
-    pub fn to_json_with_payload(&self, payload: &str) -> String {
-        debug_assert!(self.payload.is_none() && self.payloads.is_none());
-        let rest = self.to_json();
-        let mut frame = String::with_capacity(payload.len() + rest.len() + 12);
-        frame.push_str(r#"{"payload":"#);
-        frame.push_str(payload);
-        // Every envelope the bridge writes has a `type`, so `rest` is more
-        // than `{}`.
-        frame.push(',');
-        frame.push_str(&rest[1..]);
-        frame
     }
 }
 
@@ -351,25 +317,6 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_written_payload_goes_in_whole() {
-        let frame = Envelope {
-            frame_type: Some(FrameType::Response),
-            id: Some("7".into()),
-            end: true,
-            ..Envelope::default()
-        };
-        let text = frame.to_json_with_payload(r#"{"message":"a \"quoted\" }"}"#);
-        let parsed = Envelope::parse(&text).unwrap();
-        assert_eq!(parsed.frame_type, Some(FrameType::Response));
-        assert_eq!(parsed.id.as_deref(), Some("7"));
-        assert!(parsed.end);
-        assert_eq!(
-            parsed.payload.unwrap().get(),
-            r#"{"message":"a \"quoted\" }"}"#
-        );
-    }
 
     #[test]
     fn parses_the_original_request_frame() {

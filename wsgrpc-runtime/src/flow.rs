@@ -22,8 +22,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-use crate::envelope::{Envelope, FrameType};
-use crate::frame::Amount;
+use crate::frame::{Amount, ServerFrame};
 use crate::outbox::{Outbox, PendingCredit};
 
 /// The largest window, as in HTTP/2: 2^31 - 1.
@@ -397,13 +396,18 @@ impl CallRequests {
 /// "BDP estimator"): a ping goes out with the first bytes after the last
 /// answer, and when its pong comes back, the bytes counted in between are
 /// what the path carried in one round trip. When they come near the window
-/// (two thirds), the window was what held the client back: it doubles.
+/// (two thirds) and the bandwidth they show is the best yet, the window was
+/// what held the client back: it doubles. (Without the second condition,
+/// bytes queued on the way, which lengthen the measured round trip, would
+/// make every sample look full.)
 #[derive(Debug, Default)]
 pub(crate) struct Estimator {
     /// When the ping that is out was sent.
     sent: Option<Instant>,
     /// Bytes received since then.
     sample: u64,
+    /// The best bandwidth a grown window was sized to, bytes per second.
+    best_bandwidth: f64,
     /// Until then no ping: one round trip at the least, so that a client
     /// that sends a little at a time costs few pings.
     quiet_until: Option<Instant>,
@@ -431,35 +435,19 @@ impl Estimator {
         let round_trip = now.saturating_duration_since(sent);
         self.quiet_until = Some(now + round_trip.max(Duration::from_millis(1)));
         let sample = std::mem::take(&mut self.sample);
-        (sample * 3 >= window * 2).then(|| sample.saturating_mul(2).max(window * 2))
+        let bandwidth = sample as f64 / round_trip.as_secs_f64().max(1e-6);
+        if sample * 3 < window * 2 || bandwidth <= self.best_bandwidth {
+            return None;
+        }
+        self.best_bandwidth = bandwidth;
+        Some(sample.saturating_mul(2).max(window * 2))
     }
 }
 
 /// A credit envelope: `{"type":"credit","id":…,"messages":…}`, or with
 /// `bytes`, and without `id` for the socket.
 pub(crate) fn credit(id: Option<&str>, amount: Amount) -> String {
-    let (messages, bytes) = match amount {
-        Amount::Messages(messages) => (Some(messages), None),
-        Amount::Bytes(bytes) => (None, Some(bytes)),
-    };
-    Envelope {
-        frame_type: Some(FrameType::Credit),
-        id: id.map(Into::into),
-        messages,
-        bytes,
-        ..Envelope::default()
-    }
-    .to_json()
-}
-
-/// `{"type":"pong","data":…}`.
-pub(crate) fn pong(data: u64) -> String {
-    Envelope {
-        frame_type: Some(FrameType::Pong),
-        data: Some(data),
-        ..Envelope::default()
-    }
-    .to_json()
+    ServerFrame::Credit { id, amount }.to_json()
 }
 
 #[cfg(test)]
@@ -545,6 +533,12 @@ mod tests {
             None,
             "no ping was out"
         );
+        // A full sample over a round trip made longer by queued bytes shows
+        // no more bandwidth than before: the window stays.
+        assert!(estimator.received(300_000, start + rtt * 6));
+        assert_eq!(estimator.answered(300_000, start + rtt * 10), None);
+        assert!(estimator.received(300_000, start + rtt * 20));
+        assert_eq!(estimator.answered(300_000, start + rtt * 21), Some(600_000));
     }
 
     #[test]
@@ -557,6 +551,5 @@ mod tests {
             credit(None, Amount::Bytes(4096)),
             r#"{"type":"credit","bytes":4096}"#
         );
-        assert_eq!(pong(7), r#"{"type":"pong","data":7}"#);
     }
 }

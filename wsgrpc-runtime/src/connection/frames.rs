@@ -6,9 +6,12 @@ use tonic::{Code, Status};
 
 use super::{Connection, SocketWindows};
 use crate::call;
-use crate::envelope::{self, Envelope, FrameType, Protocol, Settings, code_name};
+use crate::envelope::{self, Envelope, FrameType, Protocol};
 use crate::flow::{self, ByteWindow, ESTIMATE_PING, Estimator, RequestWindows};
-use crate::frame::{Amount, ClientFrame, ClientSettings, MAX_ID_LEN, Request, Unreadable};
+use crate::frame::{
+    Amount, ClientFrame, ClientSettings, MAX_ID_LEN, Refusal, Request, ServerFrame, Settings,
+    StatusFields, Unreadable,
+};
 use crate::metrics::Rejection;
 use crate::outbox::{ControlError, Outgoing};
 use crate::untrusted::{Untrusted, bounded_message};
@@ -28,15 +31,14 @@ impl Connection {
     /// v2: the bridge's limits, and the byte windows it offers.
     pub(super) fn send_settings(&mut self) {
         let limits = &self.shared.config;
-        let settings = Settings {
+        let settings = ServerFrame::Settings(Settings {
             max_frame_bytes: limits.max_frame_size,
             max_calls_per_connection: limits.max_calls_per_connection,
             call_queue_messages: limits.call_queue_messages,
             window_bytes: limits.window_bytes,
             connection_window_bytes: limits.connection_window_bytes,
-        };
-        let text = serde_json::to_string(&settings).expect("settings serialize");
-        self.send(text);
+        });
+        self.send(settings.to_json());
     }
 
     /// A text frame: one envelope in v1, an array of them in v2.
@@ -93,7 +95,7 @@ impl Connection {
                 let message = "the client's `settings` must be its first envelope";
                 self.refuse_invalid(None, Some(FrameType::Settings), message);
             }
-            ClientFrame::Ping { data } => self.send(flow::pong(data)),
+            ClientFrame::Ping { data } => self.send(ServerFrame::Pong { data }.to_json()),
             ClientFrame::Pong => {}
         }
     }
@@ -386,15 +388,12 @@ impl Connection {
             tracing::debug!(id = ?id.map(Untrusted), ?code, message = %Untrusted(&message), "refused frame");
         }
         self.shared.metrics.rejected(reason);
-        let frame = Envelope {
-            frame_type: Some(FrameType::Error),
-            id: id.map(Into::into),
-            error: Some(message.into()),
-            code: Some(code as i32),
-            code_name: Some(code_name(code).into()),
+        let status = Status::new(code, message);
+        let frame = ServerFrame::Error(Refusal {
+            id,
+            status: StatusFields::of(&status),
             refused: refused.filter(|_| self.protocol == Protocol::V2),
-            ..Envelope::default()
-        };
+        });
         self.send(frame.to_json());
     }
 

@@ -299,7 +299,10 @@ fn envelope(protocol: Protocol) -> BoxedStrategy<Value> {
                 set("messages", messages.map(Value::from));
                 set("bytes", bytes.map(Value::from));
                 set("windowBytes", window_bytes.map(Value::from));
-                set("connectionWindowBytes", connection_window_bytes.map(Value::from));
+                set(
+                    "connectionWindowBytes",
+                    connection_window_bytes.map(Value::from),
+                );
                 set("data", data.map(Value::from));
                 set("metod", odd);
                 Value::Object(envelope)
@@ -414,7 +417,10 @@ fn script() -> impl Strategy<Value = Script> {
                     protocol,
                     backend,
                     multi_thread,
-                    frames: first.into_iter().chain(parts.into_iter().flatten()).collect(),
+                    frames: first
+                        .into_iter()
+                        .chain(parts.into_iter().flatten())
+                        .collect(),
                 }
             })
         })
