@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the starting corpora under fuzz/corpus/: every frame and payload of
 # docs/protocol-vectors.json, a few payloads of the rich fixture that reach
-# every field shape, and a few responses in protobuf. Generated, not checked
+# every field shape, and a few responses in protobuf (for `responses` and
+# `direct_json`). Generated, not checked
 # in; libFuzzer grows them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +87,10 @@ responses = [
     field(1, money) + field(2, b"note"),
     # The edges of a Duration's and a Timestamp's fields.
     field(1, field(1, -2**63) + field(2, -2**31)) + field(2, field(1, -2**63) + field(2, -2**31)),
+    # A map entry and a Struct's key sent twice: the last wins, but
+    # decoding reads both.
+    field(4, field(1, b"EUR") + field(2, money)) * 2 + field(13, field(11, field(1, 1) + field(2, money)) * 2),
+    field(3, field(1, field(1, b"k") + field(2, field(3, b"v"))) * 2),
 ]
 
 def write(target, texts):
@@ -99,4 +104,5 @@ def write(target, texts):
 write("envelope", frames)
 write("decoders", payloads)
 write("responses", responses)
+write("direct_json", responses)
 PY

@@ -6,9 +6,9 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
+use wsgrpc_runtime::JsonOptions;
 use wsgrpc_runtime::json::{json_to_proto, proto_to_json};
 use wsgrpc_runtime::prost_reflect::MessageDescriptor;
-use wsgrpc_runtime::JsonOptions;
 
 static RESPONSES: LazyLock<Vec<MessageDescriptor>> =
     LazyLock::new(|| wsgrpc_fuzz::messages(wsgrpc_fuzz::RESPONSES));

@@ -30,12 +30,7 @@ pub const RESPONSES: &[&str] = &[
 
 /// The descriptors of every message named above, from the generated code.
 pub fn messages(names: &[&str]) -> Vec<MessageDescriptor> {
-    let mut pool: DescriptorPool =
-        wsgrpc_runtime::Descriptors::new(wsgrpc_tests::rich::shop::v1::FILE_DESCRIPTOR_SET)
-            .pool()
-            .clone();
-    pool.decode_file_descriptor_set(wsgrpc_tests::test_v1::FILE_DESCRIPTOR_SET)
-        .expect("generated descriptors decode");
+    let pool = pool();
     names
         .iter()
         .map(|name| {
@@ -43,4 +38,23 @@ pub fn messages(names: &[&str]) -> Vec<MessageDescriptor> {
                 .unwrap_or_else(|| panic!("no message {name}"))
         })
         .collect()
+}
+
+/// Every message of the test service and of the rich fixture, and every
+/// one they reach (the well-known types among them), but map entries.
+pub fn every_message() -> Vec<MessageDescriptor> {
+    pool()
+        .all_messages()
+        .filter(|message| !message.is_map_entry())
+        .collect()
+}
+
+fn pool() -> DescriptorPool {
+    let mut pool: DescriptorPool =
+        wsgrpc_runtime::Descriptors::new(wsgrpc_tests::rich::shop::v1::FILE_DESCRIPTOR_SET)
+            .pool()
+            .clone();
+    pool.decode_file_descriptor_set(wsgrpc_tests::test_v1::FILE_DESCRIPTOR_SET)
+        .expect("generated descriptors decode");
+    pool
 }

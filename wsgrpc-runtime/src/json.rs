@@ -9,6 +9,8 @@
 //! it.
 
 mod direct;
+#[doc(hidden)]
+pub mod testing;
 mod unique_keys;
 
 use std::fmt;
@@ -245,17 +247,7 @@ impl JsonWriter {
             return Ok(());
         }
         out.truncate(start);
-        let message = DynamicMessage::decode(self.descriptor.clone(), proto).map_err(|err| {
-            TranscodeError::new(format!("backend sent an invalid message: {err}"))
-        })?;
-        let written = Spelled(&Written {
-            message: &message,
-            options: options.serialize_options(),
-        });
-        serde_json::to_writer(&mut *out, &written).map_err(|err| {
-            out.truncate(start);
-            TranscodeError::new(format!("message has no JSON form: {err}"))
-        })
+        write_general(&self.descriptor, proto, options, out)
     }
 
     /// The JSON of `proto`, on its own.
@@ -284,6 +276,27 @@ impl fmt::Debug for JsonWriter {
             .field(&self.descriptor.full_name())
             .finish()
     }
+}
+
+/// The general way: decodes `proto` into a [`DynamicMessage`] and has
+/// prost-reflect write that. On error, `out` is as it was.
+fn write_general(
+    descriptor: &MessageDescriptor,
+    proto: &[u8],
+    options: &JsonOptions,
+    out: &mut Vec<u8>,
+) -> Result<(), TranscodeError> {
+    let start = out.len();
+    let message = DynamicMessage::decode(descriptor.clone(), proto)
+        .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
+    let written = Spelled(&Written {
+        message: &message,
+        options: options.serialize_options(),
+    });
+    serde_json::to_writer(&mut *out, &written).map_err(|err| {
+        out.truncate(start);
+        TranscodeError::new(format!("message has no JSON form: {err}"))
+    })
 }
 
 struct Written<'a> {

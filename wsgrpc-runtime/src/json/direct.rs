@@ -727,7 +727,13 @@ impl<'l> Writer<'l> {
             Run::Map {
                 field, mut entries, ..
             } => {
-                sort_last_wins(&mut entries);
+                sort_last_wins(&mut entries, |replaced| match *replaced {
+                    Some((wire, mut raw)) => {
+                        let value = field.value.read(wire, &mut raw)?;
+                        self.value(field.value, value, depth, &mut Vec::new())
+                    }
+                    None => Ok(()),
+                })?;
                 members.key(&field.keys[self.key], out);
                 out.push(b'{');
                 for (index, (key, value)) in entries.iter().enumerate() {
@@ -912,8 +918,8 @@ impl<'l> Writer<'l> {
 
 /// A `google.protobuf.FieldMask`: its paths in lowerCamelCase, joined by
 /// commas. Only paths of lower-case letters, digits, dots and underscores
-/// before a letter are written here; the general path refuses some others
-/// and changes the rest in its own way.
+/// before a letter, and not empty, are written here; the general path
+/// refuses some others and changes the rest in its own way.
 fn field_mask(mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Unsupported> {
     out.push(b'"');
     let mut first = true;
@@ -926,6 +932,11 @@ fn field_mask(mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Unsupported> {
         let Scalar::String(path) = ValueKind::String.read(wire, &mut input)? else {
             return Err(Unsupported);
         };
+        // The general path writes a comma only after a path that wrote
+        // something, so `["", "a"]` is `"a"`: its to write.
+        if path.is_empty() {
+            return Err(Unsupported);
+        }
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
@@ -979,7 +990,9 @@ fn json_struct(mut input: &[u8], depth: usize, out: &mut Vec<u8>) -> Result<(), 
             (_, wire) => skip(wire, &mut input)?,
         }
     }
-    sort_last_wins(&mut entries);
+    sort_last_wins(&mut entries, |value| {
+        json_value(value, depth + 1, &mut Vec::new())
+    })?;
     out.push(b'{');
     for (index, (key, value)) in entries.iter().enumerate() {
         if index > 0 {
@@ -1070,11 +1083,27 @@ const MAX_DURATION_NANOS: u32 = 999_999_999;
 
 /// Sorts map entries by key and keeps, of equal keys, the one sent last, as
 /// decoding into a map does.
-fn sort_last_wins<K: Ord, V>(entries: &mut Vec<(K, V)>) {
+///
+/// Decoding reads the values it replaces all the same, and refuses the
+/// message when one of them is malformed (a message value with a string
+/// that is not UTF-8, say), so `check` must accept each value left out
+/// here: writing it to a scratch buffer is the check.
+fn sort_last_wins<K: Ord, V>(
+    entries: &mut Vec<(K, V)>,
+    mut check: impl FnMut(&V) -> Result<(), Unsupported>,
+) -> Result<(), Unsupported> {
     entries.reverse();
     // Stable: of equal keys, the one sent last is now first, and stays.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries.dedup_by(|later, kept| later.0 == kept.0);
+    let mut checked = Ok(());
+    entries.dedup_by(|replaced, kept| {
+        let equal = replaced.0 == kept.0;
+        if equal && checked.is_ok() {
+            checked = check(&replaced.1);
+        }
+        equal
+    });
+    checked
 }
 
 fn write_map_key(key: MapKey<'_>, out: &mut Vec<u8>) -> Result<(), Unsupported> {
@@ -1093,5 +1122,7 @@ fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

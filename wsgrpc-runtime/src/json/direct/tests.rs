@@ -9,25 +9,8 @@ use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, Me
 use serde_json::Value;
 
 use super::{Layout, Unsupported};
-use crate::json::{JsonOptions, JsonWriter, Spelled, Written};
-
-/// Every combination of the three options.
-fn every_options() -> Vec<JsonOptions> {
-    let mut all = Vec::new();
-    for defaults in [false, true] {
-        for numbers in [false, true] {
-            for names in [false, true] {
-                all.push(
-                    JsonOptions::canonical()
-                        .emit_defaults(defaults)
-                        .enum_numbers(numbers)
-                        .proto_field_names(names),
-                );
-            }
-        }
-    }
-    all
-}
+use crate::json::testing::every_options;
+use crate::json::{JsonOptions, JsonWriter, Spelled, TranscodeError, Written};
 
 fn direct(
     descriptor: &MessageDescriptor,
@@ -58,22 +41,43 @@ fn assert_written_directly(descriptor: &MessageDescriptor, proto: &[u8]) {
     }
 }
 
+/// Asserts that the direct writer declines `proto`; what the writer as a
+/// whole answers, the general path's.
+fn written_after_declining(
+    descriptor: &MessageDescriptor,
+    proto: &[u8],
+    options: &JsonOptions,
+) -> Result<String, TranscodeError> {
+    assert_eq!(
+        direct(descriptor, proto, options),
+        Err(Unsupported),
+        "{options:?}"
+    );
+    let mut out = Vec::new();
+    JsonWriter::new(descriptor).write(proto, options, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
 /// The direct writer declines `proto`, and the writer as a whole still
 /// writes what the general path does.
 fn assert_declined(descriptor: &MessageDescriptor, proto: &[u8]) {
     for options in every_options() {
         assert_eq!(
-            direct(descriptor, proto, &options),
-            Err(Unsupported),
-            "{options:?}"
-        );
-        let mut out = Vec::new();
-        JsonWriter::new(descriptor)
-            .write(proto, &options, &mut out)
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written_after_declining(descriptor, proto, &options).unwrap(),
             general(descriptor, proto, &options)
+        );
+    }
+}
+
+/// The direct writer declines `proto`, which the general path refuses as
+/// malformed.
+fn assert_refused(descriptor: &MessageDescriptor, proto: &[u8]) {
+    for options in every_options() {
+        let err = written_after_declining(descriptor, proto, &options).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("backend sent an invalid message"),
+            "{err}"
         );
     }
 }
@@ -312,6 +316,68 @@ fn writes_field_masks_in_camel_case() {
     }
 }
 
+/// Found by the differential test (`proptests`, then `fuzz/direct_json`):
+/// a map entry replaced by a later one with the same key, whose message
+/// value holds a string that is not UTF-8. Decoding reads the replaced
+/// entry too and refuses the whole message; the direct writer wrote the
+/// later entry and never looked at the first. It was found in the rich
+/// fixture's `Maps.by_bool` (`map<bool, Money>`): `{true:
+/// Money{currency_code: <not UTF-8>}}`, then `{true: Money{…}}`; here the
+/// same in `test.Maps`.
+#[test]
+fn declines_maps_whose_replaced_entries_are_malformed() {
+    let descriptor = maps();
+    // `by_number` (2): map<int32, google.protobuf.Option>; Option.name (1)
+    // is a string.
+    let bad = [0x12, 0x07, 0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, 0xff];
+    let good = [0x12, 0x04, 0x08, 0x01, 0x12, 0x00];
+    assert_refused(&descriptor, &[&bad[..], &good].concat());
+    // Sent in the other order, the malformed one is the one written.
+    assert_refused(&descriptor, &[&good[..], &bad].concat());
+    // A well-formed entry replaced is no reason to decline.
+    assert_written_directly(&descriptor, &[&good[..], &good].concat());
+
+    // A Struct's key sent twice, the first with a Value holding a string
+    // that is not UTF-8.
+    let descriptor = prost_types::Struct::default().descriptor();
+    let bad = [0x0a, 0x08, 0x0a, 0x01, b'k', 0x12, 0x03, 0x1a, 0x01, 0xff];
+    let good = [0x0a, 0x03, 0x0a, 0x01, b'k'];
+    assert_refused(&descriptor, &[&bad[..], &good].concat());
+    assert_written_directly(&descriptor, &[&good[..], &good].concat());
+    // As `fuzz/direct_json` found it, in `WellKnown.attributes`: the first
+    // `"k"`'s Value holds a field number 0.
+    let found = [
+        0x0a, 0x08, 0x0a, 0x01, b'k', 0x12, 0x03, 0x00, 0x16, b'v', //
+        0x0a, 0x08, 0x0a, 0x01, b'k', 0x12, 0x03, 0x1a, 0x01, b'v',
+    ];
+    assert_refused(&descriptor, &found);
+}
+
+/// Found beside the differential test (reading prost-reflect's writer for
+/// its generator; `fuzz/direct_json` fails on the input): a mask whose
+/// first path is empty, `0a 00 0a 01 61` (`["", "a"]`). The general path
+/// puts a comma only after a path that wrote something, so it writes
+/// `"a"`; the direct writer wrote `",a"`. Such a mask is the general
+/// path's to write.
+#[test]
+fn declines_field_masks_with_an_empty_path() {
+    let descriptor = prost_types::FieldMask::default().descriptor();
+    for paths in [&["", "a"][..], &["", ""], &["a", ""], &[""]] {
+        let mask = prost_types::FieldMask {
+            paths: paths.iter().map(|path| path.to_string()).collect(),
+        };
+        assert_declined(&descriptor, &mask.encode_to_vec());
+    }
+    assert_eq!(
+        general(
+            &descriptor,
+            &[0x0a, 0x00, 0x0a, 0x01, b'a'],
+            &JsonOptions::canonical()
+        ),
+        r#""a""#
+    );
+}
+
 #[test]
 fn declines_malformed_bytes_which_the_general_path_reports() {
     let (descriptor, proto) = descriptor_file();
@@ -320,17 +386,7 @@ fn declines_malformed_bytes_which_the_general_path_reports() {
         &[0x0a, 0x02, 0xff, 0xfe][..],
         &[0x0f][..],
     ] {
-        for options in every_options() {
-            assert_eq!(direct(&descriptor, bad, &options), Err(Unsupported));
-        }
-        let err = JsonWriter::new(&descriptor)
-            .write(bad, &JsonOptions::canonical(), &mut Vec::new())
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("backend sent an invalid message"),
-            "{err}"
-        );
+        assert_refused(&descriptor, bad);
     }
 }
 
