@@ -222,12 +222,29 @@ export interface ClientOptions {
    */
   onProtocolError?: (error: RpcError, frame: unknown) => void;
   /**
-   * v2: how many responses of a server or bidi stream may wait for its
-   * reader. The bridge sends no more until the reader takes some, and
-   * meanwhile reads no more from the backend, so a slow reader holds the
-   * backend back instead of filling memory. Default 4,096.
+   * v2, with a bridge that counts windows in messages (one that offers no
+   * windows in bytes): how many responses of a server or bidi stream may
+   * wait for its reader. The bridge sends no more until the reader takes
+   * some, and meanwhile reads no more from the backend, so a slow reader
+   * holds the backend back instead of filling memory. Default 4,096.
    */
   streamWindow?: number;
+  /**
+   * v2, with a bridge that offers windows in bytes: the bytes of responses
+   * each server or bidi stream may have on their way or waiting for its
+   * reader at first; the socket's window, across its streams, starts at
+   * four times it. Default 256 KiB.
+   */
+  initialWindowBytes?: number;
+  /**
+   * v2, with a bridge that offers windows in bytes: how far the windows in
+   * bytes (each stream's and the socket's) may grow. The client measures
+   * the round trip with `ping` and doubles a window while a round trip's
+   * worth of data comes near it, as HTTP/2 clients do, so that a stream
+   * runs at the path's speed on a network with a long round trip; a slow
+   * reader still holds no more than its window. Default 16 MiB.
+   */
+  maxWindowBytes?: number;
 }
 
 /** A call's inputs, for client and bidi streaming. */
@@ -238,11 +255,24 @@ export type StreamInput<I> = AsyncIterable<I> | Iterable<I>;
 const DEADLINE_GRACE_MS = 200;
 // Input is paused while the socket has this much unsent.
 const SEND_HIGH_WATER_BYTES = 1 << 20;
+// How often input held back by that looks again (browsers tell no drain).
+const SEND_POLL_MS = 5;
 const SOCKET_OPEN = 1;
 const SUBPROTOCOLS = ["wsgrpc.v2", "wsgrpc.v1"];
 // What a v2 frame from the client may hold until the bridge's settings say.
 const DEFAULT_MAX_FRAME_BYTES = 64 << 10;
 const DEFAULT_STREAM_WINDOW = 4096;
+const DEFAULT_INITIAL_WINDOW_BYTES = 256 << 10;
+const DEFAULT_MAX_WINDOW_BYTES = 16 << 20;
+// The largest window or credit the protocol carries: 2^31 − 1.
+const MAX_WINDOW = 2 ** 31 - 1;
+// Windows in bytes: what a message costs beyond its JSON text, as HTTP/2
+// counts a gRPC message's prefix, so that a window of empty messages holds
+// few of them.
+const MESSAGE_OVERHEAD_BYTES = 16;
+// v2: what the client puts in one frame when it has more to send, as the
+// bridge's writer does; one envelope larger than that goes alone.
+const BATCH_BYTES = 64 << 10;
 
 /**
  * What generated clients call methods through. `WebSocketGRPCClient` is
@@ -281,6 +311,7 @@ export class WebSocketGRPCClient implements Transport {
   // v2 until a bridge refuses to hear of it.
   #offerV2: boolean;
   readonly #streamWindow: number;
+  readonly #windows: WindowOptions;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -294,6 +325,13 @@ export class WebSocketGRPCClient implements Transport {
     this.#WebSocket = WebSocket;
     this.#offerV2 = (options.protocol ?? "v2") === "v2";
     this.#streamWindow = Math.max(1, Math.floor(options.streamWindow ?? DEFAULT_STREAM_WINDOW));
+    const maxWindowBytes = clampWindow(options.maxWindowBytes ?? DEFAULT_MAX_WINDOW_BYTES);
+    const initialWindowBytes = Math.min(maxWindowBytes, clampWindow(options.initialWindowBytes ?? DEFAULT_INITIAL_WINDOW_BYTES));
+    this.#windows = {
+      initialWindowBytes,
+      initialConnectionWindowBytes: Math.min(maxWindowBytes, initialWindowBytes * 4),
+      maxWindowBytes,
+    };
     this.#reconnect =
       options.reconnect === undefined || options.reconnect === false
         ? null
@@ -349,7 +387,7 @@ export class WebSocketGRPCClient implements Transport {
   unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       new Call<I, O>(this.#context(), method, "unary", options, {
-        message: () => {},
+        messages: () => {},
         end: resolve,
         fail: reject,
       }).start({ request });
@@ -367,7 +405,7 @@ export class WebSocketGRPCClient implements Transport {
   clientStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       new Call<I, O>(this.#context(), method, "clientStreaming", options, {
-        message: () => {},
+        messages: () => {},
         end: resolve,
         fail: reject,
       }).start({ requests });
@@ -508,7 +546,7 @@ export class WebSocketGRPCClient implements Transport {
     return new Promise((resolve, reject) => {
       const socket = offerV2 ? new this.#WebSocket(this.url, SUBPROTOCOLS) : new this.#WebSocket(this.url);
       this.#pendingSocket = socket;
-      const connection = new Connection(socket, this.#onProtocolError);
+      const connection = new Connection(socket, this.#onProtocolError, this.#windows);
       let opened = false;
       let settled = false;
       const failBeforeOpen = (reason: string) => {
@@ -569,6 +607,11 @@ export class WebSocketGRPCClient implements Transport {
   }
 }
 
+/** A window size from an option: a whole number from 1 to 2^31 − 1. */
+function clampWindow(value: number): number {
+  return Number.isFinite(value) ? Math.min(MAX_WINDOW, Math.max(1, Math.floor(value))) : MAX_WINDOW;
+}
+
 /** `event[key]`, for events whose type each WebSocket implementation declares its own way. */
 function property(event: unknown, key: string): unknown {
   return typeof event === "object" && event !== null ? (event as Record<string, unknown>)[key] : undefined;
@@ -582,6 +625,16 @@ function unavailable(message: string): RpcError {
 function backoffDelay(options: Required<ReconnectOptions>, retry: number): number {
   const full = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** retry);
   return full / 2 + (Math.random() * full) / 2;
+}
+
+/** The client's windows in bytes, from its options. */
+interface WindowOptions {
+  /** The response bytes a stream may have outstanding at first. */
+  readonly initialWindowBytes: number;
+  /** The response bytes the socket's streams may have outstanding at first. */
+  readonly initialConnectionWindowBytes: number;
+  /** How far those windows grow. */
+  readonly maxWindowBytes: number;
 }
 
 /** What a call needs of its client. */
@@ -600,15 +653,32 @@ interface CallHandle {
   refused(error: RpcError): void;
   /** v2: a `message` or `end` of the call was refused. */
   inputRefused(error: RpcError): void;
-  /** v2: the bridge takes `messages` more request messages. */
-  credit(messages: number): void;
+  /** v2: the bridge takes `messages` more request messages, or `bytes` more request bytes. */
+  credit(messages: number, bytes: number): void;
+  /** v2, windows in bytes: the socket's window for requests opened again. */
+  wake(): void;
+  /** v2, windows in bytes: the round trip of ping `epoch` is over; the stream may grow its window. */
+  roundTrip(epoch: number): void;
+  /** Whether the call is over. */
+  readonly ended: boolean;
+  /**
+   * v2: hands the input gathered since the last frame to `out` as
+   * envelopes of at most `batchBytes` (one message larger than that goes
+   * alone) and `maxPayloads` messages each, with what they cost the
+   * socket's window.
+   */
+  drainInput(out: (text: string, bytes: number, cost: number) => void, batchBytes: number, maxPayloads: number): void;
   fail(error: RpcError): void;
 }
 
 /** Where a call delivers what happens to it. */
 interface CallSink<O> {
-  /** A response of a streaming call. */
-  message(payload: O): void;
+  /**
+   * Responses of a streaming call, in order, and the bytes they count
+   * against the windows (0 where nothing is counted). The sink keeps the
+   * array.
+   */
+  messages(payloads: O[], bytes: number): void;
   /** The call succeeded; `payload` is the response of a unary call. */
   end(payload: O): void;
   fail(error: unknown): void;
@@ -634,8 +704,14 @@ interface InboundFrame {
   maxFrameBytes?: unknown;
   maxCallsPerConnection?: unknown;
   callQueueMessages?: unknown;
+  windowBytes?: unknown;
+  connectionWindowBytes?: unknown;
   /** v2, on `credit`. */
   messages?: unknown;
+  /** v2, windows in bytes: on `credit`, and on a `response` what its payloads count. */
+  bytes?: unknown;
+  /** v2, on `ping` and `pong`. */
+  data?: unknown;
 }
 
 type OutboundFrame =
@@ -648,17 +724,62 @@ type OutboundFrame =
       timeoutMs?: number;
       /** v2: the responses the bridge may send before credit. */
       window?: number;
+      /** v2, windows in bytes: the response bytes the bridge may send before credit. */
+      windowBytes?: number;
     }
   | { type: "message"; id: string; payload: unknown }
   | { type: "end"; id: string }
   | { type: "cancel"; id: string }
-  | { type: "credit"; id: string; messages: number };
+  | { type: "credit"; id?: string; messages?: number; bytes?: number }
+  | { type: "settings"; connectionWindowBytes: number }
+  | { type: "ping" | "pong"; data: unknown };
+
+// Whether a string needs more than its length in UTF-8.
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** The length of `text` in UTF-8, as the bridge counts frames and windows. */
+function utf8Length(text: string): number {
+  if (!NON_ASCII.test(text)) {
+    return text.length;
+  }
+  let bytes = 0;
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) {
+      bytes += 1;
+    } else if (unit < 0x800) {
+      bytes += 2;
+    } else if (unit >= 0xd800 && unit < 0xdc00 && i + 1 < length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // A surrogate pair: one code point of four bytes.
+      bytes += 4;
+      i += 1;
+    } else {
+      // The rest of the BMP; a lone surrogate becomes U+FFFD, also three.
+      bytes += 3;
+    }
+  }
+  return bytes;
+}
+
+/** The error of an envelope that no frame the bridge reads could hold. */
+function tooLarge(what: string, bytes: number, maxFrameBytes: number): RpcError {
+  return new RpcError(
+    Code.RESOURCE_EXHAUSTED,
+    `${what} is ${bytes} bytes as JSON in its envelope, more than the ${maxFrameBytes} bytes the bridge reads in a frame (maxFrameBytes)`,
+  );
+}
+
+// Microtask turns in which nothing is queued before the queue is sent:
+// an async generator's next value takes a few turns to arrive.
+const QUIET_TURNS = 3;
 
 /** One open WebSocket and the calls on it. */
 class Connection {
   readonly socket: WebSocketLike;
   readonly #calls = new Map<string, CallHandle>();
   readonly #onProtocolError: (error: RpcError, frame: unknown) => void;
+  readonly #windows: WindowOptions;
   #nextId = 1;
   #closed = false;
   // v2: told when the bridge's settings arrive; null once they have.
@@ -672,16 +793,55 @@ class Connection {
   // v2: the request messages a client or bidi stream may send before the
   // bridge's first credit: its call queue.
   #requestWindow = Infinity;
-  // v2: envelopes (as JSON text) queued in this task, sent as one frame.
+  // v2: envelopes (as JSON text, with their UTF-8 bytes) waiting for a
+  // frame; for a call's input, the call and what it cost the socket's
+  // window, so that the input of a call that ended meanwhile stays here
+  // and the window gets it back.
   #queued: string[] = [];
+  #queuedSizes: number[] = [];
+  #queuedOwners: (CallHandle | null)[] = [];
+  #queuedCosts: number[] = [];
   #queuedBytes = 0;
-  #flushScheduled = false;
-  // How many were queued when the flush last looked.
+  // v2: calls whose input has gathered since the last frame, in order,
+  // and the bytes of that input.
+  #inputs = new Set<CallHandle>();
+  #inputBytes = 0;
+  // Everything ever queued, so that the flush sees whether the page is
+  // still queueing; and what it was when the flush last looked.
+  #queuedEver = 0;
   #queuedAtLastLook = 0;
+  #quietTurns = 0;
+  #flushScheduled = false;
 
-  constructor(socket: WebSocketLike, onProtocolError: (error: RpcError, frame: unknown) => void) {
+  // v2, windows in bytes (docs/PROTOCOL.md), when the bridge offers them.
+  #byteWindows = false;
+  // Requests: what each new call may send before the bridge's credit, and
+  // what the socket's calls may still send together; the calls waiting
+  // for the latter.
+  #callSendWindow = Infinity;
+  #sendWindow = Infinity;
+  readonly #sendWaiters = new Set<CallHandle>();
+  // Responses: the socket's window, what the page has taken of it since
+  // the last credit, and the window each new stream starts with.
+  #receiveWindow: number;
+  #released = 0;
+  #streamWindowBytes: number;
+  // The round trip being measured: the ping's data, when it went, and the
+  // bytes that arrived since; the round trip, smoothed, and the highest
+  // bandwidth measured.
+  #ping: { data: number; sentAt: number; bytes: number } | null = null;
+  #pingEpoch = 0;
+  #roundTripMs = 0;
+  #roundTrips = 0;
+  #arrivedSincePing = 0;
+  #bandwidthMax = 0;
+
+  constructor(socket: WebSocketLike, onProtocolError: (error: RpcError, frame: unknown) => void, windows: WindowOptions) {
     this.socket = socket;
     this.#onProtocolError = onProtocolError;
+    this.#windows = windows;
+    this.#receiveWindow = windows.initialConnectionWindowBytes;
+    this.#streamWindowBytes = windows.initialWindowBytes;
   }
 
   get isOpen(): boolean {
@@ -690,7 +850,7 @@ class Connection {
 
   /** Bytes given to this connection and not yet sent. */
   get bufferedAmount(): number {
-    return this.socket.bufferedAmount + this.#queuedBytes;
+    return this.socket.bufferedAmount + this.#queuedBytes + this.#inputBytes;
   }
 
   /** Whether the socket speaks v2, with its flow control. */
@@ -698,9 +858,44 @@ class Connection {
     return this.#v2;
   }
 
+  /** v2: the largest frame the bridge reads. */
+  get maxFrameBytes(): number {
+    return this.#maxFrameBytes;
+  }
+
   /** v2: request messages a new call may send before credit arrives. */
   get requestWindow(): number {
     return this.#requestWindow;
+  }
+
+  /** v2: whether the bridge counts windows in bytes on this socket. */
+  get byteWindows(): boolean {
+    return this.#byteWindows;
+  }
+
+  /** Windows in bytes: request bytes a new call may send before credit arrives. */
+  get callSendWindow(): number {
+    return this.#callSendWindow;
+  }
+
+  /** Windows in bytes: whether the socket's window lets a request message go. */
+  get sendWindowOpen(): boolean {
+    return this.#sendWindow > 0;
+  }
+
+  /** Windows in bytes: the response window a new stream asks for. */
+  get streamWindowBytes(): number {
+    return this.#streamWindowBytes;
+  }
+
+  /** Windows in bytes: how far a window may grow. */
+  get maxWindowBytes(): number {
+    return this.#windows.maxWindowBytes;
+  }
+
+  /** Windows in bytes: the ping whose round trip is being measured. */
+  get pingEpoch(): number {
+    return this.#pingEpoch;
   }
 
   /** v2: calls `ready` once the bridge's settings have arrived. */
@@ -717,9 +912,12 @@ class Connection {
   }
 
   remove(id: string): void {
-    if (!this.#calls.delete(id)) {
+    const call = this.#calls.get(id);
+    if (call === undefined) {
       return;
     }
+    this.#calls.delete(id);
+    this.#sendWaiters.delete(call);
     while (this.#calls.size < this.#maxCalls && !this.#closed) {
       const next = this.#waitingForRoom.shift();
       if (next === undefined) {
@@ -751,8 +949,10 @@ class Connection {
   /**
    * Sends an envelope; false when the socket can no longer take one.
    * Throws what JSON.stringify throws for a payload it cannot write (a
-   * BigInt). In v2 the envelope waits for the end of the current task, so
-   * that everything the page sends in one task goes in one frame.
+   * BigInt), and, in v2, RESOURCE_EXHAUSTED for an envelope larger than
+   * the bridge reads in a frame, before any of it is written. In v2 the
+   * envelope waits for the end of the current task, so that everything
+   * the page sends in one task goes in one frame.
    */
   send(frame: OutboundFrame): boolean {
     const text = JSON.stringify(frame);
@@ -762,53 +962,217 @@ class Connection {
     if (!this.#v2) {
       return this.#write(text);
     }
-    this.#queued.push(text);
-    this.#queuedBytes += text.length;
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#queuedAtLastLook = 0;
-      queueMicrotask(() => this.#flushWhenQuiet());
+    const bytes = utf8Length(text);
+    if (bytes + 2 > this.#maxFrameBytes) {
+      throw tooLarge(frame.type === "request" ? `the request of ${frame.method}` : `a ${frame.type} envelope`, bytes + 2, this.#maxFrameBytes);
     }
+    this.#enqueue(text, bytes, null, 0);
+    this.#scheduleFlush();
     return true;
   }
 
   /**
-   * Waits while each turn of the microtask queue adds envelopes (calls
+   * v2: `call` has gathered `bytes` more of input (or its end) for the
+   * next frame, which asks for it with `drainInput`.
+   */
+  queueInput(call: CallHandle, bytes: number): void {
+    this.#inputs.add(call);
+    this.#inputBytes += bytes;
+    this.#queuedEver += 1;
+    this.#scheduleFlush();
+  }
+
+  /** Windows in bytes: a call sent `bytes` of request messages. */
+  spend(bytes: number): void {
+    this.#sendWindow -= bytes;
+  }
+
+  /** Windows in bytes: request messages that cost `bytes` will not go after all. */
+  refund(bytes: number): void {
+    const closed = this.#sendWindow <= 0;
+    this.#sendWindow += bytes;
+    if (closed && this.#sendWindow > 0) {
+      this.#wakeSenders();
+    }
+  }
+
+  #wakeSenders(): void {
+    const waiters = [...this.#sendWaiters];
+    this.#sendWaiters.clear();
+    for (const waiter of waiters) {
+      waiter.wake();
+    }
+  }
+
+  /** Windows in bytes: wakes `call` when the socket's window opens again. */
+  waitForSendWindow(call: CallHandle): void {
+    this.#sendWaiters.add(call);
+  }
+
+  /**
+   * Windows in bytes: `bytes` of responses arrived on a stream. One round
+   * trip is measured at a time, while data flows and a window may still
+   * grow, as gRPC's BDP estimator does.
+   */
+  arrived(bytes: number): void {
+    if (this.#ping !== null) {
+      this.#ping.bytes += bytes;
+      return;
+    }
+    const smallest = Math.min(this.#receiveWindow, this.#streamWindowBytes);
+    if (smallest >= this.#windows.maxWindowBytes) {
+      return;
+    }
+    // Not for every trickle: a ping costs the page a frame, and a window
+    // grows only for a round trip that brings two thirds of it. Once a
+    // quarter of the smaller window has come since the last measure.
+    this.#arrivedSincePing += bytes;
+    if (this.#arrivedSincePing * 4 < smallest) {
+      return;
+    }
+    this.#arrivedSincePing = 0;
+    this.#pingEpoch += 1;
+    this.#ping = { data: this.#pingEpoch, sentAt: performance.now(), bytes };
+    this.send({ type: "ping", data: this.#pingEpoch });
+  }
+
+  /**
+   * Windows in bytes: the page is done with `bytes` of responses (it took
+   * them, or their call ended): the socket's window gets them back, a
+   * quarter of the window at a time.
+   */
+  released(bytes: number): void {
+    this.#released += bytes;
+    if (this.#released * 4 >= this.#receiveWindow && this.isOpen) {
+      const credit = Math.min(MAX_WINDOW, this.#released);
+      this.#released -= credit;
+      this.send({ type: "credit", bytes: credit });
+    }
+  }
+
+  /** Windows in bytes: a stream's window grew to `window`; new streams start there. */
+  streamWindowGrew(window: number): void {
+    this.#streamWindowBytes = Math.max(this.#streamWindowBytes, window);
+  }
+
+  #enqueue(text: string, bytes: number, owner: CallHandle | null, cost: number): void {
+    this.#queued.push(text);
+    this.#queuedSizes.push(bytes);
+    this.#queuedOwners.push(owner);
+    this.#queuedCosts.push(cost);
+    this.#queuedBytes += bytes;
+    this.#queuedEver += 1;
+  }
+
+  /** The frame size the client fills before it sends. */
+  get #batchBytes(): number {
+    return Math.min(BATCH_BYTES, this.#maxFrameBytes);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#queuedBytes + this.#inputBytes >= this.#batchBytes) {
+      // A frame is full: out with it now, so that a long input streams.
+      this.#flush(false);
+    }
+    if (!this.#flushScheduled && (this.#queued.length > 0 || this.#inputs.size > 0)) {
+      this.#flushScheduled = true;
+      this.#queuedAtLastLook = 0;
+      this.#quietTurns = 0;
+      queueMicrotask(() => this.#flushWhenQuiet());
+    }
+  }
+
+  /**
+   * Waits while the turns of the microtask queue add envelopes (calls
    * started together, a client stream's input), then sends them. This is
-   * the end of the task without a new task's delay, and a lone call waits
-   * two microtask turns.
+   * the end of the task without a new task's delay; a lone call waits a
+   * few microtask turns.
    */
   #flushWhenQuiet(): void {
-    const queued = this.#queued.length;
-    if (queued > this.#queuedAtLastLook && this.#queuedBytes * 3 < this.#maxFrameBytes) {
-      this.#queuedAtLastLook = queued;
+    if (this.#closed) {
+      this.#flushScheduled = false;
+      return;
+    }
+    if (this.#queuedEver > this.#queuedAtLastLook) {
+      this.#queuedAtLastLook = this.#queuedEver;
+      this.#quietTurns = 0;
       queueMicrotask(() => this.#flushWhenQuiet());
       return;
     }
-    this.#flush();
+    if (this.#quietTurns < QUIET_TURNS) {
+      this.#quietTurns += 1;
+      queueMicrotask(() => this.#flushWhenQuiet());
+      return;
+    }
+    this.#flushScheduled = false;
+    this.#flush(true);
   }
 
-  /** v2: the queued envelopes as few frames as the bridge's limit allows. */
-  #flush(): void {
-    this.#flushScheduled = false;
+  /**
+   * v2: the queued envelopes as few frames as the batch size allows, each
+   * within the bridge's limit. Unless `all`, a last frame that is not full
+   * stays queued.
+   */
+  #flush(all: boolean): void {
+    if (this.#inputs.size > 0) {
+      const inputs = this.#inputs;
+      this.#inputs = new Set();
+      this.#inputBytes = 0;
+      const maxPayloads = Number.isFinite(this.#requestWindow) ? this.#requestWindow : Infinity;
+      for (const call of inputs) {
+        call.drainInput(
+          (text, bytes, cost) => this.#enqueue(text, bytes, call, cost),
+          this.#batchBytes,
+          maxPayloads,
+        );
+      }
+    }
     const queued = this.#queued;
-    this.#queued = [];
-    this.#queuedBytes = 0;
-    let frame: string[] = [];
+    const sizes = this.#queuedSizes;
+    const owners = this.#queuedOwners;
+    const costs = this.#queuedCosts;
+    this.#clearQueue();
+    const batchBytes = this.#batchBytes;
+    // The envelopes of the frame being filled, by their place in the queue.
+    let frame: number[] = [];
     let bytes = 2;
-    for (const text of queued) {
-      // Lengths in UTF-16 units: at most a third of UTF-8 bytes short.
-      if (frame.length > 0 && (bytes + text.length + 1) * 3 > this.#maxFrameBytes) {
-        this.#write(`[${frame.join(",")}]`);
+    let refund = 0;
+    const write = () => this.#write(`[${frame.map((i) => queued[i] as string).join(",")}]`);
+    for (let i = 0; i < queued.length; i++) {
+      if (owners[i]?.ended === true) {
+        // The input of a call that ended: the bridge would refuse it.
+        refund += costs[i] as number;
+        continue;
+      }
+      const size = sizes[i] as number;
+      if (frame.length > 0 && bytes + 1 + size > batchBytes) {
+        write();
         frame = [];
         bytes = 2;
       }
-      frame.push(text);
-      bytes += text.length + 1;
+      bytes += (frame.length > 0 ? 1 : 0) + size;
+      frame.push(i);
     }
-    if (frame.length > 0) {
-      this.#write(`[${frame.join(",")}]`);
+    if (frame.length > 0 && !all && bytes < batchBytes) {
+      // Not full: it waits for more, unless this flush is the last.
+      for (const i of frame) {
+        this.#enqueue(queued[i] as string, sizes[i] as number, owners[i] as CallHandle | null, costs[i] as number);
+      }
+      this.#queuedEver -= frame.length;
+    } else if (frame.length > 0) {
+      write();
     }
+    if (refund > 0) {
+      this.refund(refund);
+    }
+  }
+
+  #clearQueue(): void {
+    this.#queued = [];
+    this.#queuedSizes = [];
+    this.#queuedOwners = [];
+    this.#queuedCosts = [];
+    this.#queuedBytes = 0;
   }
 
   #write(text: string): boolean {
@@ -825,8 +1189,10 @@ class Connection {
 
   failAll(error: RpcError): void {
     this.#closed = true;
-    this.#queued = [];
-    this.#queuedBytes = 0;
+    this.#clearQueue();
+    this.#inputs = new Set();
+    this.#inputBytes = 0;
+    this.#sendWaiters.clear();
     const calls = [...this.#calls.values(), ...this.#waitingForRoom.splice(0).map(({ call }) => call)];
     this.#calls.clear();
     for (const call of calls) {
@@ -854,8 +1220,8 @@ class Connection {
       this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a v2 frame that is not an array"), data);
       return;
     }
-    for (const envelope of parsed) {
-      this.#envelope(envelope);
+    for (let i = 0; i < parsed.length; i++) {
+      this.#envelope(parsed[i]);
     }
   }
 
@@ -867,40 +1233,133 @@ class Connection {
     const frame = parsed as InboundFrame;
     const call = typeof frame.id === "string" ? this.#calls.get(frame.id) : undefined;
     if (frame.type === "response") {
-      // Frames of calls already over (cancelled, say) still arrive: ignored.
-      call?.receive(frame);
+      if (call !== undefined) {
+        call.receive(frame);
+      } else if (this.#byteWindows && typeof frame.bytes === "number" && frame.bytes > 0) {
+        // Frames of calls already over (cancelled, say) still arrive and
+        // are dropped; the socket's window gets their bytes back.
+        this.released(frame.bytes);
+      }
       return;
     }
     if (frame.type === "error") {
       this.#refused(frame, call);
       return;
     }
-    if (frame.type === "credit" && this.#v2) {
-      // Credit for a call that has ended crossed its end: ignored.
-      if (typeof frame.messages === "number" && frame.messages > 0) {
-        call?.credit(frame.messages);
+    if (this.#v2) {
+      switch (frame.type) {
+        case "credit":
+          this.#credit(frame, call);
+          return;
+        case "settings":
+          this.#settings(frame);
+          return;
+        case "ping":
+          // Answered at once, ahead of what is queued, so the bridge
+          // measures the path and not this page's queue.
+          if (this.isOpen) {
+            const text = JSON.stringify({ type: "pong", data: frame.data });
+            const bytes = utf8Length(text);
+            this.#queued.unshift(text);
+            this.#queuedSizes.unshift(bytes);
+            this.#queuedOwners.unshift(null);
+            this.#queuedCosts.unshift(0);
+            this.#queuedBytes += bytes;
+            this.#queuedEver += 1;
+            this.#scheduleFlush();
+          }
+          return;
+        case "pong":
+          this.#pong(frame);
+          return;
       }
-      return;
-    }
-    if (frame.type === "settings" && this.#v2) {
-      if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
-        this.#maxFrameBytes = frame.maxFrameBytes;
-      }
-      if (typeof frame.maxCallsPerConnection === "number" && frame.maxCallsPerConnection > 0) {
-        this.#maxCalls = frame.maxCallsPerConnection;
-      }
-      if (typeof frame.callQueueMessages === "number" && frame.callQueueMessages > 0) {
-        this.#requestWindow = frame.callQueueMessages;
-      }
-      const ready = this.#onSettings;
-      this.#onSettings = null;
-      ready?.();
-      return;
     }
     this.#onProtocolError(
       new RpcError(Code.INTERNAL, `the bridge sent a frame of unknown type ${JSON.stringify(frame.type)}`),
       frame,
     );
+  }
+
+  #credit(frame: InboundFrame, call: CallHandle | undefined): void {
+    const messages = typeof frame.messages === "number" && frame.messages > 0 ? frame.messages : 0;
+    const bytes = typeof frame.bytes === "number" && frame.bytes > 0 ? frame.bytes : 0;
+    if (frame.id === undefined) {
+      if (bytes > 0) {
+        // The socket's window.
+        this.#sendWindow += bytes;
+        if (this.#sendWindow > 0) {
+          this.#wakeSenders();
+        }
+      }
+      return;
+    }
+    // Credit for a call that has ended crossed its end: ignored.
+    if (messages > 0 || bytes > 0) {
+      call?.credit(messages, bytes);
+    }
+  }
+
+  #settings(frame: InboundFrame): void {
+    if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
+      this.#maxFrameBytes = frame.maxFrameBytes;
+    }
+    if (typeof frame.maxCallsPerConnection === "number" && frame.maxCallsPerConnection > 0) {
+      this.#maxCalls = frame.maxCallsPerConnection;
+    }
+    if (typeof frame.callQueueMessages === "number" && frame.callQueueMessages > 0) {
+      this.#requestWindow = frame.callQueueMessages;
+    }
+    const ready = this.#onSettings;
+    this.#onSettings = null;
+    if (
+      ready !== null &&
+      typeof frame.windowBytes === "number" &&
+      frame.windowBytes > 0 &&
+      typeof frame.connectionWindowBytes === "number" &&
+      frame.connectionWindowBytes > 0
+    ) {
+      // Taken by saying so first, before any call.
+      this.#byteWindows = true;
+      this.#callSendWindow = frame.windowBytes;
+      this.#sendWindow = frame.connectionWindowBytes;
+      this.send({ type: "settings", connectionWindowBytes: this.#receiveWindow });
+    }
+    ready?.();
+  }
+
+  /**
+   * Windows in bytes: the answer to the ping. Each window that came near
+   * being full in that round trip (two thirds of it) doubles, up to the
+   * maximum, as gRPC's BDP estimator grows HTTP/2's windows; and, as
+   * there, only while the bandwidth measured grows too: data that waits in
+   * buffers on the way lengthens the round trip as much as it adds bytes,
+   * and a window that grew on that alone would hold a slow reader's
+   * backlog for nothing.
+   */
+  #pong(frame: InboundFrame): void {
+    const ping = this.#ping;
+    if (ping === null || frame.data !== ping.data) {
+      return;
+    }
+    this.#ping = null;
+    const sample = Math.max(performance.now() - ping.sentAt, 0.001);
+    this.#roundTrips += 1;
+    // The mean of the first ten, then mostly the latest, as gRPC does.
+    this.#roundTripMs += (sample - this.#roundTripMs) * (this.#roundTrips <= 10 ? 1 / this.#roundTrips : 0.9);
+    const bandwidth = ping.bytes / (this.#roundTripMs * 1.5);
+    if (bandwidth < this.#bandwidthMax) {
+      return;
+    }
+    this.#bandwidthMax = bandwidth;
+    const max = this.#windows.maxWindowBytes;
+    if (ping.bytes * 3 >= this.#receiveWindow * 2 && this.#receiveWindow < max) {
+      const grown = Math.min(max, this.#receiveWindow * 2);
+      this.send({ type: "credit", bytes: grown - this.#receiveWindow });
+      this.#receiveWindow = grown;
+    }
+    for (const call of this.#calls.values()) {
+      call.roundTrip(ping.data);
+    }
   }
 
   /** An `error` envelope: something the client sent was refused. */
@@ -920,7 +1379,6 @@ class Connection {
     }
   }
 }
-
 
 function stringMap(value: unknown): Metadata {
   const result: Metadata = {};
@@ -970,13 +1428,31 @@ class Call<I, O> implements CallHandle {
   #onAbort: (() => void) | undefined;
   // Takes the call out of the line for a free place on the connection.
   #leaveLine: (() => void) | undefined;
-  // v2 flow control: the request messages the bridge takes before it
-  // grants more, and the input waiting for that.
+  // v2 flow control of the input: the request messages (message windows)
+  // or bytes (windows in bytes) the bridge takes before it grants more,
+  // and the input waiting for that.
   #inputCredit = Infinity;
+  #inputCreditBytes = Infinity;
   #wakeInput: (() => void) | undefined;
-  // v2 flow control: responses the reader took since the last credit;
-  // undefined where the call has no window.
+  // v2: the input gathered for the next frame, as JSON text with its
+  // UTF-8 bytes; whether its end goes with it.
+  #pending: string[] = [];
+  #pendingSizes: number[] = [];
+  #endPending = false;
+  // Windows in bytes: what each input costs the windows beyond its text.
+  #inputOverhead = 0;
+  // v2 flow control of the responses, with message windows: responses the
+  // reader took since the last credit; undefined where the call has none.
   #takenSinceCredit: number | undefined;
+  // With windows in bytes: the stream's window (0 where it has none), the
+  // bytes the reader took since the last credit, and those arrived and not
+  // yet given back to the socket's window.
+  #receiveWindow = 0;
+  #takenBytes = 0;
+  #heldBytes = 0;
+  // The bytes that arrived in the round trip of ping `#epoch`.
+  #epoch = 0;
+  #epochBytes = 0;
   /** Whether any frame of this call has arrived. */
   acknowledged = false;
 
@@ -1042,11 +1518,18 @@ class Call<I, O> implements CallHandle {
       request.payload = input.request;
     }
     const streamsResponses = this.#kind === "serverStreaming" || this.#kind === "bidiStreaming";
-    if (connection.v2 && streamsResponses) {
-      request.window = this.#context.streamWindow;
-      this.#takenSinceCredit = 0;
+    if (connection.byteWindows) {
+      if (streamsResponses) {
+        this.#receiveWindow = request.windowBytes = connection.streamWindowBytes;
+      }
+      this.#inputCreditBytes = connection.callSendWindow;
+    } else {
+      if (connection.v2 && streamsResponses) {
+        request.window = this.#context.streamWindow;
+        this.#takenSinceCredit = 0;
+      }
+      this.#inputCredit = connection.requestWindow;
     }
-    this.#inputCredit = connection.requestWindow;
     this.#connection = connection;
     this.#id = request.id = connection.add(this);
     let sent: boolean;
@@ -1065,41 +1548,148 @@ class Call<I, O> implements CallHandle {
     }
   }
 
-  /** Sends each input as a `message` frame, then `end`, while the call lasts. */
+  /**
+   * Takes the input while the windows let it go and sends it: in v2
+   * gathered into `message` envelopes, a frame at a time, with no wait
+   * per message; in v1 a frame per message.
+   */
   async #pump(connection: Connection, requests: StreamInput<I>): Promise<void> {
-    const iterator: AsyncIterator<I> | Iterator<I> = isAsyncIterable(requests)
+    const asynchronous = isAsyncIterable(requests);
+    const iterator: AsyncIterator<I> | Iterator<I> = asynchronous
       ? requests[Symbol.asyncIterator]()
       : requests[Symbol.iterator]();
     try {
       for (;;) {
-        const step = await iterator.next();
+        while (!this.#done && !this.#roomForInput(connection)) {
+          await this.#waitForRoom(connection);
+        }
+        if (this.#done) {
+          break;
+        }
+        const step = asynchronous ? await iterator.next() : (iterator as Iterator<I>).next();
         if (this.#done) {
           break;
         }
         if (step.done === true) {
-          connection.send({ type: "end", id: this.#id });
+          this.#endInput(connection);
           return;
         }
-        // v2: no more than the bridge has room for; it grants more as the
-        // backend takes them.
-        while (this.#inputCredit <= 0 && !this.#done) {
-          await new Promise<void>((resolve) => (this.#wakeInput = resolve));
-        }
-        // Nor megabytes piled up in the socket (v1 has no credit).
-        while (connection.isOpen && connection.bufferedAmount > SEND_HIGH_WATER_BYTES && !this.#done) {
-          await sleep(10);
-        }
-        if (this.#done) {
-          break;
-        }
-        this.#inputCredit -= 1;
-        connection.send({ type: "message", id: this.#id, payload: step.value });
+        this.#queueInput(connection, step.value);
       }
       await iterator.return?.();
     } catch (error) {
-      // The input failed (or a payload would not serialize): the call
-      // fails with that error, and the bridge cancels it.
+      // The input failed, or a payload would not serialize or fit in a
+      // frame: the call fails with that error, and the bridge cancels it.
       this.abandon(error);
+    }
+  }
+
+  /** Whether the next input may be taken now. */
+  #roomForInput(connection: Connection): boolean {
+    if (connection.byteWindows) {
+      // While both windows are above zero; a message may take them below.
+      if (this.#inputCreditBytes <= 0 || !connection.sendWindowOpen) {
+        return false;
+      }
+    } else if (this.#inputCredit <= 0) {
+      return false;
+    }
+    // Nor megabytes piled up in the socket (v1 has no credit).
+    return !connection.isOpen || connection.bufferedAmount <= SEND_HIGH_WATER_BYTES;
+  }
+
+  /** Waits for credit, the socket's window or the socket's buffer, whichever holds the input. */
+  #waitForRoom(connection: Connection): Promise<void> {
+    const credit = connection.byteWindows ? this.#inputCreditBytes : this.#inputCredit;
+    if (credit <= 0) {
+      return new Promise<void>((resolve) => (this.#wakeInput = resolve));
+    }
+    if (connection.byteWindows && !connection.sendWindowOpen) {
+      connection.waitForSendWindow(this);
+      return new Promise<void>((resolve) => (this.#wakeInput = resolve));
+    }
+    return sleep(SEND_POLL_MS);
+  }
+
+  #queueInput(connection: Connection, value: I): void {
+    if (!connection.v2) {
+      if (!connection.send({ type: "message", id: this.#id, payload: value })) {
+        throw unavailable("the connection to the bridge closed");
+      }
+      return;
+    }
+    const text = JSON.stringify(value) ?? "{}";
+    const bytes = utf8Length(text);
+    // The envelope around it, at its largest: `{"type":"message","id":"…","payloads":[…],"end":true}` in `[…]`.
+    const envelope = bytes + this.#id.length + 53;
+    if (envelope > connection.maxFrameBytes) {
+      throw tooLarge(`a message of ${this.#method}`, envelope, connection.maxFrameBytes);
+    }
+    if (!connection.isOpen) {
+      throw unavailable("the connection to the bridge closed");
+    }
+    if (connection.byteWindows) {
+      this.#inputOverhead = MESSAGE_OVERHEAD_BYTES;
+      this.#inputCreditBytes -= bytes + MESSAGE_OVERHEAD_BYTES;
+      connection.spend(bytes + MESSAGE_OVERHEAD_BYTES);
+    } else {
+      this.#inputCredit -= 1;
+    }
+    this.#pending.push(text);
+    this.#pendingSizes.push(bytes);
+    connection.queueInput(this, bytes);
+  }
+
+  #endInput(connection: Connection): void {
+    if (!connection.v2) {
+      connection.send({ type: "end", id: this.#id });
+      return;
+    }
+    this.#endPending = true;
+    connection.queueInput(this, 0);
+  }
+
+  get ended(): boolean {
+    return this.#done;
+  }
+
+  drainInput(out: (text: string, bytes: number, cost: number) => void, batchBytes: number, maxPayloads: number): void {
+    const texts = this.#pending;
+    const sizes = this.#pendingSizes;
+    const end = this.#endPending;
+    this.#pending = [];
+    this.#pendingSizes = [];
+    this.#endPending = false;
+    if (this.#done) {
+      return;
+    }
+    const prefix = `{"type":"message","id":${JSON.stringify(this.#id)},"payloads":[`;
+    // The envelope's own bytes with the end's suffix, and the frame's brackets.
+    const base = prefix.length + 13 + 2;
+    const overhead = this.#inputOverhead;
+    const emit = (start: number, stop: number, bytes: number, withEnd: boolean) => {
+      const suffix = withEnd ? `],"end":true}` : "]}";
+      const payloads = start === 0 && stop === texts.length ? texts.join(",") : texts.slice(start, stop).join(",");
+      // The payloads' bytes without their commas, and what each costs beyond.
+      const cost = bytes - (stop - start - 1) + (stop - start) * overhead;
+      out(prefix + payloads + suffix, prefix.length + bytes + suffix.length, this.#inputOverhead > 0 ? cost : 0);
+    };
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < texts.length; i++) {
+      const size = sizes[i] as number;
+      if (i > start && (base + bytes + 1 + size > batchBytes || i - start >= maxPayloads)) {
+        emit(start, i, bytes, false);
+        start = i;
+        bytes = 0;
+      }
+      bytes += (i > start ? 1 : 0) + size;
+    }
+    if (start < texts.length) {
+      emit(start, texts.length, bytes, end);
+    } else if (end) {
+      const text = `{"type":"end","id":${JSON.stringify(this.#id)}}`;
+      out(text, text.length, 0);
     }
   }
 
@@ -1115,13 +1705,12 @@ class Call<I, O> implements CallHandle {
         this.#options.onHeader?.(this.#headers);
       }
       const failed = frame.error !== undefined || frame.code !== undefined;
-      if (Array.isArray(frame.payloads) && !failed) {
+      const payloads = frame.payloads;
+      if (Array.isArray(payloads) && !failed) {
         // v2: a run of stream messages, maybe with the call's end.
-        for (const payload of frame.payloads) {
-          this.#message(frame, payload);
-          if (this.#done) {
-            return;
-          }
+        this.#messages(frame, payloads as O[]);
+        if (this.#done) {
+          return;
         }
       }
       if (failed || frame.end === true) {
@@ -1136,8 +1725,8 @@ class Call<I, O> implements CallHandle {
         }
         return;
       }
-      if (!Array.isArray(frame.payloads)) {
-        this.#message(frame, frame.payload ?? {});
+      if (!Array.isArray(payloads)) {
+        this.#messages(frame, [(frame.payload ?? {}) as O]);
       }
     } catch (error) {
       // onHeader or onTrailer threw: the call fails with that.
@@ -1145,39 +1734,98 @@ class Call<I, O> implements CallHandle {
     }
   }
 
-  #message(frame: InboundFrame, payload: unknown): void {
-    if (this.#kind === "serverStreaming" || this.#kind === "bidiStreaming") {
-      this.#sink.message(payload as O);
-    } else {
+  #messages(frame: InboundFrame, payloads: O[]): void {
+    if (this.#kind !== "serverStreaming" && this.#kind !== "bidiStreaming") {
       this.#context.protocolError(
         new RpcError(Code.INTERNAL, `a response without end for ${this.#kind} call ${this.#id}`),
         frame,
       );
+      return;
     }
+    if (payloads.length === 0) {
+      return;
+    }
+    let bytes = 0;
+    const connection = this.#connection;
+    if (this.#receiveWindow > 0 && connection !== null) {
+      // What the bridge says they count; should it not say, what they
+      // count as JSON.
+      bytes =
+        typeof frame.bytes === "number"
+          ? frame.bytes
+          : payloads.reduce((sum, payload) => sum + utf8Length(JSON.stringify(payload) ?? "") + MESSAGE_OVERHEAD_BYTES, 0);
+      this.#heldBytes += bytes;
+      connection.arrived(bytes);
+      if (this.#epoch !== connection.pingEpoch) {
+        this.#epoch = connection.pingEpoch;
+        this.#epochBytes = 0;
+      }
+      this.#epochBytes += bytes;
+    }
+    this.#sink.messages(payloads, bytes);
   }
 
   inputRefused(error: RpcError): void {
     this.abandon(error);
   }
 
-  credit(messages: number): void {
+  credit(messages: number, bytes: number): void {
     this.#inputCredit += messages;
-    this.#wakeInput?.();
+    this.#inputCreditBytes += bytes;
+    this.wake();
+  }
+
+  wake(): void {
+    const wake = this.#wakeInput;
     this.#wakeInput = undefined;
+    wake?.();
+  }
+
+  roundTrip(epoch: number): void {
+    const connection = this.#connection;
+    if (epoch !== this.#epoch || this.#done || connection === null) {
+      return;
+    }
+    const max = connection.maxWindowBytes;
+    // Not while its reader falls behind: a larger window would only hold
+    // more of its backlog.
+    const readerKeepsUp = this.#heldBytes * 2 <= this.#receiveWindow;
+    if (this.#epochBytes * 3 >= this.#receiveWindow * 2 && this.#receiveWindow < max && readerKeepsUp) {
+      const grown = Math.min(max, this.#receiveWindow * 2);
+      connection.send({ type: "credit", id: this.#id, bytes: grown - this.#receiveWindow });
+      this.#receiveWindow = grown;
+      connection.streamWindowGrew(grown);
+    }
   }
 
   /**
-   * The reader took a response. Credit goes back to the bridge half a
-   * window at a time, as HTTP/2 sends WINDOW_UPDATE, so a reader that
+   * The reader took `count` responses, which counted `bytes`. Credit goes
+   * back to the bridge as HTTP/2 sends WINDOW_UPDATE, half a message
+   * window or a quarter of a byte window at a time, so that a reader that
    * keeps up never finds the stream waiting for it.
    */
-  taken(): void {
-    if (this.#takenSinceCredit === undefined || this.#done) {
+  taken(count: number, bytes: number): void {
+    const connection = this.#connection;
+    if (this.#done || connection === null) {
       return;
     }
-    this.#takenSinceCredit += 1;
+    if (this.#receiveWindow > 0) {
+      this.#heldBytes -= bytes;
+      connection.released(bytes);
+      this.#takenBytes += bytes;
+      if (this.#takenBytes * 4 >= this.#receiveWindow) {
+        const credit = Math.min(MAX_WINDOW, this.#takenBytes);
+        this.#takenBytes -= credit;
+        connection.send({ type: "credit", id: this.#id, bytes: credit });
+      }
+      return;
+    }
+    if (this.#takenSinceCredit === undefined) {
+      return;
+    }
+    this.#takenSinceCredit += count;
     if (this.#takenSinceCredit * 2 >= this.#context.streamWindow) {
-      this.#connection?.send({ type: "credit", id: this.#id, messages: this.#takenSinceCredit });
+      connection.send({ type: "credit", id: this.#id, messages: Math.min(MAX_WINDOW, this.#takenSinceCredit) });
       this.#takenSinceCredit = 0;
     }
   }
@@ -1216,9 +1864,25 @@ class Call<I, O> implements CallHandle {
       return;
     }
     this.#done = true;
+    if (this.#inputOverhead > 0 && this.#pending.length > 0) {
+      // Input taken but never sent: the socket's window gets it back.
+      let cost = 0;
+      for (const size of this.#pendingSizes) {
+        cost += size + this.#inputOverhead;
+      }
+      this.#connection?.refund(cost);
+    }
+    this.#pending = [];
+    this.#pendingSizes = [];
     this.#leaveLine?.();
-    this.#wakeInput?.();
+    this.wake();
     this.#connection?.remove(this.#id);
+    if (this.#heldBytes > 0) {
+      // Responses the reader has not taken leave the socket's window:
+      // the call is over, and its window with it.
+      this.#connection?.released(this.#heldBytes);
+      this.#heldBytes = 0;
+    }
     clearTimeout(this.#deadlineTimer);
     if (this.#onAbort !== undefined) {
       this.#options.signal?.removeEventListener("abort", this.#onAbort);
@@ -1245,22 +1909,32 @@ function deadlineExceeded(timeoutMs: number): RpcError {
 interface StreamCall {
   /** Cancels the call. */
   abandon(): void;
-  /** The reader took a response. */
-  taken(): void;
+  /** The reader took `count` responses, which counted `bytes`. */
+  taken(count: number, bytes: number): void;
 }
+
+const NO_MESSAGES: never[] = [];
 
 /**
  * The responses of a streaming call, buffered so that a slow reader loses
- * none; in v2, flow control keeps the buffer within the stream's window. The call starts when iteration does; leaving the loop early
- * cancels it.
+ * none; in v2, flow control keeps the buffer within the stream's window.
+ * The call starts when iteration does; leaving the loop early cancels it.
+ *
+ * The runs of messages the bridge sends together are kept as they arrived
+ * and read in place, and the call hears of a run once it is read, so
+ * that a message costs the reader what `for await` costs and little more.
  */
 class ResponseStream<O> implements AsyncIterableIterator<O> {
   readonly #startCall: (sink: CallSink<O>) => StreamCall;
   #call: StreamCall | null = null;
-  // Unread messages from #head on; read ones are dropped in bulk, so that
-  // a long backlog costs O(1) per message, not Array.shift()'s O(n).
-  #buffer: O[] = [];
-  #head = 0;
+  // The run being read, from #index on, and the bytes it counts; the runs
+  // after it wait in #later from #laterHead on (read ones are dropped in
+  // bulk, so that a long backlog costs O(1) per run).
+  #run: O[] = NO_MESSAGES;
+  #runBytes = 0;
+  #index = 0;
+  #later: { payloads: O[]; bytes: number }[] = [];
+  #laterHead = 0;
   readonly #waiting: { resolve: (result: IteratorResult<O>) => void; reject: (error: unknown) => void }[] = [];
   #ended = false;
   #failure: { error: unknown } | null = null;
@@ -1276,23 +1950,13 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   next(): Promise<IteratorResult<O>> {
     if (this.#call === null && !this.#ended) {
       this.#call = this.#startCall({
-        message: (payload) => this.#push(payload),
+        messages: (payloads, bytes) => this.#push(payloads, bytes),
         end: () => this.#end(null),
         fail: (error) => this.#end({ error }),
       });
     }
-    if (this.#head < this.#buffer.length) {
-      const value = this.#buffer[this.#head] as O;
-      this.#head += 1;
-      this.#call?.taken();
-      if (this.#head === this.#buffer.length) {
-        this.#buffer = [];
-        this.#head = 0;
-      } else if (this.#head >= 1024 && this.#head * 2 >= this.#buffer.length) {
-        this.#buffer = this.#buffer.slice(this.#head);
-        this.#head = 0;
-      }
-      return Promise.resolve({ value, done: false });
+    if (this.#index < this.#run.length) {
+      return Promise.resolve({ value: this.#take(), done: false });
     }
     if (this.#failure !== null) {
       const { error } = this.#failure;
@@ -1308,8 +1972,10 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
 
   /** Called when a `for await` loop is left early: cancels the call. */
   return(): Promise<IteratorResult<O>> {
-    this.#buffer = [];
-    this.#head = 0;
+    this.#run = NO_MESSAGES;
+    this.#index = 0;
+    this.#later = [];
+    this.#laterHead = 0;
     this.#failure = null;
     if (!this.#ended) {
       this.#ended = true;
@@ -1321,13 +1987,47 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  #push(payload: O): void {
-    const waiter = this.#waiting.shift();
-    if (waiter !== undefined) {
-      this.#call?.taken();
-      waiter.resolve({ value: payload, done: false });
-    } else {
-      this.#buffer.push(payload);
+  /** The next unread message, of which there is one. */
+  #take(): O {
+    const run = this.#run;
+    const value = run[this.#index] as O;
+    this.#index += 1;
+    if (this.#index === run.length) {
+      // The run is read: its call hears of it, and the next one is up.
+      this.#call?.taken(run.length, this.#runBytes);
+      const next = this.#later[this.#laterHead];
+      if (next === undefined) {
+        this.#run = NO_MESSAGES;
+        this.#runBytes = 0;
+      } else {
+        this.#run = next.payloads;
+        this.#runBytes = next.bytes;
+        this.#laterHead += 1;
+        if (this.#laterHead === this.#later.length) {
+          this.#later = [];
+          this.#laterHead = 0;
+        } else if (this.#laterHead >= 1024 && this.#laterHead * 2 >= this.#later.length) {
+          this.#later = this.#later.slice(this.#laterHead);
+          this.#laterHead = 0;
+        }
+      }
+      this.#index = 0;
+    }
+    return value;
+  }
+
+  #push(payloads: O[], bytes: number): void {
+    if (this.#index < this.#run.length) {
+      this.#later.push({ payloads, bytes });
+      return;
+    }
+    this.#run = payloads;
+    this.#runBytes = bytes;
+    this.#index = 0;
+    // Readers waiting, if any, get the first messages at once.
+    while (this.#waiting.length > 0 && this.#index < this.#run.length) {
+      const waiter = this.#waiting.shift();
+      waiter?.resolve({ value: this.#take(), done: false });
     }
   }
 
