@@ -9,14 +9,14 @@
 // divided by this one is the share of the page's rate that the bridge
 // leaves.
 
-import { createServer, type IncomingMessage } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 
 export const STREAM_METHOD = "example.ExampleService/StreamMessages";
 
 /** The bridge's first v2 frame, with its default limits. */
-const SETTINGS_FRAME = JSON.stringify([
+export const SETTINGS_FRAME = JSON.stringify([
   { type: "settings", maxFrameBytes: 4_194_304, maxCallsPerConnection: 100, callQueueMessages: 64 },
 ]);
 
@@ -177,13 +177,17 @@ export async function startCeiling(): Promise<Ceiling> {
   return {
     url: `ws://127.0.0.1:${address.port}/`,
     prepare: (version, id, message, count) => void stream(version, id, message, count),
-    close: () =>
-      new Promise((resolve) => {
-        for (const client of server.clients) {
-          client.terminate();
-        }
-        server.close();
-        http.close(() => resolve());
-      }),
+    close: () => closeServers(server, http),
   };
+}
+
+/** Drops every client of a WebSocket server and closes it and its HTTP server. */
+export function closeServers(server: WebSocketServer, http: Server): Promise<void> {
+  return new Promise((resolve) => {
+    for (const client of server.clients) {
+      client.terminate();
+    }
+    server.close();
+    http.close(() => resolve());
+  });
 }

@@ -1,4 +1,5 @@
-// `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH] [-- --batch-linger-us N]`
+// `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH] [-- --batch-linger-us N]
+//   [-- --rtt 0,20,50,100] [-- --mbit N] [-- --compression]`
 //
 // What a page sees: headless Chromium runs the generated client against the
 // real example binary (its bridge and its tonic backend), every workload
@@ -11,6 +12,20 @@
 // moment and fails unless each produced a sane figure; it writes nothing.
 // `--batch-linger-us` starts the bridge with that linger, to try one; such
 // a run prints its table and writes nothing either.
+//
+// Then the same page over real round trips (rtt.ts): v2 through the
+// generated client with a delaying proxy (delay_proxy.ts) in the way, at
+// RTT 0, 20, 50 and 100 ms (a smoke run: 0 and 20, briefly); a full run
+// writes that section of BENCHMARKS.md too. `--rtt LIST` runs only this
+// part, at those RTTs (ms), and writes only its section; `--mbit N` caps
+// the proxy's link at N Mbit/s each way (RTT 0 then gets a proxy too),
+// and such a run prints its tables and writes nothing.
+//
+// `--compression` runs only compression.ts instead: what permessage-deflate
+// does to the bridge's frames (in Node), then the stream over a capped link
+// (`--mbit`, default 20; the first `--rtt` above 0, default 50) from the
+// bridge and from a `ws` server with deflate off and on. It prints; it
+// writes nothing.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -21,7 +36,18 @@ import { build, preview } from "vite";
 import { freePort, repoRoot, run, start, targetDir } from "../../../example/client/e2e/support.js";
 import { STREAM_TEXT, type BenchPage, type Protocol, type RunResult, type RunSpec, type Workload } from "../shared/spec.js";
 import { startCeiling, type Ceiling } from "./ceiling.js";
+import { deflateTable, measureOverLink } from "./compression.js";
 import { chart, table, writeMarkdown, type Report, type Row, type Unit } from "./report.js";
+import {
+  measureRtt,
+  RTT_DEFAULT,
+  RTT_FULL,
+  RTT_SMOKE,
+  RTT_SMOKE_DEFAULT,
+  rttTable,
+  writeRttMarkdown,
+  type RttReport,
+} from "./rtt.js";
 
 const benchDir = fileURLToPath(new URL("..", import.meta.url));
 const distDir = join(targetDir, "bench-browser", "dist");
@@ -54,10 +80,27 @@ interface Options {
   binary: string | undefined;
   /** The bridge's linger, in µs, where one is tried; such a run writes nothing. */
   batchLingerUs: number | undefined;
+  /** Round trips (ms) asked for: then only the round-trip part runs. */
+  rtts: number[] | undefined;
+  /** The proxy's bandwidth cap, Mbit/s each way; such a run writes nothing. */
+  mbit: number | undefined;
+  /** Only the compression measurements (compression.ts). */
+  compression: boolean;
 }
 
+const USAGE =
+  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--compression]";
+
 function parseArgs(args: string[]): Options {
-  const options: Options = { smoke: false, protocols: ["v1", "v2"], binary: undefined, batchLingerUs: undefined };
+  const options: Options = {
+    smoke: false,
+    protocols: ["v1", "v2"],
+    binary: undefined,
+    batchLingerUs: undefined,
+    rtts: undefined,
+    mbit: undefined,
+    compression: false,
+  };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i];
     if (arg === "--smoke") {
@@ -76,10 +119,22 @@ function parseArgs(args: string[]): Options {
         throw new Error(`--batch-linger-us takes a whole number of microseconds, not ${args[i]}`);
       }
       options.batchLingerUs = linger;
+    } else if (arg === "--rtt" && args[i + 1] !== undefined) {
+      const rtts = args[++i]!.split(",").map(Number);
+      if (rtts.length === 0 || !rtts.every((rtt) => Number.isFinite(rtt) && rtt >= 0)) {
+        throw new Error(`--rtt takes round trips in ms, such as 0,20,50,100, not ${args[i]}`);
+      }
+      options.rtts = rtts;
+    } else if (arg === "--compression") {
+      options.compression = true;
+    } else if (arg === "--mbit" && args[i + 1] !== undefined) {
+      const mbit = Number(args[++i]);
+      if (!(Number.isFinite(mbit) && mbit > 0)) {
+        throw new Error(`--mbit takes a bandwidth in Mbit/s, not ${args[i]}`);
+      }
+      options.mbit = mbit;
     } else {
-      throw new Error(
-        `unknown argument ${arg}\nusage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N]`,
-      );
+      throw new Error(`unknown argument ${arg}\n${USAGE}`);
     }
   }
   return options;
@@ -312,6 +367,11 @@ async function measureAll(
 
 async function main(): Promise<number> {
   const options = parseArgs(process.argv.slice(2));
+  if (options.compression) {
+    // Before Chromium and the bridge start: the machine is quieter.
+    const { text } = await deflateTable();
+    console.log(`${text}\n`);
+  }
   const sizes = options.smoke ? SMOKE : FULL;
   const binary = await exampleBinary(options);
 
@@ -368,11 +428,17 @@ async function main(): Promise<number> {
   });
   try {
     const [, address] = await example.waitForOutput(/open http:\/\/(\S+)\//);
+    if (address === undefined) {
+      throw new Error("the example binary named no address");
+    }
     const bridgeUrl = `ws://${address}/ws`;
-    ceiling = await startCeiling();
-    // Each run has a connection of its own, whose first call is "1".
-    for (const protocol of options.protocols) {
-      ceiling.prepare(protocol, "1", STREAM_TEXT, sizes.streamCount);
+    // The round-trip part alone needs no ceiling, nor compression.
+    if (options.rtts === undefined && !options.compression) {
+      ceiling = await startCeiling();
+      // Each run has a connection of its own, whose first call is "1".
+      for (const protocol of options.protocols) {
+        ceiling.prepare(protocol, "1", STREAM_TEXT, sizes.streamCount);
+      }
     }
 
     const page = await browser.newPage();
@@ -388,42 +454,132 @@ async function main(): Promise<number> {
       throw new Error("the page is not cross-origin isolated: performance.now() would be coarse");
     }
 
-    const { rows, failures, runs } = await measureAll(page, { bridge: bridgeUrl, ceiling: ceiling.url }, options, sizes);
-
-    const report: Report = {
-      machine: machine(),
-      chromium: `Chromium ${browser.version()}`,
-      date: new Date().toISOString(),
-      rows,
-      failures,
-    };
-    console.log(`\n${table(report)}\n`);
-    if (failures.length > 0) {
-      console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
+    const chromiumVersion = `Chromium ${browser.version()}`;
+    if (options.compression) {
+      const rttMs = options.rtts?.find((rtt) => rtt > 0) ?? 50;
+      const text = await measureOverLink({ page, runInPage, bridge: address, rttMs, mbit: options.mbit ?? 20 });
+      console.log(`\n${text}\n${chromiumVersion}; ${machine()}`);
+      return 0;
     }
+    const protocolsFailed =
+      ceiling === undefined
+        ? false
+        : await protocolsPart(page, chromiumVersion, { bridge: bridgeUrl, ceiling: ceiling.url }, options, sizes);
+    const rttFailed = await roundTripPart(page, chromiumVersion, address, options);
     if (options.smoke) {
-      console.log(failures.length > 0 ? "smoke run failed" : "smoke run: every workload gave a figure; nothing written");
-      return failures.length > 0 ? 1 : 0;
+      const failed = protocolsFailed || rttFailed;
+      console.log(failed ? "smoke run failed" : "smoke run: every workload gave a figure; nothing written");
     }
-    if (options.batchLingerUs !== undefined) {
-      console.log(`a run with a linger of ${options.batchLingerUs} µs: nothing written`);
-      return failures.length > 0 ? 1 : 0;
-    }
-    mkdirSync(targetDir, { recursive: true });
-    const json = join(targetDir, "bench-browser.json");
-    writeFileSync(json, `${JSON.stringify({ ...report, sizes, runs }, null, 2)}\n`);
-    writeMarkdown(join(repoRoot, "BENCHMARKS.md"), report);
-    writeFileSync(join(repoRoot, "docs", "benchmarks-browser.svg"), chart(report));
-    console.log(`wrote ${json}, BENCHMARKS.md and docs/benchmarks-browser.svg`);
     // The figures that came out are written, with what failed named beside
     // them; the exit status still says that not all did.
-    return failures.length > 0 ? 1 : 0;
+    return protocolsFailed || rttFailed ? 1 : 0;
   } finally {
     await browser.close();
     await ceiling?.close();
     await example.stop();
     await new Promise<void>((resolve) => pageServer.httpServer.close(() => resolve()));
   }
+}
+
+/** Every workload per protocol, against the bridge and the ceiling; writes its section on a full run. Whether any failed. */
+async function protocolsPart(
+  page: Page,
+  chromiumVersion: string,
+  urls: { bridge: string; ceiling: string },
+  options: Options,
+  sizes: Sizes,
+): Promise<boolean> {
+  const { rows, failures, runs } = await measureAll(page, urls, options, sizes);
+  const report: Report = {
+    machine: machine(),
+    chromium: chromiumVersion,
+    date: new Date().toISOString(),
+    rows,
+    failures,
+  };
+  console.log(`\n${table(report)}\n`);
+  if (failures.length > 0) {
+    console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
+  }
+  if (options.smoke) {
+    return failures.length > 0;
+  }
+  if (options.batchLingerUs !== undefined || options.mbit !== undefined) {
+    console.log("a run with a linger or a bandwidth cap tried: nothing written");
+    return failures.length > 0;
+  }
+  mkdirSync(targetDir, { recursive: true });
+  const json = join(targetDir, "bench-browser.json");
+  writeFileSync(json, `${JSON.stringify({ ...report, sizes, runs }, null, 2)}\n`);
+  writeMarkdown(join(repoRoot, "BENCHMARKS.md"), report);
+  writeFileSync(join(repoRoot, "docs", "benchmarks-browser.svg"), chart(report));
+  console.log(`wrote ${json}, BENCHMARKS.md and docs/benchmarks-browser.svg`);
+  return failures.length > 0;
+}
+
+/**
+ * The commit measured, and which of what is measured differs from it in
+ * the working tree: the page's client (the generated copy it imports) and
+ * the bridge the example binary is built from (unless a binary was given).
+ */
+async function commitLabel(options: Options): Promise<string> {
+  const changed = async (paths: string[]) => (await run("git", ["status", "--porcelain", "--", ...paths])).trim() !== "";
+  try {
+    const commit = (await run("git", ["rev-parse", "--short", "HEAD"])).trim();
+    const notes: string[] = [];
+    if (await changed(["example/client/src/gen", "packages/connect/src"])) {
+      notes.push("the page's client has uncommitted changes");
+    }
+    if (options.binary !== undefined) {
+      notes.push(`the bridge is ${options.binary}`);
+    } else if (await changed(["wsgrpc-runtime", "wsgrpc-gen", "example/src", "example/build.rs"])) {
+      notes.push("the bridge has uncommitted changes");
+    }
+    return `commit ${commit}${notes.length === 0 ? "" : ` (${notes.join("; ")})`}`;
+  } catch {
+    return "commit unknown";
+  }
+}
+
+/** The round-trip workloads (rtt.ts); writes their section on a full run. Whether any failed. */
+async function roundTripPart(page: Page, chromiumVersion: string, bridge: string, options: Options): Promise<boolean> {
+  const rtts = options.rtts ?? (options.smoke ? RTT_SMOKE_DEFAULT : RTT_DEFAULT);
+  const sizes = options.smoke ? RTT_SMOKE : RTT_FULL;
+  // RTT 0 is the baseline of every share.
+  const withBaseline = rtts.includes(0) ? rtts : [0, ...rtts];
+  console.log(`\nover real round trips: RTT ${withBaseline.join(", ")} ms${options.mbit === undefined ? "" : `, ${options.mbit} Mbit/s`}`);
+  const measured = await measureRtt({
+    page,
+    bridge,
+    rtts: withBaseline,
+    mbit: options.mbit,
+    sizes,
+    runInPage,
+    timeoutMs: options.smoke ? 30_000 : 120_000,
+  });
+  const report: RttReport = {
+    machine: machine(),
+    chromium: chromiumVersion,
+    date: new Date().toISOString(),
+    commit: await commitLabel(options),
+    mbit: options.mbit,
+    durationMs: sizes.durationMs,
+    ...measured,
+  };
+  console.log(`\n${rttTable(report)}\n`);
+  const { failures } = measured;
+  if (failures.length > 0) {
+    console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
+  }
+  if (options.smoke || options.batchLingerUs !== undefined || options.mbit !== undefined) {
+    return failures.length > 0;
+  }
+  mkdirSync(targetDir, { recursive: true });
+  const json = join(targetDir, "bench-browser-rtt.json");
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  writeRttMarkdown(join(repoRoot, "BENCHMARKS.md"), report);
+  console.log(`wrote ${json} and the round-trip section of BENCHMARKS.md`);
+  return failures.length > 0;
 }
 
 /** The bridge's stream rate as a share of the ceiling's, per protocol. */

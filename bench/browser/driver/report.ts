@@ -115,13 +115,21 @@ function markdown(report: Report): string {
 
 /** Puts the section between its markers, or below everything else the first time. */
 export function writeMarkdown(path: string, report: Report): void {
+  replaceSection(path, markdown(report), START_MARKER, END_MARKER);
+}
+
+/**
+ * Puts `section`, which starts with `startMarker` and ends with
+ * `endMarker`, in place of the one between those markers in the file at
+ * `path`, or below everything else the first time.
+ */
+export function replaceSection(path: string, section: string, startMarker: string, endMarker: string): void {
   const text = readFileSync(path, "utf8");
-  const section = markdown(report);
-  const start = text.indexOf(START_MARKER);
-  const end = text.indexOf(END_MARKER);
+  const start = text.indexOf(startMarker);
+  const end = text.indexOf(endMarker);
   const updated =
     start !== -1 && end > start
-      ? text.slice(0, start) + section + text.slice(end + END_MARKER.length)
+      ? text.slice(0, start) + section + text.slice(end + endMarker.length)
       : `${text.trimEnd()}\n\n${section}\n`;
   writeFileSync(path, updated);
 }

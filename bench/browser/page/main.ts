@@ -62,18 +62,27 @@ export interface Calls {
   streamMessages(request: { message: string; count: number }): AsyncIterable<StreamResponse>;
 }
 
-async function stream(client: Calls, count: number): Promise<Measured> {
+/** Messages between two looks at the clock in a stream that runs for a time. */
+const CLOCK_EVERY = 64;
+
+async function stream(client: Calls, count: number, durationMs: number | undefined): Promise<Measured> {
   let received = 0;
   const start = performance.now();
+  const deadline = durationMs === undefined ? Infinity : start + durationMs;
   for await (const item of client.streamMessages({ message: STREAM_TEXT, count })) {
     const wrong = checkStreamItem(item, received);
     if (wrong !== undefined) {
       return { count: received, elapsedMs: performance.now() - start, error: wrong };
     }
     received += 1;
+    // Leaving the loop cancels the call.
+    if (received % CLOCK_EVERY === 0 && performance.now() >= deadline) {
+      break;
+    }
   }
   const elapsedMs = performance.now() - start;
-  const error = received === count ? undefined : `${received} of ${count} messages arrived`;
+  const complete = received === count || (durationMs !== undefined && elapsedMs >= durationMs);
+  const error = complete ? undefined : `${received} of ${count} messages arrived`;
   return { count: received, elapsedMs, ...(error === undefined ? {} : { error }) };
 }
 
@@ -98,18 +107,39 @@ async function unary(client: Calls, inFlight: number, durationMs: number): Promi
   return { count: latencies.length, elapsedMs, latencyUs: latencyUs(latencies), ...(error === undefined ? {} : { error }) };
 }
 
-/** One CollectMessages call; numbered messages, so the answer shows their order. */
-async function clientStream(client: ExampleServiceClient, count: number): Promise<Measured> {
-  // Built before the clock starts: the run measures sending, not building.
-  const texts = Array.from({ length: count }, (_, index) => String(index));
-  const requests = texts.map((message) => ({ message }));
-  const expected = texts.join(" ");
-  const start = performance.now();
+/**
+ * One CollectMessages call; numbered messages, so the answer shows their
+ * order. `count` of them, or with `durationMs` as many as the call takes
+ * in that time, `count` at most: the requests then come from a generator
+ * that stops at the deadline, so the transport's flow control sets the
+ * pace.
+ */
+async function clientStream(client: ExampleServiceClient, count: number, durationMs: number | undefined): Promise<Measured> {
+  let sent = 0;
+  let requests: Iterable<{ message: string }>;
+  let start = 0;
+  if (durationMs === undefined) {
+    // Built before the clock starts: the run measures sending, not building.
+    requests = Array.from({ length: count }, (_, index) => ({ message: String(index) }));
+    sent = count;
+  } else {
+    // A plain generator, taken as the array above is: an async one costs
+    // the transport a turn per message, which is not what this measures.
+    requests = (function* () {
+      const deadline = start + durationMs;
+      while (sent < count && (sent % CLOCK_EVERY !== 0 || performance.now() < deadline)) {
+        yield { message: String(sent) };
+        sent += 1;
+      }
+    })();
+  }
+  start = performance.now();
   const response = await client.collectMessages(requests);
   const elapsedMs = performance.now() - start;
+  const expected = Array.from({ length: sent }, (_, index) => String(index)).join(" ");
   const error =
-    response.count !== count
-      ? `CollectMessages counted ${response.count ?? 0} of ${count}`
+    response.count !== sent
+      ? `CollectMessages counted ${response.count ?? 0} of ${sent}`
       : response.joined !== expected
         ? "CollectMessages joined the messages out of order"
         : undefined;
@@ -159,11 +189,11 @@ function measure(transport: WebSocketGRPCClient, workload: Workload): Promise<Me
   const calls = (reader: Reader): Calls => (reader === "connect" ? connectCalls(transport) : client);
   switch (workload.kind) {
     case "stream":
-      return stream(calls(workload.reader), workload.count);
+      return stream(calls(workload.reader), workload.count, workload.durationMs);
     case "unary":
       return unary(calls(workload.reader), workload.inFlight, workload.durationMs);
     case "clientStream":
-      return clientStream(client, workload.count);
+      return clientStream(client, workload.count, workload.durationMs);
     case "pingPong":
       return pingPong(client, workload.durationMs);
   }

@@ -24,12 +24,20 @@ export type Reader =
 export type ClientReader = Exclude<Reader, "raw">;
 
 export type Workload =
-  /** One StreamMessages call of `count` messages. */
-  | { kind: "stream"; count: number; reader: Reader }
+  /**
+   * One StreamMessages call of `count` messages; with `durationMs`, the
+   * page leaves the call (cancelling it) once that time has passed, and
+   * its figure is what arrived by then.
+   */
+  | { kind: "stream"; count: number; reader: Reader; durationMs?: number }
   /** SayHello for `durationMs`, `inFlight` calls at a time. */
   | { kind: "unary"; inFlight: number; durationMs: number; reader: ClientReader }
-  /** One CollectMessages call of `count` messages. */
-  | { kind: "clientStream"; count: number }
+  /**
+   * One CollectMessages call of `count` messages; with `durationMs`, the
+   * page sends messages until that time has passed or `count` have gone,
+   * then ends the call, and its figure is what the server counted.
+   */
+  | { kind: "clientStream"; count: number; durationMs?: number }
   /** Chat for `durationMs`: one message out, then wait for its echo. */
   | { kind: "pingPong"; durationMs: number };
 
