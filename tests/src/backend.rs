@@ -32,6 +32,7 @@ struct Counters {
     half_closed: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
+    started: AtomicU64,
 }
 
 impl TestBackend {
@@ -52,6 +53,11 @@ impl TestBackend {
     /// Calls that ended because their client went away or cancelled.
     pub fn cancelled(&self) -> u64 {
         self.counters.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Calls that reached this backend, of every kind.
+    pub fn started(&self) -> u64 {
+        self.counters.started.load(Ordering::SeqCst)
     }
 
     /// Calls running now.
@@ -79,6 +85,7 @@ impl TestBackend {
     }
 
     fn track(&self) -> CallGuard {
+        self.counters.started.fetch_add(1, Ordering::SeqCst);
         self.counters.active.fetch_add(1, Ordering::SeqCst);
         CallGuard {
             counters: self.counters.clone(),

@@ -14,6 +14,29 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_conf
 /// How long a test waits for a frame before it fails.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A raw WebSocket to the bridge.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The next text frame of a v2 socket, an array of envelopes; pings and
+/// pongs are passed over.
+pub async fn next_v2_frame(socket: &mut Socket) -> Vec<Value> {
+    loop {
+        let message = tokio::time::timeout(FRAME_TIMEOUT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket is open")
+            .expect("reads a frame");
+        match message {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).expect("the bridge sends JSON");
+                return frame.as_array().expect("a v2 frame is an array").clone();
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
 pub struct WsClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }

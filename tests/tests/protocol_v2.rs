@@ -3,18 +3,15 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use wsgrpc_tests::client::{FRAME_TIMEOUT, WsClient};
+use wsgrpc_tests::client::{Socket, WsClient, next_v2_frame};
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
 const ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A client that offers v2 and v1, and the subprotocol the bridge chose.
 async fn connect_v2(url: &str) -> Result<(Socket, Option<String>), String> {
@@ -33,28 +30,9 @@ async fn connect_v2(url: &str) -> Result<(Socket, Option<String>), String> {
     Ok((socket, chosen))
 }
 
-/// The next text frame, which in v2 is an array of envelopes.
-async fn next_frame(socket: &mut Socket) -> Vec<Value> {
-    loop {
-        let message = tokio::time::timeout(FRAME_TIMEOUT, socket.next())
-            .await
-            .expect("a frame in time")
-            .expect("the socket is open")
-            .expect("reads a frame");
-        match message {
-            Message::Text(text) => {
-                let frame: Value = serde_json::from_str(&text).expect("the bridge sends JSON");
-                return frame.as_array().expect("a v2 frame is an array").clone();
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
 /// The next frame, or `None` when none comes within `wait`.
 async fn frame_within(socket: &mut Socket, wait: Duration) -> Option<Vec<Value>> {
-    tokio::time::timeout(wait, next_frame(socket)).await.ok()
+    tokio::time::timeout(wait, next_v2_frame(socket)).await.ok()
 }
 
 /// The messages of the `response` envelopes of call `id`, in order.
@@ -91,7 +69,7 @@ async fn envelopes_until_ends(socket: &mut Socket, count: usize) -> (Vec<Value>,
         .count()
         < count
     {
-        envelopes.extend(next_frame(socket).await);
+        envelopes.extend(next_v2_frame(socket).await);
         frames += 1;
     }
     (envelopes, frames)
@@ -113,7 +91,7 @@ async fn open_v2(
 ) -> (RunningBackend, RunningBridge, Socket, Vec<Value>) {
     let (backend, bridge) = setup(builder).await;
     let (mut socket, _) = connect_v2(&bridge.url()).await.unwrap();
-    let settings = next_frame(&mut socket).await;
+    let settings = next_v2_frame(&mut socket).await;
     (backend, bridge, socket, settings)
 }
 
@@ -122,7 +100,7 @@ async fn the_bridge_picks_v2_and_sends_its_settings_first() {
     let (_backend, bridge) = setup(|b| b).await;
     let (mut socket, chosen) = connect_v2(&bridge.url()).await.unwrap();
     assert_eq!(chosen.as_deref(), Some("wsgrpc.v2"));
-    let settings = next_frame(&mut socket).await;
+    let settings = next_v2_frame(&mut socket).await;
     assert_eq!(
         settings,
         [
@@ -167,7 +145,7 @@ async fn one_frame_opens_many_calls_and_a_bad_envelope_spoils_nothing_else() {
     .await;
     let mut envelopes = Vec::new();
     while envelopes.len() < 5 {
-        envelopes.extend(next_frame(&mut socket).await);
+        envelopes.extend(next_v2_frame(&mut socket).await);
     }
     let by_id = |id: &str| {
         envelopes
@@ -232,7 +210,7 @@ async fn a_cancel_after_the_end_is_ignored_quietly() {
         ]),
     )
     .await;
-    let frame = next_frame(&mut socket).await;
+    let frame = next_v2_frame(&mut socket).await;
     assert_eq!(frame.len(), 1, "nothing but the answer: {frame:?}");
     assert_eq!(frame[0]["id"], "h");
 }
@@ -245,7 +223,7 @@ async fn a_frame_that_is_no_array_is_refused_and_the_socket_goes_on() {
         json!({"type": "request", "method": "SayHello", "id": "1"}),
     )
     .await;
-    let refused = next_frame(&mut socket).await;
+    let refused = next_v2_frame(&mut socket).await;
     assert_eq!(refused[0]["type"], "error");
     assert!(refused[0]["error"].as_str().unwrap().contains("JSON array"));
     send(
@@ -253,7 +231,7 @@ async fn a_frame_that_is_no_array_is_refused_and_the_socket_goes_on() {
         json!([{"type": "request", "method": "SayHello", "id": "2", "payload": {"name": "y"}}]),
     )
     .await;
-    assert_eq!(next_frame(&mut socket).await[0]["id"], "2");
+    assert_eq!(next_v2_frame(&mut socket).await[0]["id"], "2");
 }
 
 const SERVER_STREAM: &str = "wsgrpc.test.v1.TestService/ServerStream";
@@ -276,7 +254,7 @@ async fn a_stream_sends_no_more_than_its_window_and_holds_the_backend_back() {
     .await;
     let mut envelopes = Vec::new();
     while payloads_of(&envelopes, "s").len() < 100 {
-        envelopes.extend(next_frame(&mut socket).await);
+        envelopes.extend(next_v2_frame(&mut socket).await);
     }
     assert_eq!(
         payloads_of(&envelopes, "s").len(),
@@ -299,7 +277,7 @@ async fn a_stream_sends_no_more_than_its_window_and_holds_the_backend_back() {
         json!([{"type": "request", "method": "SayHello", "id": "u", "payload": {"name": "u"}}]),
     )
     .await;
-    let answer = next_frame(&mut socket).await;
+    let answer = next_v2_frame(&mut socket).await;
     assert_eq!(answer[0]["id"], "u", "{answer:?}");
     assert_eq!(backend.backend.sent(), held_back, "still held back");
 
@@ -345,7 +323,7 @@ async fn credit_is_checked_and_credit_for_an_ended_call_is_ignored() {
     let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
     let mut envelopes = envelopes;
     while envelopes.len() < 2 {
-        envelopes.extend(next_frame(&mut socket).await);
+        envelopes.extend(next_v2_frame(&mut socket).await);
     }
     assert_eq!(envelopes.len(), 2, "nothing for `gone`: {envelopes:?}");
     let zero = envelopes.iter().find(|e| e["id"] == "zero").unwrap();
@@ -397,7 +375,7 @@ async fn a_client_stream_sends_within_its_credit_and_gets_more_as_the_backend_ta
             json!([{"type": "message", "id": "c", "payloads": batch}]),
         )
         .await;
-        granted += credit_of(&next_frame(&mut socket).await, "c");
+        granted += credit_of(&next_v2_frame(&mut socket).await, "c");
     }
     send(&mut socket, json!([{"type": "end", "id": "c"}])).await;
     let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
@@ -450,7 +428,7 @@ async fn a_client_stream_into_a_slow_backend_holds_up_no_other_call() {
     .await;
     let mut order = Vec::new();
     while order.len() < 2 {
-        for envelope in next_frame(&mut socket).await {
+        for envelope in next_v2_frame(&mut socket).await {
             if envelope["end"] == true {
                 order.push(envelope["id"].as_str().unwrap().to_owned());
             }
@@ -614,7 +592,7 @@ async fn a_client_stream_in_bytes_gets_credit_in_bytes_and_its_window_grows() {
             )
             .await;
         }
-        let credit = next_frame(&mut socket).await;
+        let credit = next_v2_frame(&mut socket).await;
         for envelope in credit {
             assert_eq!(envelope["type"], "credit", "{envelope}");
             assert!(

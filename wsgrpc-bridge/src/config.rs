@@ -38,8 +38,12 @@ pub struct Options {
     #[arg(long)]
     pub path: Option<String>,
 
-    /// The gRPC backend, e.g. `http://127.0.0.1:50051` (required).
-    #[arg(long, value_name = "URI")]
+    /// The gRPC backend, e.g. `http://127.0.0.1:50051` (required). Several
+    /// replicas separated by commas (or a list in the file): calls are
+    /// spread over them and over every address their names resolve to.
+    /// Services are read by reflection from the first.
+    #[arg(long, value_name = "URI[,URI…]")]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub backend: Option<String>,
 
     /// Read the services from this FileDescriptorSet, as `buf build -o FILE`
@@ -100,6 +104,12 @@ pub struct Options {
     /// fail with UNAVAILABLE [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub backend_keepalive_timeout: Option<Interval>,
+
+    /// How often the backend's host name is resolved again, to spread calls
+    /// over all its addresses; `off` connects to each name as given
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub backend_resolve_interval: Option<Interval>,
 
     /// How long a client may take to send an HTTP request's headers, the
     /// upgrade's among them [default: 10s].
@@ -163,6 +173,18 @@ pub struct Options {
     /// for never [default: 90s].
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<Interval>,
+
+    /// How long a socket may live before the bridge sends a v2 client
+    /// `goaway` and closes it once its calls end, e.g. `30m`, give or take
+    /// a tenth; `off` for no limit [default: off].
+    #[arg(long, value_name = "DURATION")]
+    pub max_connection_age: Option<Interval>,
+
+    /// Protocol v2 sessions: how long the calls of a session whose socket
+    /// dropped go on, waiting for the client to resume them; `off` ends
+    /// them with the socket [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub session_grace: Option<Interval>,
 
     /// How long open calls may go on after SIGTERM or Ctrl-C [default: 10s].
     #[arg(long, value_name = "DURATION")]
@@ -259,6 +281,23 @@ impl<'de> Deserialize<'de> for Interval {
     }
 }
 
+/// A string, or a list of them, as the command line writes a list: with
+/// commas between.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => one,
+        OneOrMany::Many(many) => many.join(","),
+    }))
+}
+
 impl Options {
     /// The options of the command line, over those of `--config`'s file.
     pub fn from_args_and_file() -> Result<Self, Error> {
@@ -296,9 +335,20 @@ impl Options {
         }
     }
 
-    /// The backend's URI, which must be given.
-    pub fn backend(&self) -> Result<&str, Error> {
-        self.backend.as_deref().ok_or(Error::NoBackend)
+    /// The backends' URIs, of which one at least must be given.
+    pub fn backends(&self) -> Result<Vec<String>, Error> {
+        let uris: Vec<String> = self
+            .backend
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|uri| !uri.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if uris.is_empty() {
+            return Err(Error::NoBackend);
+        }
+        Ok(uris)
     }
 
     /// A bridge builder with every option applied but the backend and the
@@ -458,6 +508,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_backend_or_several() {
+        let one = parse("backend = \"http://a:1\"\n").unwrap();
+        assert_eq!(one.backends().unwrap(), ["http://a:1"]);
+        let two = parse("backend = [\"http://a:1\", \"http://b:1\"]\n").unwrap();
+        assert_eq!(two.backends().unwrap(), ["http://a:1", "http://b:1"]);
+        let flags = Options::try_parse_from(["b", "--backend", "http://a:1, http://b:1"]).unwrap();
+        assert_eq!(flags.backends().unwrap(), ["http://a:1", "http://b:1"]);
+        assert!(matches!(
+            Options::default().backends(),
+            Err(Error::NoBackend)
+        ));
     }
 
     #[test]

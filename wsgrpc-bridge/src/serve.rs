@@ -32,7 +32,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
 /// SIGINT or SIGTERM.
 pub async fn serve(options: Options, listener: TcpListener) -> Result<(), Error> {
     let source = options.source()?;
-    let backend = options.backend()?.to_owned();
+    let backends = options.backends()?;
+    // Every replica serves the same services: the first is asked for them.
+    let backend = backends[0].clone();
     let builder = options.builder()?;
     let channel = Endpoint::from_shared(backend.clone())
         .map_err(|err| Error::InvalidBackend {
@@ -48,7 +50,7 @@ pub async fn serve(options: Options, listener: TcpListener) -> Result<(), Error>
     };
     let first = loader.reload().await;
     let bridge = builder
-        .backend_uri(backend.clone())
+        .backend_uris(backends)
         .service_table(loader.table.clone())
         .build()?;
     match first {

@@ -112,6 +112,17 @@ pub trait Authenticator: Send + Sync + 'static {
     /// refuses the upgrade with HTTP 401 and the message.
     fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String>;
 
+    /// When what `authenticate` accepted in `request` runs out (a signed
+    /// token's `exp`), if it does. Before then the bridge asks a v2 client
+    /// for a fresh token, which it checks with `authenticate` as if it came
+    /// in `Authorization: Bearer`; at that time, without one, the socket's
+    /// calls end with `UNAUTHENTICATED` and the socket closes. By default
+    /// nothing runs out.
+    fn expires(&self, request: &UpgradeRequest<'_>) -> Option<std::time::SystemTime> {
+        let _ = request;
+        None
+    }
+
     /// Runs before every call with the connection's identity, the method's
     /// full name and the call's metadata; `Err` ends the call with that
     /// status, its details and trailers included (usually `UNAUTHENTICATED`

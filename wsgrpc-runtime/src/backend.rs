@@ -8,7 +8,13 @@
 //! thousands of calls in flight on the one shared connection, a backend
 //! with default settings closes it with ENHANCE_YOUR_CALM, failing every
 //! call. Looking one frame ahead lets the last message end the stream.
+//!
+//! A bridge given several backends, or a name of several addresses,
+//! spreads its calls over them: see [`resolve`].
 
+pub(crate) mod resolve;
+
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -18,6 +24,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::transport::Channel;
+use tonic::transport::channel::ResponseFuture;
 
 /// The shared channel; each request's last frame carries END_STREAM.
 #[derive(Debug, Clone)]
@@ -26,15 +33,34 @@ pub(crate) struct Backend(pub(crate) Channel);
 impl Service<http::Request<Body>> for Backend {
     type Response = <Channel as Service<http::Request<Body>>>::Response;
     type Error = <Channel as Service<http::Request<Body>>>::Error;
-    type Future = <Channel as Service<http::Request<Body>>>::Future;
+    type Future = ReportsFailure;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        self.0
-            .call(request.map(|body| Body::new(EndsWithLastFrame::new(body))))
+        ReportsFailure(
+            self.0
+                .call(request.map(|body| Body::new(EndsWithLastFrame::new(body)))),
+        )
+    }
+}
+
+/// A call's response; a call that fails before a backend answers (no
+/// connection, or a broken one) tells the resolvers, which then check that
+/// every backend address still takes connections.
+pub(crate) struct ReportsFailure(ResponseFuture);
+
+impl Future for ReportsFailure {
+    type Output = <ResponseFuture as Future>::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = ready!(Pin::new(&mut self.0).poll(cx));
+        if result.is_err() {
+            resolve::call_failed();
+        }
+        Poll::Ready(result)
     }
 }
 

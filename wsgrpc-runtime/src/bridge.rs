@@ -28,7 +28,7 @@ use crate::metrics::{Metrics, Rejection};
 use crate::receive::{ReceiveBudget, Unfinished};
 use crate::service::{Service, ServiceTable};
 use crate::shared::Shared;
-use crate::{accept, connection};
+use crate::{accept, backend, connection};
 
 /// What each socket reads into at first.
 const READ_BUFFER: usize = 4 * 1024;
@@ -53,14 +53,14 @@ pub struct BridgeBuilder {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Uri(String),
+    Uris(Vec<String>),
     Channel(Channel),
 }
 
-/// A backend once checked: a channel to use, or an endpoint to dial.
+/// A backend once checked: a channel to use, or the URIs to dial.
 enum Dial {
     Ready(Channel),
-    Lazy(Box<Endpoint>),
+    Lazy(Vec<Uri>),
 }
 
 /// A setter per setting of [`BridgeConfig`], documented there.
@@ -99,6 +99,8 @@ impl BridgeBuilder {
         batch_linger: Duration,
         ping_interval: Option<Duration>,
         idle_timeout: Option<Duration>,
+        session_grace: Option<Duration>,
+        max_connection_age: Option<Duration>,
         drain_timeout: Duration,
         header_read_timeout: Duration,
         max_pending_connections: usize,
@@ -107,6 +109,7 @@ impl BridgeBuilder {
         max_metadata_bytes: usize,
         backend_keepalive_interval: Option<Duration>,
         backend_keepalive_timeout: Duration,
+        backend_resolve_interval: Option<Duration>,
     }
 
     /// Sets [`BridgeConfig::path`].
@@ -134,7 +137,18 @@ impl BridgeBuilder {
     /// The gRPC backend, e.g. `http://127.0.0.1:50051`. It is dialled on the
     /// first call, so the bridge starts while the backend is still down.
     pub fn backend_uri(mut self, uri: impl Into<String>) -> Self {
-        self.backend = Some(Backend::Uri(uri.into()));
+        self.backend = Some(Backend::Uris(vec![uri.into()]));
+        self
+    }
+
+    /// Several replicas of the gRPC backend, each as for
+    /// [`backend_uri`](Self::backend_uri): calls are spread over them and
+    /// over every address their names resolve to (see
+    /// [`BridgeConfig::backend_resolve_interval`]). None is the same as not
+    /// calling it.
+    pub fn backend_uris<U: Into<String>>(mut self, uris: impl IntoIterator<Item = U>) -> Self {
+        let uris: Vec<String> = uris.into_iter().map(Into::into).collect();
+        self.backend = (!uris.is_empty()).then_some(Backend::Uris(uris));
         self
     }
 
@@ -195,18 +209,24 @@ impl BridgeBuilder {
             Some(Backend::Channel(channel)) => Dial::Ready(channel),
             // A lazy channel spawns its worker at once: without a runtime
             // tonic would panic.
-            Some(Backend::Uri(_)) if tokio::runtime::Handle::try_current().is_err() => {
+            Some(Backend::Uris(_)) if tokio::runtime::Handle::try_current().is_err() => {
                 return Err(BuildError::NoRuntime);
             }
-            Some(Backend::Uri(uri)) => match Endpoint::from_shared(uri.clone()) {
-                Ok(endpoint) => Dial::Lazy(Box::new(endpoint)),
-                Err(err) => {
-                    return Err(BuildError::InvalidBackendUri {
-                        uri,
-                        source: Box::new(err),
-                    });
+            Some(Backend::Uris(uris)) => {
+                let mut checked = Vec::with_capacity(uris.len());
+                for uri in uris {
+                    match Endpoint::from_shared(uri.clone()) {
+                        Ok(endpoint) => checked.push(endpoint.uri().clone()),
+                        Err(err) => {
+                            return Err(BuildError::InvalidBackendUri {
+                                uri,
+                                source: Box::new(err),
+                            });
+                        }
+                    }
                 }
-            },
+                Dial::Lazy(checked)
+            }
         };
         let replaceable = self.table.is_some();
         let services = self.table.unwrap_or_default();
@@ -217,18 +237,32 @@ impl BridgeBuilder {
         // Last, because a lazy channel spawns its worker on the runtime.
         let channel = match backend {
             Dial::Ready(channel) => channel,
-            Dial::Lazy(endpoint) => endpoint
-                // Every call of every socket shares this one HTTP/2
-                // connection. A client that stops reading stops its call
-                // from reading too; with h2's default 64 KiB connection
-                // window that one call would stall all the others. So the
-                // connection window is as large as HTTP/2 allows, and each
-                // stream's own window bounds what a stalled call holds.
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .initial_stream_window_size(STREAM_WINDOW)
-                .tcp_nodelay(true)
-                .apply_keepalive(&config)
-                .connect_lazy(),
+            Dial::Lazy(uris) => {
+                let keepalive = config.clone();
+                let configure = move |endpoint: Endpoint| {
+                    endpoint
+                        // Every call of every socket to one backend address
+                        // shares one HTTP/2 connection. A client that stops
+                        // reading stops its call from reading too; with h2's
+                        // default 64 KiB connection window that one call
+                        // would stall all the others. So the connection
+                        // window is as large as HTTP/2 allows, and each
+                        // stream's own window bounds what a stalled call
+                        // holds.
+                        .initial_connection_window_size(CONNECTION_WINDOW)
+                        .initial_stream_window_size(STREAM_WINDOW)
+                        .tcp_nodelay(true)
+                        .apply_keepalive(&keepalive)
+                };
+                match (uris.as_slice(), config.backend_resolve_interval) {
+                    ([uri], None) => configure(Endpoint::from(uri.clone())).connect_lazy(),
+                    _ => backend::resolve::balanced_channel(
+                        uris,
+                        config.backend_resolve_interval,
+                        configure,
+                    ),
+                }
+            }
         };
         Ok(Bridge {
             shared: Arc::new(Shared {
@@ -242,6 +276,7 @@ impl BridgeBuilder {
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 open_connections: AtomicUsize::new(0),
+                sessions: Default::default(),
             }),
         })
     }
@@ -395,11 +430,14 @@ impl Bridge {
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?listener.local_addr()?, path = %self.shared.config.path, "bridge listening");
         let token = self.shared.shutdown.clone();
+        let shared = self.shared.clone();
         let stop_accepting = async move {
             tokio::select! {
                 _ = shutdown => token.cancel(),
                 _ = token.cancelled() => {}
             }
+            // Sessions waiting for a socket will not get one.
+            shared.sessions.end_all();
         };
         let serving = accept::serve(listener, app, self.shared.clone());
         tokio::join!(stop_accepting, serving);
@@ -453,18 +491,22 @@ async fn upgrade(
         shared.metrics.rejected(Rejection::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let identity = match &shared.authenticator {
-        None => Metadata::new(),
-        Some(auth) => match auth.authenticate(&UpgradeRequest {
-            headers: &headers,
-            uri: &uri,
-        }) {
+    let request = UpgradeRequest {
+        headers: &headers,
+        uri: &uri,
+    };
+    let (identity, expires) = match &shared.authenticator {
+        None => (Metadata::new(), None),
+        Some(auth) => match auth.authenticate(&request) {
             // Canonical, as the client's metadata will be, so that the two
             // compare.
-            Ok(identity) => identity
-                .into_iter()
-                .map(|(key, value)| (key.to_ascii_lowercase(), value))
-                .collect(),
+            Ok(identity) => (
+                identity
+                    .into_iter()
+                    .map(|(key, value)| (key.to_ascii_lowercase(), value))
+                    .collect(),
+                auth.expires(&request),
+            ),
             Err(message) => {
                 tracing::info!(%message, "refused unauthenticated WebSocket");
                 shared.metrics.rejected(Rejection::Unauthenticated);
@@ -472,6 +514,8 @@ async fn upgrade(
             }
         },
     };
+    // The client's session key, which a proxy may route by too.
+    let session_key = request.query("session");
     let Some(permit) = ConnectionPermit::acquire(&shared) else {
         shared.metrics.rejected(Rejection::TooManyConnections);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
@@ -500,7 +544,14 @@ async fn upgrade(
                 let _permit = permit;
                 let (sink, incoming) = socket.split();
                 let unfinished = unfinished.map(|Extension(unfinished)| unfinished);
-                connection::serve(sink, incoming, shared, identity, protocol, unfinished).await;
+                let upgraded = connection::Upgraded {
+                    identity,
+                    protocol,
+                    unfinished,
+                    session_key,
+                    expires,
+                };
+                connection::serve(sink, incoming, shared, upgraded).await;
             })
         })
 }

@@ -92,6 +92,17 @@ pub struct BridgeConfig {
     /// the bridge has something to send.
     #[serde(with = "optional_duration")]
     pub idle_timeout: Option<Duration>,
+    /// How long a socket may live: past it (give or take a tenth), the
+    /// bridge sends a v2 client `goaway`, takes no new calls on the socket
+    /// and closes it once its calls end (within `drain_timeout`), so that
+    /// clients spread over replicas that came up since. `off` for no limit.
+    #[serde(with = "optional_duration")]
+    pub max_connection_age: Option<Duration>,
+    /// Protocol v2 sessions: how long the calls of a session whose socket
+    /// dropped go on, waiting for the client to resume them on a new
+    /// socket; `off` ends them with the socket.
+    #[serde(with = "optional_duration")]
+    pub session_grace: Option<Duration>,
     /// On shutdown, how long calls in flight may take to finish before
     /// every socket is closed with 1001 (going away).
     #[serde(with = "duration")]
@@ -127,6 +138,13 @@ pub struct BridgeConfig {
     /// on the connection fails with `UNAVAILABLE` and it reconnects.
     #[serde(with = "duration")]
     pub backend_keepalive_timeout: Duration,
+    /// How often the backend's host name is resolved again: calls are
+    /// spread over all its addresses (a Kubernetes headless Service's pods,
+    /// say), which join and leave as the name changes, and over those of
+    /// every backend URI given. `off` connects to each URI's name as given,
+    /// one connection per URI, as a bridge of a single backend did.
+    #[serde(with = "optional_duration")]
+    pub backend_resolve_interval: Option<Duration>,
 }
 
 impl Default for BridgeConfig {
@@ -150,6 +168,8 @@ impl Default for BridgeConfig {
             batch_linger: Duration::ZERO,
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
+            max_connection_age: None,
+            session_grace: Some(Duration::from_secs(30)),
             drain_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
@@ -158,6 +178,7 @@ impl Default for BridgeConfig {
             max_metadata_bytes: 8 << 10,
             backend_keepalive_interval: Some(Duration::from_secs(20)),
             backend_keepalive_timeout: Duration::from_secs(10),
+            backend_resolve_interval: Some(Duration::from_secs(30)),
         }
     }
 }

@@ -13,7 +13,10 @@
 
 mod calls;
 mod frames;
+mod sessions;
 mod validate;
+
+pub(crate) use sessions::Sessions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,13 +29,16 @@ use tonic::{Code, Status};
 
 use crate::envelope::Protocol;
 use crate::flow::{ByteWindow, Estimator, RequestWindows};
+use crate::frame::ServerFrame;
 use crate::metadata::Metadata;
 use crate::metrics::Rejection;
-use crate::outbox::{self, Framing, Outbox, Outgoing, WriterEnd};
+use crate::outbox::{self, Framing, Inbox, Outbox, Outgoing, WriterEnd};
 use crate::receive::{self, Unfinished};
+use crate::session::Retained;
 use crate::shared::Shared;
 
 use calls::OpenCall;
+use sessions::{Claim, Hold};
 
 /// How long the writer may take to flush a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -41,22 +47,50 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Bytes of refusals and other answers of the socket's reader that may wait
 /// for a client that does not read; past that the socket is closed.
 const CONTROL_BYTES: usize = 256 << 10;
+/// What a session keeps of what it sent, unacknowledged, before its writer
+/// waits: twice the client's socket window, within these bounds.
+const MIN_KEPT_BYTES: usize = 1 << 20;
+const MAX_KEPT_BYTES: usize = 16 << 20;
+
+/// What the upgrade made of a socket.
+pub(crate) struct Upgraded {
+    /// What the authenticator made of the upgrade request; sent to the
+    /// backend with every call.
+    pub(crate) identity: Metadata,
+    pub(crate) protocol: Protocol,
+    pub(crate) unfinished: Option<Arc<Unfinished>>,
+    /// The `session` query parameter, where the client gave one.
+    pub(crate) session_key: Option<String>,
+    /// When the authenticator said the socket's token runs out.
+    pub(crate) expires: Option<std::time::SystemTime>,
+}
+
+/// How a socket's loop ended.
+enum Ending {
+    /// The client may be gone for now: a session's calls go on, waiting
+    /// for a new socket; without one, the connection ends with this close
+    /// frame, if any.
+    Lost(Option<CloseFrame>),
+    /// The connection ends, with this close frame if any.
+    Close(Option<CloseFrame>),
+}
 
 /// Serves one socket until either side closes it or the bridge shuts down.
 ///
 /// The socket comes as its two halves, so that tests can stand channels in
 /// for a real WebSocket.
-pub(crate) async fn serve<W, R>(
-    sink: W,
-    mut incoming: R,
-    shared: Arc<Shared>,
-    identity: Metadata,
-    protocol: Protocol,
-    unfinished: Option<Arc<Unfinished>>,
-) where
+pub(crate) async fn serve<W, R>(sink: W, mut incoming: R, shared: Arc<Shared>, upgraded: Upgraded)
+where
     W: Sink<Message> + Send + Unpin + 'static,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
+    let Upgraded {
+        identity,
+        protocol,
+        unfinished,
+        session_key,
+        expires,
+    } = upgraded;
     let framing = Framing {
         protocol,
         batch_bytes: shared.config.batch_bytes,
@@ -64,26 +98,75 @@ pub(crate) async fn serve<W, R>(
         control_bytes: CONTROL_BYTES,
         write_stall: shared.config.idle_timeout,
     };
-    let (out, inbox) = outbox::outbox(&framing);
+    let kick = tokio_util::sync::CancellationToken::new();
+    let grace = shared.config.session_grace;
+    let session_key = session_key.filter(|key| {
+        protocol == Protocol::V2 && grace.is_some() && crate::session::is_valid_key(key)
+    });
+    let (mut connection, hold, resume) = match session_key {
+        Some(key) => {
+            let (claim, hold) = shared.sessions.claim(&key, &identity, kick.clone()).await;
+            match claim {
+                Claim::Resumed(connection) => {
+                    let mut connection = *connection;
+                    let (told, resume) = tokio::sync::oneshot::channel();
+                    connection.reattach(told);
+                    let received = connection.session.as_ref().map(|session| session.received);
+                    (connection, Some(hold), Some((received, None, Some(resume))))
+                }
+                Claim::Fresh { reason, registered } => {
+                    let mut connection = Connection::new(&shared, identity, protocol, &framing);
+                    if registered {
+                        connection.session = Some(SessionState::new(&hold));
+                    }
+                    (
+                        connection,
+                        registered.then_some(hold),
+                        Some((None, Some(reason), None)),
+                    )
+                }
+            }
+        }
+        None => (
+            Connection::new(&shared, identity, protocol, &framing),
+            None,
+            None,
+        ),
+    };
+    connection.token_expires = expires.map(instant_of);
+    let mut start = outbox::Start::default();
+    if protocol == Protocol::V2 {
+        start.preamble.push(connection.settings());
+        if let Some(token) = connection.token_frame() {
+            start.preamble.push(token);
+        }
+    }
+    if let Some((received, reason, resume)) = resume {
+        start
+            .preamble
+            .push(ServerFrame::Resume { received, reason }.to_json());
+        start.resume = resume;
+    }
     let mut writer = tokio::spawn({
         let shared = shared.clone();
-        async move { outbox::write(sink, inbox, framing, &shared.metrics).await }
+        let inbox = connection.inbox.clone();
+        let retained = connection
+            .session
+            .as_ref()
+            .map(|session| session.retained.clone());
+        async move {
+            let mut inbox = inbox.lock_owned().await;
+            outbox::write(
+                sink,
+                &mut inbox,
+                framing,
+                &shared.metrics,
+                retained.as_deref(),
+                start,
+            )
+            .await
+        }
     });
-    let mut connection = Connection {
-        shared: shared.clone(),
-        identity,
-        protocol,
-        calls: HashMap::new(),
-        out,
-        windows: None,
-        heard_from: false,
-        draining: false,
-        closing: None,
-        refusals_logged: 0,
-    };
-    if protocol == Protocol::V2 {
-        connection.send_settings();
-    }
 
     let limits = &shared.config;
     let mut ping = limits.ping_interval.map(|every| {
@@ -93,8 +176,15 @@ pub(crate) async fn serve<W, R>(
     });
     let mut last_heard = Instant::now();
     let mut drain_deadline = None;
-    let close = loop {
+    let old_at = limits
+        .max_connection_age
+        .map(|age| Instant::now() + jittered(age));
+    let ending = loop {
         let idle_deadline = limits.idle_timeout.map(|idle| last_heard + idle);
+        let ack_due = connection
+            .session
+            .as_ref()
+            .and_then(|session| session.ack_due);
         tokio::select! {
             frame = incoming.next() => {
                 last_heard = Instant::now();
@@ -112,17 +202,35 @@ pub(crate) async fn serve<W, R>(
                     }
                     Some(Ok(Message::Pong(payload))) => connection.on_pong(&payload),
                     Some(Ok(Message::Ping(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Err(err)) => break close_for_read_error(err, &shared),
+                    // A page that closes its socket itself (or goes away)
+                    // is done with the session; any other close, or none,
+                    // may be a network's doing.
+                    Some(Ok(Message::Close(frame))) => {
+                        let on_purpose = frame.as_ref().is_none_or(|frame| {
+                            matches!(frame.code, close_code::NORMAL | close_code::AWAY)
+                        });
+                        break if on_purpose { Ending::Close(None) } else { Ending::Lost(None) };
+                    }
+                    None => break Ending::Lost(None),
+                    Some(Err(err)) => match close_for_read_error(err, &shared) {
+                        Some(frame) => break Ending::Close(Some(frame)),
+                        None => break Ending::Lost(None),
+                    },
                 }
                 if let Some(reason) = connection.closing {
-                    break Some(close_frame(close_code::POLICY, reason));
+                    break Ending::Close(Some(close_frame(close_code::POLICY, reason)));
                 }
             }
             _ = tick(&mut ping) => {
                 if connection.out.control(Outgoing::Ping(Default::default())).is_err() {
-                    break None;
+                    break Ending::Lost(None);
                 }
+            }
+            _ = sleep_until(ack_due) => connection.acknowledge(),
+            _ = sleep_until(connection.token_expires) => {
+                tracing::debug!("closing a connection whose token ran out");
+                connection.fail_all(Status::unauthenticated("the socket's token ran out"));
+                break Ending::Close(Some(close_frame(close_code::POLICY, "token ran out")));
             }
             // The writer gave up on a client that reads nothing, or the
             // socket broke: nothing more can reach the client.
@@ -131,29 +239,63 @@ pub(crate) async fn serve<W, R>(
                     tracing::debug!("closing a connection whose client reads nothing");
                     shared.metrics.rejected(Rejection::Unread);
                 }
-                break None;
+                break Ending::Lost(None);
             }
             _ = sleep_until(idle_deadline) => {
                 tracing::debug!("closing idle connection");
-                break Some(close_frame(close_code::NORMAL, "idle timeout"));
+                break Ending::Lost(Some(close_frame(close_code::NORMAL, "idle timeout")));
+            }
+            _ = kick.cancelled() => {
+                tracing::debug!("a new socket took the session over");
+                break Ending::Lost(Some(close_frame(close_code::POLICY, "the session moved to another socket")));
             }
             _ = shared.shutdown.cancelled(), if drain_deadline.is_none() => {
                 tracing::debug!("draining connection");
-                connection.draining = true;
+                connection.go_away(Drain::Shutdown);
+                drain_deadline = Some(Instant::now() + limits.drain_timeout);
+            }
+            _ = sleep_until(old_at), if drain_deadline.is_none() => {
+                tracing::debug!("draining a connection that reached its maximum age");
+                connection.go_away(Drain::Age);
                 drain_deadline = Some(Instant::now() + limits.drain_timeout);
             }
             // While draining, look every few milliseconds whether the last
-            // unary call has ended.
+            // call it waits for has ended.
             _ = tokio::time::sleep(DRAIN_POLL), if drain_deadline.is_some() => {
-                if !connection.has_unary_calls() || drain_deadline.is_some_and(|at| Instant::now() >= at) {
-                    break Some(close_frame(close_code::AWAY, "bridge is shutting down"));
+                if !connection.has_calls_to_finish() || drain_deadline.is_some_and(|at| Instant::now() >= at) {
+                    let frame = match connection.draining {
+                        Some(Drain::Age) => close_frame(close_code::NORMAL, "connection reached its maximum age"),
+                        _ => close_frame(close_code::AWAY, "bridge is shutting down"),
+                    };
+                    break Ending::Close(Some(frame));
                 }
             }
         }
     };
 
-    if connection.draining {
-        connection.fail_all(Status::unavailable("bridge is shutting down"));
+    // A session whose socket dropped keeps its calls for a new socket.
+    let parkable = connection
+        .session
+        .as_ref()
+        .is_some_and(|session| session.retained.is_active())
+        && connection.draining.is_none();
+    let close = match (ending, &hold, grace) {
+        (Ending::Lost(_), Some(hold), Some(grace)) if parkable => {
+            writer.abort();
+            // Lets go of the queue, which the next socket's writer takes.
+            let _ = writer.await;
+            shared
+                .sessions
+                .park(&shared, hold, Box::new(connection), grace);
+            return;
+        }
+        (Ending::Lost(frame) | Ending::Close(frame), _, _) => frame,
+    };
+    if let Some(hold) = &hold {
+        shared.sessions.release(hold);
+    }
+    if let Some(drain) = connection.draining {
+        connection.fail_all(Status::unavailable(drain.reason()));
     } else {
         connection.cancel_all();
     }
@@ -210,6 +352,14 @@ fn close_for_read_error(err: axum::Error, shared: &Shared) -> Option<CloseFrame>
         ));
     }
     let (code, reason, rejection) = match inner.downcast_ref::<tungstenite::Error>() {
+        // The connection went away without a close frame: a network's
+        // doing, not the client's fault.
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => {
+            tracing::debug!("connection reset without a close frame");
+            return None;
+        }
         Some(tungstenite::Error::Capacity(_)) => {
             (close_code::SIZE, "frame too large", Rejection::Oversized)
         }
@@ -258,6 +408,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 struct Connection {
     shared: Arc<Shared>,
+    /// The writer's end of `out`: a socket's writer holds it while it
+    /// writes, and a session's next socket takes it over.
+    inbox: Arc<tokio::sync::Mutex<Inbox>>,
+    /// v2 sessions: counting and keeping, where the socket has a session.
+    session: Option<SessionState>,
     /// What the authenticator made of the upgrade request; sent to the
     /// backend with every call.
     identity: Metadata,
@@ -269,13 +424,142 @@ struct Connection {
     /// Whether an envelope has come yet: the client's settings must be the
     /// first.
     heard_from: bool,
-    /// Shutting down: no new calls.
-    draining: bool,
+    /// Shutting down, or too old: no new calls.
+    draining: Option<Drain>,
+    /// When the socket's token runs out, unless the client sends a fresh
+    /// one.
+    token_expires: Option<Instant>,
     /// Why the socket is to be closed with 1008: the client left more
     /// answers unread than the control budget holds, or sent past its
     /// socket's window.
     closing: Option<&'static str>,
     refusals_logged: u32,
+}
+
+impl Connection {
+    fn new(
+        shared: &Arc<Shared>,
+        identity: Metadata,
+        protocol: Protocol,
+        framing: &Framing,
+    ) -> Self {
+        let (out, inbox) = outbox::outbox(framing);
+        Self {
+            shared: shared.clone(),
+            inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
+            session: None,
+            identity,
+            protocol,
+            calls: HashMap::new(),
+            out,
+            windows: None,
+            heard_from: false,
+            draining: None,
+            token_expires: None,
+            closing: None,
+            refusals_logged: 0,
+        }
+    }
+
+    /// Ends the connection's calls: the session is over.
+    fn end(mut self: Box<Self>) {
+        self.cancel_all();
+    }
+}
+
+/// Why a socket takes no new calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// The bridge is shutting down.
+    Shutdown,
+    /// The socket reached `max_connection_age`.
+    Age,
+}
+
+impl Drain {
+    /// What a call refused or ended for it is told.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Shutdown => "bridge is shutting down",
+            Self::Age => "the socket reached its maximum age; open a new one",
+        }
+    }
+}
+
+impl Connection {
+    /// Takes no new calls: a v2 client is told with `goaway`, opens a new
+    /// socket for them and lets the calls in flight finish on this one.
+    fn go_away(&mut self, drain: Drain) {
+        self.draining = Some(drain);
+        if self.protocol == Protocol::V2 {
+            let goaway = ServerFrame::Goaway {
+                reason: drain.reason(),
+            };
+            if self.out.send_socket(goaway.to_json()).is_err() {
+                self.closing.get_or_insert("too many answers left unread");
+            }
+        }
+    }
+
+    /// Whether a call this draining socket waits for is still running: in
+    /// v2, whose client heard `goaway`, any; in v1, unary and
+    /// client-streaming calls (streams would keep a shutdown waiting).
+    fn has_calls_to_finish(&mut self) -> bool {
+        match self.protocol {
+            Protocol::V1 => self.has_unary_calls(),
+            _ => self.has_calls(),
+        }
+    }
+}
+
+/// The monotonic time of a wall-clock time, now or later.
+fn instant_of(at: std::time::SystemTime) -> Instant {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
+}
+
+/// `age`, give or take a tenth, so that sockets opened together do not all
+/// go away together.
+fn jittered(age: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh random seed each time is randomness enough here.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let tenth = age / 10;
+    let offset = tenth.mul_f64((random % 2001) as f64 / 1000.0);
+    age - tenth + offset
+}
+
+/// Where a socket has a session: how many envelopes the client sent that
+/// the bridge has received and acknowledged, and what the bridge keeps.
+struct SessionState {
+    retained: Arc<Retained>,
+    /// Counted envelopes received from the client.
+    received: u64,
+    /// What the last `ack` said.
+    acknowledged: u64,
+    /// Bytes of frames received since.
+    unacknowledged_bytes: usize,
+    /// When the next `ack` is due, where one is.
+    ack_due: Option<Instant>,
+    /// A resumed socket's writer waits here for what the client received.
+    resume: Option<tokio::sync::oneshot::Sender<u64>>,
+}
+
+impl SessionState {
+    fn new(_hold: &Hold) -> Self {
+        Self {
+            retained: Arc::new(Retained::new(MIN_KEPT_BYTES)),
+            received: 0,
+            acknowledged: 0,
+            unacknowledged_bytes: 0,
+            ack_due: None,
+            resume: None,
+        }
+    }
 }
 
 /// A socket's byte windows, both ways.

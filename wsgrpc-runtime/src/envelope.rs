@@ -95,6 +95,17 @@ pub enum FrameType {
     Ping,
     /// v2 with byte windows, both ways: the answer to `ping`.
     Pong,
+    /// v2 sessions, both ways, first on a socket: what the sender received
+    /// of the session before.
+    Resume,
+    /// v2 sessions, both ways: the sender has received `received`
+    /// envelopes of the session.
+    Ack,
+    /// v2, bridge → client: the socket takes no new calls.
+    Goaway,
+    /// v2: client → bridge, a fresh `token`; bridge → client, when the
+    /// socket's token runs out (`expiresInMs`).
+    Token,
 }
 
 /// One frame of wire protocol v1.
@@ -169,6 +180,13 @@ pub struct Envelope<'a> {
     /// v2, on `ping` and `pong`: the sender's number, echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<u64>,
+    /// v2 sessions, on `resume` and `ack`: the envelopes the sender has
+    /// received of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
+    /// v2, client → bridge on `token`: a fresh token for the socket.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Cow<'a, str>>,
     /// Bridge → client: the backend's response headers, on the first frame
     /// of a call that has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

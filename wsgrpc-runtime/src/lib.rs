@@ -42,6 +42,7 @@ mod non_finite;
 mod outbox;
 mod receive;
 mod service;
+mod session;
 mod shared;
 mod token;
 mod transcode;

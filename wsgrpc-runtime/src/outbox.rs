@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::envelope::Protocol;
 use crate::frame::Amount;
 use crate::metrics::Metrics;
+use crate::session::Retained;
 
 /// Frames the writer hands to the socket before it flushes.
 const MAX_FRAMES_PER_FLUSH: usize = 256;
@@ -37,6 +38,9 @@ pub(crate) enum Outgoing {
     /// it cancelled, the settings), which must not wait for room; counted
     /// against the control budget instead.
     Control(String),
+    /// An envelope about this socket alone (settings, resume, ack, pong):
+    /// counted against the control budget, and never kept for a session.
+    Socket(String),
     /// Credit for a call's requests; however often the call adds to it,
     /// it is queued once until the writer takes it.
     Credit(Arc<PendingCredit>),
@@ -192,15 +196,26 @@ impl Outbox {
     /// reader must go on reading (cancels, credit, the client's close)
     /// while calls wait for room.
     pub(crate) fn send_control(&self, envelope: String) -> Result<(), ControlError> {
+        self.send_unwaiting(Outgoing::Control(envelope))
+    }
+
+    /// Queues an envelope about this socket alone (settings, resume, ack,
+    /// pong) without waiting, as [`send_control`](Self::send_control).
+    pub(crate) fn send_socket(&self, envelope: String) -> Result<(), ControlError> {
+        self.send_unwaiting(Outgoing::Socket(envelope))
+    }
+
+    fn send_unwaiting(&self, item: Outgoing) -> Result<(), ControlError> {
+        let (Outgoing::Control(envelope) | Outgoing::Socket(envelope)) = &item else {
+            unreachable!("only control envelopes skip the queue's room");
+        };
         let len = envelope.len();
         let queued = self.control.queued.fetch_add(len, Ordering::AcqRel);
         if queued + len > self.control.limit {
             self.control.queued.fetch_sub(len, Ordering::AcqRel);
             return Err(ControlError::Full);
         }
-        self.queue
-            .send(Outgoing::Control(envelope))
-            .map_err(|_| ControlError::Closed)
+        self.queue.send(item).map_err(|_| ControlError::Closed)
     }
 
     /// Adds `messages` to a call's pending credit, queuing it unless it is
@@ -277,7 +292,7 @@ impl Inbox {
                 self.budget
                     .add_permits(cost(text.len(), self.capacity) as usize);
             }
-            Outgoing::Control(text) => {
+            Outgoing::Control(text) | Outgoing::Socket(text) => {
                 self.control.queued.fetch_sub(text.len(), Ordering::AcqRel);
             }
             Outgoing::Credit(_) | Outgoing::Ping(_) | Outgoing::Close(_) => {}
@@ -293,34 +308,66 @@ impl Drop for Inbox {
     }
 }
 
+/// What a writer sends before it takes anything from the queue.
+#[derive(Debug, Default)]
+pub(crate) struct Start {
+    /// Envelopes about the socket (the settings; a session's `resume`),
+    /// sent first in one frame.
+    pub(crate) preamble: Vec<String>,
+    /// A resumed session: the writer waits for what the client received,
+    /// sends again what came after, and only then the queue.
+    pub(crate) resume: Option<tokio::sync::oneshot::Receiver<u64>>,
+}
+
 /// The one task that writes to the socket: it takes everything that is
 /// ready before it flushes, so a burst costs one flush; in v2 it also puts
 /// everything ready, across calls, into as few frames as the cap allows.
+/// With a session, it keeps what it sends until the client acknowledges
+/// it, and waits while too much is kept.
 pub(crate) async fn write<S>(
     mut sink: S,
-    mut inbox: Inbox,
+    inbox: &mut Inbox,
     framing: Framing,
     metrics: &Metrics,
+    session: Option<&Retained>,
+    start: Start,
 ) -> WriterEnd
 where
     S: Sink<Message> + Unpin,
 {
-    while let Some(first) = inbox.recv(None).await {
+    if let Err(end) = send_start(&mut sink, &framing, metrics, session, start).await {
+        return end;
+    }
+    loop {
+        if let Some(session) = session {
+            session.room().await;
+        }
+        let Some(first) = inbox.recv(None).await else {
+            break;
+        };
         let mut frames = 0;
         let mut next = Some(first);
         // Bounded, so that a fast stream cannot postpone the flush (and the
         // client's first frame) indefinitely.
         while let Some(item) = next.take() {
             let message = match item {
+                Outgoing::Socket(text) if framing.protocol == Protocol::V2 => {
+                    let first = Counted(text);
+                    Message::Text(batch(first, inbox, &framing, session).await.into())
+                }
                 Outgoing::Envelope(text) | Outgoing::Control(text)
                     if framing.protocol == Protocol::V2 =>
                 {
-                    Message::Text(batch(text, &mut inbox, &framing).await.into())
+                    let first = Counted::of(text, session);
+                    Message::Text(batch(first, inbox, &framing, session).await.into())
                 }
-                Outgoing::Envelope(text) | Outgoing::Control(text) => Message::Text(text.into()),
+                Outgoing::Envelope(text) | Outgoing::Control(text) | Outgoing::Socket(text) => {
+                    Message::Text(text.into())
+                }
                 Outgoing::Credit(credit) => match credit.take() {
                     Some(text) if framing.protocol == Protocol::V2 => {
-                        Message::Text(batch(text, &mut inbox, &framing).await.into())
+                        let first = Counted::of(text, session);
+                        Message::Text(batch(first, inbox, &framing, session).await.into())
                     }
                     Some(text) => Message::Text(text.into()),
                     None => {
@@ -353,6 +400,81 @@ where
     WriterEnd::Done
 }
 
+/// The preamble, and for a resumed session what the client missed.
+async fn send_start<S>(
+    sink: &mut S,
+    framing: &Framing,
+    metrics: &Metrics,
+    session: Option<&Retained>,
+    start: Start,
+) -> Result<(), WriterEnd>
+where
+    S: Sink<Message> + Unpin,
+{
+    let mut frames = Vec::new();
+    if !start.preamble.is_empty() {
+        frames.push(format!("[{}]", start.preamble.join(",")));
+    }
+    if !frames.is_empty() {
+        send_frames(sink, framing, metrics, &frames).await?;
+        frames.clear();
+    }
+    let (Some(resume), Some(session)) = (start.resume, session) else {
+        return Ok(());
+    };
+    // The socket closes before the client says: nothing to send again.
+    let received = resume.await.map_err(|_| WriterEnd::Done)?;
+    let again = session.since(received).map_err(|_| WriterEnd::Broken)?;
+    let mut frame = String::new();
+    for envelope in again {
+        if !frame.is_empty() && frame.len() + envelope.len() + 2 > framing.batch_bytes {
+            frame.push(']');
+            frames.push(std::mem::take(&mut frame));
+        }
+        frame.push(if frame.is_empty() { '[' } else { ',' });
+        frame.push_str(&envelope);
+    }
+    if !frame.is_empty() {
+        frame.push(']');
+        frames.push(frame);
+    }
+    send_frames(sink, framing, metrics, &frames).await
+}
+
+async fn send_frames<S>(
+    sink: &mut S,
+    framing: &Framing,
+    metrics: &Metrics,
+    frames: &[String],
+) -> Result<(), WriterEnd>
+where
+    S: Sink<Message> + Unpin,
+{
+    for frame in frames {
+        metrics.bytes_sent.inc_by(frame.len() as u64);
+        within(
+            framing.write_stall,
+            sink.feed(Message::Text(frame.clone().into())),
+        )
+        .await?;
+    }
+    within(framing.write_stall, sink.flush()).await
+}
+
+/// The first envelope of a frame, kept for the session where the session
+/// counts it (an envelope about the socket alone is not).
+struct Counted(String);
+
+impl Counted {
+    /// A counted envelope, kept.
+    fn of(text: String, session: Option<&Retained>) -> Self {
+        if let Some(session) = session {
+            session.keep(&text);
+        }
+        Self(text)
+    }
+}
+
 /// Why the writer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriterEnd {
@@ -382,7 +504,13 @@ async fn within<E>(
 
 /// A v2 frame: `first` and whatever else is ready (or arrives within the
 /// linger), as a JSON array of at most `batch_bytes`.
-async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
+async fn batch(
+    first: Counted,
+    inbox: &mut Inbox,
+    framing: &Framing,
+    session: Option<&Retained>,
+) -> String {
+    let Counted(first) = first;
     let mut frame = String::with_capacity(framing.batch_bytes.min(first.len() * 8 + 2));
     frame.push('[');
     frame.push_str(&first);
@@ -415,9 +543,16 @@ async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
             other => other,
         };
         match item {
+            Outgoing::Socket(text) if frame.len() + text.len() + 2 <= framing.batch_bytes => {
+                frame.push(',');
+                frame.push_str(&text);
+            }
             Outgoing::Envelope(text) | Outgoing::Control(text)
                 if frame.len() + text.len() + 2 <= framing.batch_bytes =>
             {
+                if let Some(session) = session {
+                    session.keep(&text);
+                }
                 frame.push(',');
                 frame.push_str(&text);
             }
@@ -435,6 +570,22 @@ async fn batch(first: String, inbox: &mut Inbox, framing: &Framing) -> String {
 mod tests {
     use super::*;
 
+    /// Writes as a socket without a session does.
+    async fn write_plainly<S>(sink: S, inbox: &mut Inbox, framing: Framing) -> WriterEnd
+    where
+        S: Sink<Message> + Unpin,
+    {
+        write(
+            sink,
+            inbox,
+            framing,
+            &Metrics::default(),
+            None,
+            Start::default(),
+        )
+        .await
+    }
+
     fn framing(protocol: Protocol, batch_bytes: usize) -> Framing {
         Framing {
             protocol,
@@ -446,7 +597,7 @@ mod tests {
     }
 
     async fn frames_written(framing: Framing, envelopes: &[&str]) -> Vec<String> {
-        let (outbox, inbox) = outbox(&framing);
+        let (outbox, mut inbox) = outbox(&framing);
         // Sends until the queue is full, then waits for the writer: on the
         // test's one thread, each frame holds what was queued before it.
         let envelopes: Vec<String> = envelopes.iter().map(|e| (*e).to_owned()).collect();
@@ -457,7 +608,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         let mut written = Vec::new();
-        write(&mut written, inbox, framing, &Metrics::default()).await;
+        write_plainly(&mut written, &mut inbox, framing).await;
         written
             .into_iter()
             .filter_map(|message| match message {
@@ -505,12 +656,12 @@ mod tests {
     #[tokio::test]
     async fn v2_lets_the_calls_still_running_add_to_a_frame() {
         let framing = framing(Protocol::V2, 1 << 16);
-        let (outbox, inbox) = outbox(&framing);
+        let (outbox, mut inbox) = outbox(&framing);
         let (first, second) = (outbox.running(), outbox.running());
         let (wake_second, woken) = tokio::sync::oneshot::channel::<()>();
         let writer = tokio::spawn(async move {
             let mut written = Vec::new();
-            write(&mut written, inbox, framing, &Metrics::default()).await;
+            write_plainly(&mut written, &mut inbox, framing).await;
             written
         });
         // The first call's envelope wakes the writer before the second call
@@ -589,14 +740,14 @@ mod tests {
             write_stall: Some(Duration::from_secs(90)),
             ..framing(Protocol::V2, 4096)
         };
-        let (outbox, inbox) = outbox(&framing);
+        let (outbox, mut inbox) = outbox(&framing);
         outbox.send("{}".into()).await.unwrap();
         // A socket whose every write waits forever.
         let stuck = futures_util::sink::unfold((), |(), _: Message| {
             std::future::pending::<Result<(), std::io::Error>>()
         });
         let started = Instant::now();
-        let end = write(Box::pin(stuck), inbox, framing, &Metrics::default()).await;
+        let end = write_plainly(Box::pin(stuck), &mut inbox, framing).await;
         assert_eq!(end, WriterEnd::Stalled);
         assert_eq!(started.elapsed(), Duration::from_secs(90));
     }

@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 
 use crate::access::{AllowedOrigins, Authenticator};
 use crate::config::BridgeConfig;
+use crate::connection::Sessions;
 use crate::metrics::Metrics;
 use crate::receive::ReceiveBudget;
 use crate::service::ServiceTable;
@@ -32,4 +33,6 @@ pub(crate) struct Shared {
     pub connections: TaskTracker,
     /// Sockets open or being upgraded, counted against `max_connections`.
     pub open_connections: AtomicUsize,
+    /// v2 sessions, by key.
+    pub sessions: Sessions,
 }

@@ -234,6 +234,12 @@ impl Connection {
             .any(|call| !call.route.method.kind().server_streams())
     }
 
+    /// Whether any call is still running.
+    pub(super) fn has_calls(&mut self) -> bool {
+        self.calls.retain(|_, call| !call.finish.is_claimed());
+        !self.calls.is_empty()
+    }
+
     /// Cancels every open call at the backend; the client is gone.
     pub(super) fn cancel_all(&mut self) {
         for (_, call) in self.calls.drain() {

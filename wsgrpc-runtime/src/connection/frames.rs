@@ -29,16 +29,16 @@ struct Refused<'a> {
 
 impl Connection {
     /// v2: the bridge's limits, and the byte windows it offers.
-    pub(super) fn send_settings(&mut self) {
+    pub(super) fn settings(&self) -> String {
         let limits = &self.shared.config;
-        let settings = ServerFrame::Settings(Settings {
+        ServerFrame::Settings(Settings {
             max_frame_bytes: limits.max_frame_size,
             max_calls_per_connection: limits.max_calls_per_connection,
             call_queue_messages: limits.call_queue_messages,
             window_bytes: limits.window_bytes,
             connection_window_bytes: limits.connection_window_bytes,
-        });
-        self.send(settings.to_json());
+        })
+        .to_json()
     }
 
     /// A text frame: one envelope in v1, an array of them in v2.
@@ -50,7 +50,17 @@ impl Connection {
             },
             Protocol::V2 => match envelope::parse_batch(text) {
                 Ok(envelopes) => {
+                    // A session counts every envelope but those about the
+                    // socket, as the client does, the unreadable too.
+                    let mut counted = 0;
                     for envelope in envelopes {
+                        let kind = envelope
+                            .as_ref()
+                            .ok()
+                            .and_then(|envelope| envelope.frame_type);
+                        if ClientFrame::is_counted(kind) && self.is_counting() {
+                            counted += 1;
+                        }
                         match envelope {
                             Ok(envelope) => self.on_envelope(envelope),
                             Err((err, text)) => self.refuse_malformed(text, err),
@@ -59,6 +69,7 @@ impl Connection {
                             return;
                         }
                     }
+                    self.count_received(counted, text.len());
                 }
                 Err(err) => {
                     let message =
@@ -95,8 +106,19 @@ impl Connection {
                 let message = "the client's `settings` must be its first envelope";
                 self.refuse_invalid(None, Some(FrameType::Settings), message);
             }
-            ClientFrame::Ping { data } => self.send(ServerFrame::Pong { data }.to_json()),
+            ClientFrame::Ping { data } => {
+                if self
+                    .out
+                    .send_socket(ServerFrame::Pong { data }.to_json())
+                    .is_err()
+                {
+                    self.closing.get_or_insert("too many answers left unread");
+                }
+            }
             ClientFrame::Pong => {}
+            ClientFrame::Token { token } => self.refresh(&token),
+            ClientFrame::Resume { received } => self.on_resume(received),
+            ClientFrame::Ack { received } => self.on_ack(received),
         }
     }
 
@@ -271,6 +293,12 @@ impl Connection {
     /// `connection_window_bytes` of stream responses before socket credit,
     /// and counts what the client sends in bytes from now on.
     fn take_settings(&mut self, settings: ClientSettings) {
+        self.start_counting(settings.connection_window_bytes);
+        // A resumed session keeps the windows it had: what is in flight on
+        // them is sent again, not anew.
+        if self.windows.is_some() {
+            return;
+        }
         let limits = &self.shared.config;
         self.windows = Some(SocketWindows {
             responses: ByteWindow::new(settings.connection_window_bytes),
@@ -398,7 +426,7 @@ impl Connection {
     }
 
     /// A frame that is not a valid envelope: `INVALID_ARGUMENT`.
-    fn refuse_invalid(
+    pub(super) fn refuse_invalid(
         &mut self,
         id: Option<&str>,
         refused: Option<FrameType>,
@@ -422,6 +450,83 @@ impl Connection {
             Code::FailedPrecondition,
             message,
         );
+    }
+
+    /// A fresh token: checked as the authenticator checks an upgrade's
+    /// `Authorization: Bearer`, it must name the socket's identity; then
+    /// the socket lives on until it runs out.
+    fn refresh(&mut self, token: &str) {
+        let refused = Some(FrameType::Token);
+        let Some(auth) = self.shared.authenticator.clone() else {
+            let message = "the bridge authenticates no one: it takes no `token`";
+            return self.refuse(
+                None,
+                refused,
+                Rejection::Malformed,
+                Code::FailedPrecondition,
+                message,
+            );
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        let Ok(bearer) = axum::http::HeaderValue::try_from(format!("Bearer {token}")) else {
+            let message = "a `token` is printable ASCII";
+            return self.refuse_invalid(None, refused, message);
+        };
+        headers.insert(axum::http::header::AUTHORIZATION, bearer);
+        let uri = axum::http::Uri::from_static("/");
+        let request = crate::access::UpgradeRequest {
+            headers: &headers,
+            uri: &uri,
+        };
+        let identity = match auth.authenticate(&request) {
+            Ok(identity) => identity
+                .into_iter()
+                .map(|(key, value)| (key.to_ascii_lowercase(), value))
+                .collect::<crate::metadata::Metadata>(),
+            Err(message) => {
+                let message = format!("the token was refused: {message}");
+                return self.refuse(
+                    None,
+                    refused,
+                    Rejection::Unauthenticated,
+                    Code::Unauthenticated,
+                    message,
+                );
+            }
+        };
+        if identity != self.identity {
+            let message = "the token names another identity than the socket's";
+            return self.refuse(
+                None,
+                refused,
+                Rejection::Unauthenticated,
+                Code::PermissionDenied,
+                message,
+            );
+        }
+        self.token_expires = auth.expires(&request).map(super::instant_of);
+        if let Some(token) = self.token_frame()
+            && self.out.send_socket(token).is_err()
+        {
+            self.closing.get_or_insert("too many answers left unread");
+        }
+    }
+
+    /// `{"type":"token","expiresInMs":…}`, where the socket's token runs
+    /// out.
+    pub(super) fn token_frame(&self) -> Option<String> {
+        let left = self
+            .token_expires?
+            .saturating_duration_since(tokio::time::Instant::now());
+        let expires_in_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        Some(ServerFrame::Token { expires_in_ms }.to_json())
+    }
+
+    /// Whether a session counts what arrives now.
+    fn is_counting(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.retained.is_active())
     }
 
     /// Queues an answer of the reader's without waiting for room.

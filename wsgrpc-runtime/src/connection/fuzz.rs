@@ -661,9 +661,13 @@ async fn run(script: Script) -> Result<(), String> {
         PollSender::new(sink),
         stream::poll_fn(move |cx| incoming.poll_recv(cx)),
         shared(channel),
-        Metadata::new(),
-        protocol,
-        None,
+        super::Upgraded {
+            identity: Metadata::new(),
+            protocol,
+            unfinished: None,
+            session_key: None,
+            expires: None,
+        },
     ));
     // The client reads everything as soon as it is sent.
     let (seen_tx, seen) = mpsc::unbounded_channel();

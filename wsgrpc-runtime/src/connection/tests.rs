@@ -79,15 +79,47 @@ impl Client {
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Self {
         let (channel, listener) = backend_channel(backend);
+        let shared = shared_with(channel, config, authenticator);
+        Self {
+            _listener: listener,
+            ..Self::connect_to(&shared, protocol, None)
+        }
+    }
+
+    /// A socket to a bridge whose state is `shared`, with a session key
+    /// in its URL where `session_key` is one.
+    fn connect_to(shared: &Arc<Shared>, protocol: Protocol, session_key: Option<&str>) -> Self {
+        Self::connect_as(shared, protocol, session_key, Metadata::new())
+    }
+
+    /// As [`connect_to`](Self::connect_to), for a client the authenticator
+    /// knows as `identity`.
+    fn connect_as(
+        shared: &Arc<Shared>,
+        protocol: Protocol,
+        session_key: Option<&str>,
+        identity: Metadata,
+    ) -> Self {
+        let upgraded = super::Upgraded {
+            identity,
+            protocol,
+            unfinished: None,
+            session_key: session_key.map(str::to_owned),
+            expires: None,
+        };
+        Self::connect_upgraded(shared, upgraded)
+    }
+
+    /// A socket as the upgrade made it.
+    fn connect_upgraded(shared: &Arc<Shared>, upgraded: super::Upgraded) -> Self {
+        let protocol = upgraded.protocol;
         let (to_bridge, mut incoming) = mpsc::unbounded_channel();
         let (sink, from_bridge) = mpsc::channel(64);
         let served = tokio::spawn(serve(
             PollSender::new(sink),
             stream::poll_fn(move |cx| incoming.poll_recv(cx)),
-            shared_with(channel, config, authenticator),
-            Metadata::new(),
-            protocol,
-            None,
+            shared.clone(),
+            upgraded,
         ));
         Self {
             protocol,
@@ -95,7 +127,7 @@ impl Client {
             from_bridge,
             unread: VecDeque::new(),
             served,
-            _listener: listener,
+            _listener: None,
         }
     }
 
@@ -228,6 +260,7 @@ pub(super) fn shared_with(
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
         open_connections: AtomicUsize::new(0),
+        sessions: Default::default(),
     })
 }
 
@@ -638,6 +671,246 @@ async fn byte_windows_are_asked_for_first_and_only_then_counted_in_bytes() {
     let refusal = client.next().await;
     assert_refused(&refusal, None, Code::InvalidArgument);
     assert_mentions(&refusal, "first envelope");
+}
+
+const SESSION: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+
+/// A bridge's shared state on the silent backend, and the listener that
+/// keeps it silent.
+fn silent_bridge() -> (Arc<Shared>, Option<TcpListener>) {
+    let (channel, listener) = backend_channel(Backend::Silent);
+    (
+        shared_with(channel, BridgeConfig::default(), None),
+        listener,
+    )
+}
+
+/// Opens a socket of session `SESSION` and takes byte windows; the
+/// bridge's `resume` envelope.
+async fn session_socket(shared: &Arc<Shared>, identity: Metadata) -> (Client, Value) {
+    let mut client = Client::connect_as(shared, Protocol::V2, Some(SESSION), identity);
+    assert_eq!(client.next().await["type"], "settings");
+    let resume = client.next().await;
+    assert_eq!(resume["type"], "resume", "{resume}");
+    (client, resume)
+}
+
+/// Drops the client's socket without a close frame, and waits until the
+/// bridge parked its session.
+async fn drop_socket(client: Client, shared: &Shared) {
+    drop(client.to_bridge);
+    tokio::time::timeout(PATIENCE, client.served)
+        .await
+        .expect("the socket ends in time")
+        .unwrap();
+    assert_eq!(shared.sessions.parked(), 1, "the session waits");
+}
+
+#[tokio::test]
+async fn a_new_socket_resumes_the_session_and_gets_again_what_it_missed() {
+    let (shared, _listener) = silent_bridge();
+    let (mut first, resume) = session_socket(&shared, Metadata::new()).await;
+    assert_eq!(
+        resume["received"],
+        Value::Null,
+        "nothing to resume: {resume}"
+    );
+    assert!(resume["reason"].as_str().unwrap().contains("no session"));
+    first.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    first.send(json!({"type": "request", "id": "u1", "method": "no.Such/Method"}));
+    let lost = first.next().await;
+    assert_ended(&lost, "u1", Code::Unimplemented);
+    first.open("s", CLIENT_STREAM);
+    drop_socket(first, &shared).await;
+
+    // The client says it received nothing: the answer to u1 comes again,
+    // and the open call goes on.
+    let (mut second, resume) = session_socket(&shared, Metadata::new()).await;
+    assert_eq!(resume["received"], 2, "two envelopes came: {resume}");
+    assert_eq!(shared.sessions.parked(), 0);
+    second.send_text(
+        &json!([
+            {"type": "settings", "connectionWindowBytes": 1 << 20},
+            {"type": "resume", "received": 0},
+        ])
+        .to_string(),
+    );
+    assert_eq!(second.next().await, lost);
+    second.send(json!({"type": "request", "id": "s", "method": CLIENT_STREAM}));
+    let duplicate = second.next().await;
+    assert_eq!(
+        duplicate["type"], "error",
+        "the call is still open: {duplicate}"
+    );
+    assert_eq!(duplicate["code"], Code::AlreadyExists as i32);
+    second.send(json!({"type": "cancel", "id": "s"}));
+    assert_ended(&second.next().await, "s", Code::Cancelled);
+}
+
+#[tokio::test]
+async fn another_identity_cannot_resume_a_session() {
+    let (shared, _listener) = silent_bridge();
+    let alice: Metadata = [("x-user".to_owned(), "alice".to_owned())].into();
+    let mallory: Metadata = [("x-user".to_owned(), "mallory".to_owned())].into();
+    let (first, _) = session_socket(&shared, alice.clone()).await;
+    first.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    first.open("s", CLIENT_STREAM);
+    drop_socket(first, &shared).await;
+
+    let (_, resume) = session_socket(&shared, mallory).await;
+    assert_eq!(resume["received"], Value::Null);
+    assert!(
+        resume["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another identity"),
+        "{resume}"
+    );
+    assert_eq!(
+        shared.sessions.parked(),
+        1,
+        "alice's session still waits for alice"
+    );
+    let (_, resume) = session_socket(&shared, alice).await;
+    assert_eq!(resume["received"], 1, "{resume}");
+}
+
+#[tokio::test]
+async fn a_page_that_closes_its_socket_ends_its_session() {
+    let (shared, _listener) = silent_bridge();
+    let (first, _) = session_socket(&shared, Metadata::new()).await;
+    first.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    first.open("s", CLIENT_STREAM);
+    first.send_message(Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1000,
+        reason: "done".into(),
+    })));
+    tokio::time::timeout(PATIENCE, first.served)
+        .await
+        .expect("the socket ends in time")
+        .unwrap();
+    assert_eq!(shared.sessions.parked(), 0);
+    let (_, resume) = session_socket(&shared, Metadata::new()).await;
+    assert_eq!(resume["received"], Value::Null, "{resume}");
+}
+
+#[tokio::test]
+async fn a_session_acknowledges_what_it_received_and_forgets_what_the_client_did() {
+    let (shared, _listener) = silent_bridge();
+    let (mut client, _) = session_socket(&shared, Metadata::new()).await;
+    client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    client.send(json!({"type": "request", "id": "u1", "method": "no.Such/Method"}));
+    assert_ended(&client.next().await, "u1", Code::Unimplemented);
+    // Within 100 ms, the bridge says what it received.
+    assert_eq!(client.next().await, json!({"type": "ack", "received": 1}));
+    client.send(json!({"type": "ack", "received": 5}));
+    let refusal = client.next().await;
+    assert_refused(&refusal, None, Code::InvalidArgument);
+    assert_mentions(&refusal, "sent 1");
+    client.send(json!({"type": "ack", "received": 1}));
+    client.send(json!({"type": "resume", "received": 1}));
+    let refusal = client.next().await;
+    assert_mentions(&refusal, "`resume` only follows");
+}
+
+#[tokio::test]
+async fn an_old_socket_says_goaway_and_closes_when_its_calls_end() {
+    let config = BridgeConfig {
+        max_connection_age: Some(Duration::from_millis(50)),
+        ..BridgeConfig::default()
+    };
+    let mut client = Client::connect_configured(Protocol::V2, Backend::Silent, config, None);
+    assert_eq!(client.next().await["type"], "settings");
+    client.open("s", SERVER_STREAM);
+    let goaway = client.next().await;
+    assert_eq!(goaway["type"], "goaway", "{goaway}");
+    assert!(goaway["reason"].as_str().unwrap().contains("maximum age"));
+    // No new call on this socket; the one in flight goes on.
+    client.open("late", UNARY);
+    let refused = client.next().await;
+    assert_ended(&refused, "late", Code::Unavailable);
+    client.send(json!({"type": "cancel", "id": "s"}));
+    assert_ended(&client.next().await, "s", Code::Cancelled);
+    let close = client.next_message().await;
+    let Some(Message::Close(Some(frame))) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(frame.code, 1000);
+}
+
+/// Tokens that run out: `long` in a minute, `mallory` another user's.
+struct ExpiringTokens;
+
+impl Authenticator for ExpiringTokens {
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+        let user = match request.bearer_token() {
+            Some("long") => "alice",
+            Some("mallory") => "mallory",
+            _ => return Err("unknown token".into()),
+        };
+        Ok([("x-user".to_owned(), user.to_owned())].into())
+    }
+
+    fn expires(&self, _request: &UpgradeRequest<'_>) -> Option<std::time::SystemTime> {
+        Some(std::time::SystemTime::now() + Duration::from_secs(60))
+    }
+}
+
+/// A socket of alice's whose token runs out in `ms`.
+async fn expiring_socket(ms: u64) -> (Client, Option<TcpListener>) {
+    let (channel, listener) = backend_channel(Backend::Silent);
+    let shared = shared_with(
+        channel,
+        BridgeConfig::default(),
+        Some(Arc::new(ExpiringTokens)),
+    );
+    let upgraded = super::Upgraded {
+        identity: [("x-user".to_owned(), "alice".to_owned())].into(),
+        protocol: Protocol::V2,
+        unfinished: None,
+        session_key: None,
+        expires: Some(std::time::SystemTime::now() + Duration::from_millis(ms)),
+    };
+    let mut client = Client::connect_upgraded(&shared, upgraded);
+    assert_eq!(client.next().await["type"], "settings");
+    let token = client.next().await;
+    assert_eq!(token["type"], "token", "{token}");
+    assert!(token["expiresInMs"].as_u64().unwrap() <= ms, "{token}");
+    (client, listener)
+}
+
+#[tokio::test]
+async fn a_fresh_token_of_the_same_user_keeps_the_socket_open() {
+    let (mut client, _listener) = expiring_socket(300).await;
+    client.open("s", SERVER_STREAM);
+    client.send(json!({"type": "token", "token": "mallory"}));
+    let refused = client.next().await;
+    assert_refused(&refused, None, Code::PermissionDenied);
+    assert_eq!(refused["refused"], "token");
+    client.send(json!({"type": "token", "token": "guess"}));
+    assert_refused(&client.next().await, None, Code::Unauthenticated);
+    client.send(json!({"type": "token", "token": "long"}));
+    let renewed = client.next().await;
+    assert_eq!(renewed["type"], "token", "{renewed}");
+    assert!(
+        renewed["expiresInMs"].as_u64().unwrap() > 50_000,
+        "{renewed}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    client.send(json!({"type": "cancel", "id": "s"}));
+    assert_ended(&client.next().await, "s", Code::Cancelled);
+}
+
+#[tokio::test]
+async fn a_token_that_runs_out_ends_the_sockets_calls_unauthenticated() {
+    let (mut client, _listener) = expiring_socket(100).await;
+    client.open("s", SERVER_STREAM);
+    assert_ended(&client.next().await, "s", Code::Unauthenticated);
+    let close = client.next_message().await;
+    let Some(Message::Close(Some(frame))) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(frame.code, 1008);
 }
 
 #[test]

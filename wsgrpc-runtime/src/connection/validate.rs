@@ -33,8 +33,8 @@ impl Connection {
         &mut self,
         request: &Request<'_>,
     ) -> Result<(CallSpec, Option<Bytes>), Refusal> {
-        if self.draining {
-            return Err(refusal(Code::Unavailable, "bridge is shutting down".into()));
+        if let Some(drain) = self.draining {
+            return Err(refusal(Code::Unavailable, drain.reason().into()));
         }
         let route = self.resolve(&request.method)?;
         self.make_room()?;

@@ -53,6 +53,30 @@ pub(crate) enum ClientFrame<'a> {
     /// v2: the answer to a ping; the bridge sends none in envelopes, so it
     /// is ignored.
     Pong,
+    /// v2 sessions: on a resumed socket, what the client received before.
+    Resume { received: u64 },
+    /// v2 sessions: the client has received this many envelopes.
+    Ack { received: u64 },
+    /// v2: a fresh token for the socket, before its own runs out.
+    Token { token: Cow<'a, str> },
+}
+
+impl ClientFrame<'_> {
+    /// Whether the envelope is one a session counts (and keeps until it is
+    /// acknowledged): all but those about one socket.
+    pub(crate) fn is_counted(kind: Option<FrameType>) -> bool {
+        !matches!(
+            kind,
+            Some(
+                FrameType::Settings
+                    | FrameType::Resume
+                    | FrameType::Ack
+                    | FrameType::Ping
+                    | FrameType::Pong
+                    | FrameType::Token
+            )
+        )
+    }
 }
 
 /// A `request` envelope: the call it opens.
@@ -114,7 +138,14 @@ impl<'a> ClientFrame<'a> {
         };
         let without_id = matches!(
             kind,
-            Some(FrameType::Settings | FrameType::Ping | FrameType::Pong)
+            Some(
+                FrameType::Settings
+                    | FrameType::Ping
+                    | FrameType::Pong
+                    | FrameType::Resume
+                    | FrameType::Ack
+                    | FrameType::Token
+            )
         ) || (kind == Some(FrameType::Credit) && envelope.bytes.is_some());
         if id.is_none() && !without_id {
             return Err(refuse(None, "frame has no `id`".to_owned()));
@@ -147,7 +178,13 @@ impl<'a> ClientFrame<'a> {
         }
         let v2_kind = matches!(
             kind,
-            FrameType::Credit | FrameType::Settings | FrameType::Ping | FrameType::Pong
+            FrameType::Credit
+                | FrameType::Settings
+                | FrameType::Ping
+                | FrameType::Pong
+                | FrameType::Resume
+                | FrameType::Ack
+                | FrameType::Token
         );
         if protocol == Protocol::V1 && v2_kind {
             let name = format!("{kind:?}").to_lowercase();
@@ -237,7 +274,22 @@ impl<'a> ClientFrame<'a> {
                 None => return Err(refuse(id, "`ping` needs `data`, a number".to_owned())),
             },
             FrameType::Pong => Self::Pong,
-            other @ (FrameType::Response | FrameType::Error) => {
+            FrameType::Resume | FrameType::Ack => {
+                let Some(received) = envelope.received else {
+                    let name = format!("{kind:?}").to_lowercase();
+                    return Err(refuse(id, format!("`{name}` needs `received`, a number")));
+                };
+                if kind == FrameType::Resume {
+                    Self::Resume { received }
+                } else {
+                    Self::Ack { received }
+                }
+            }
+            FrameType::Token => match envelope.token {
+                Some(token) => Self::Token { token },
+                None => return Err(refuse(id, "`token` needs `token`, a string".to_owned())),
+            },
+            other @ (FrameType::Response | FrameType::Error | FrameType::Goaway) => {
                 let message = format!("clients do not send `{other:?}` frames").to_lowercase();
                 return Err(refuse(id, message));
             }
@@ -258,6 +310,8 @@ fn v2_field(envelope: &Envelope<'_>) -> Option<&'static str> {
             envelope.connection_window_bytes.is_some(),
         ),
         ("data", envelope.data.is_some()),
+        ("received", envelope.received.is_some()),
+        ("token", envelope.token.is_some()),
     ]
     .into_iter()
     .find_map(|(field, present)| present.then_some(field))
@@ -300,6 +354,14 @@ fn foreign_field(envelope: &Envelope<'_>, kind: FrameType) -> Option<&'static st
         (
             "data",
             envelope.data.is_some() && !matches!(kind, FrameType::Ping | FrameType::Pong),
+        ),
+        (
+            "received",
+            envelope.received.is_some() && !matches!(kind, FrameType::Resume | FrameType::Ack),
+        ),
+        (
+            "token",
+            envelope.token.is_some() && kind != FrameType::Token,
         ),
         ("error", envelope.error.is_some()),
         ("code", envelope.code.is_some()),

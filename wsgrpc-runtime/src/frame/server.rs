@@ -33,6 +33,25 @@ pub(crate) enum ServerFrame<'a> {
     },
     /// v2: the answer to a client's `ping`.
     Pong { data: u64 },
+    /// v2 sessions, after the settings: what the bridge received of the
+    /// session before this socket, or `None` and why it cannot be resumed.
+    Resume {
+        received: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    },
+    /// v2 sessions: the bridge has received this many envelopes.
+    Ack { received: u64 },
+    /// v2: the socket takes no new calls (the bridge is shutting down, or
+    /// the socket is old); the client opens a new one for them while the
+    /// calls in flight finish here.
+    Goaway { reason: &'a str },
+    /// v2: when the socket's token runs out; the client sends a fresh one
+    /// before then.
+    Token {
+        #[serde(rename = "expiresInMs")]
+        expires_in_ms: u64,
+    },
 }
 
 /// The bridge's settings.

@@ -1,0 +1,215 @@
+//! v2 sessions between a real WebSocket client and the real bridge: a
+//! socket that drops mid-call, and a new one that resumes the session, with
+//! every message delivered exactly once, both ways.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wsgrpc_tests::client::{Socket, next_v2_frame};
+use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
+
+const ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
+const SERVER_STREAM: &str = "wsgrpc.test.v1.TestService/ServerStream";
+const CLIENT_STREAM: &str = "wsgrpc.test.v1.TestService/ClientStream";
+const UNARY: &str = "wsgrpc.test.v1.TestService/Unary";
+const KEY: &str = "c2Vzc2lvbi1rZXktZm9yLXRlc3Q";
+/// Large enough that no test waits for credit.
+const WIDE: u64 = 1 << 30;
+
+/// One socket of a session: what it counted and what it kept, as the
+/// client's end of the protocol does.
+struct SessionClient {
+    socket: Socket,
+    /// Counted envelopes received from the bridge, over every socket.
+    received: u64,
+    /// Counted envelopes this client sent, in order, all kept (a test sends
+    /// few enough).
+    sent: Vec<Value>,
+}
+
+impl SessionClient {
+    /// A socket of session `KEY`; the bridge's `resume` envelope.
+    async fn open(url: &str) -> (Socket, Value) {
+        let mut request = format!("{url}?session={KEY}")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "wsgrpc.v2".parse().unwrap());
+        let (mut socket, _) = connect_async(request).await.unwrap();
+        let first = next_v2_frame(&mut socket).await;
+        assert_eq!(first[0]["type"], "settings", "{first:?}");
+        assert_eq!(first[1]["type"], "resume", "{first:?}");
+        (socket, first[1].clone())
+    }
+
+    async fn start(url: &str) -> Self {
+        let (mut socket, resume) = Self::open(url).await;
+        assert_eq!(resume["received"], Value::Null);
+        send(
+            &mut socket,
+            json!([{"type": "settings", "connectionWindowBytes": WIDE}]),
+        )
+        .await;
+        Self {
+            socket,
+            received: 0,
+            sent: Vec::new(),
+        }
+    }
+
+    /// Drops the socket without a close frame, as a network does, and
+    /// resumes on a new one: says what it received, sends again what the
+    /// bridge did not.
+    async fn cut_and_resume(self, url: &str) -> Self {
+        let Self {
+            socket,
+            received,
+            sent,
+        } = self;
+        drop(socket);
+        // The bridge may not have seen the old socket drop yet: then the
+        // new socket takes the session over from it.
+        let (mut socket, resume) = Self::open(url).await;
+        assert!(
+            resume["received"].is_u64(),
+            "the session was not resumed: {resume}"
+        );
+        let bridge_received = resume["received"].as_u64().unwrap() as usize;
+        let mut frame = vec![
+            json!({"type": "settings", "connectionWindowBytes": WIDE}),
+            json!({"type": "resume", "received": received}),
+        ];
+        frame.extend(sent[bridge_received..].iter().cloned());
+        send(&mut socket, Value::from(frame)).await;
+        Self {
+            socket,
+            received,
+            sent,
+        }
+    }
+
+    /// Sends counted envelopes in one frame, keeping them.
+    async fn send(&mut self, envelopes: Vec<Value>) {
+        self.sent.extend(envelopes.iter().cloned());
+        send(&mut self.socket, Value::from(envelopes)).await;
+    }
+
+    /// The next frame's counted envelopes.
+    async fn next(&mut self) -> Vec<Value> {
+        let envelopes: Vec<Value> = next_v2_frame(&mut self.socket)
+            .await
+            .into_iter()
+            .filter(|envelope| !matches!(envelope["type"].as_str(), Some("ack" | "pong")))
+            .collect();
+        self.received += envelopes.len() as u64;
+        envelopes
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Value) {
+    socket
+        .send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+async fn setup() -> (RunningBackend, RunningBridge) {
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let builder = test_bridge(&backend.uri()).session_grace(Some(Duration::from_secs(10)));
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    (backend, bridge)
+}
+
+#[tokio::test]
+async fn a_stream_cut_three_times_arrives_whole_in_order_and_once() {
+    let (_backend, bridge) = setup().await;
+    let url = bridge.url();
+    let mut client = SessionClient::start(&url).await;
+    let count = 20_000;
+    client
+        .send(vec![
+            json!({"type": "request", "method": SERVER_STREAM, "id": "s",
+                           "windowBytes": WIDE, "payload": {"text": "t", "count": count}}),
+        ])
+        .await;
+    let mut indexes = Vec::new();
+    let mut cuts = 0;
+    let mut ended = false;
+    while !ended {
+        for envelope in client.next().await {
+            assert_eq!(envelope["id"], "s", "{envelope}");
+            for payload in envelope["payloads"].as_array().into_iter().flatten() {
+                indexes.push(payload["index"].as_u64().unwrap_or(0));
+            }
+            ended |= envelope["end"] == true;
+            assert!(envelope.get("error").is_none(), "{envelope}");
+        }
+        if cuts < 3 && indexes.len() > (cuts + 1) * count as usize / 4 {
+            client = client.cut_and_resume(&url).await;
+            cuts += 1;
+        }
+    }
+    assert_eq!(cuts, 3);
+    let expected: Vec<u64> = (0..count).collect();
+    assert_eq!(indexes.len(), expected.len(), "every message exactly once");
+    assert!(indexes == expected, "in order");
+}
+
+#[tokio::test]
+async fn a_client_stream_cut_twice_reaches_the_backend_exactly_once() {
+    let (backend, bridge) = setup().await;
+    let url = bridge.url();
+    let mut client = SessionClient::start(&url).await;
+    client
+        .send(vec![
+            json!({"type": "request", "method": CLIENT_STREAM, "id": "c"}),
+        ])
+        .await;
+    let total = 6_000;
+    for batch in 0..6 {
+        let payloads: Vec<Value> = (0..total / 6).map(|_| json!({"big": 1})).collect();
+        client
+            .send(vec![
+                json!({"type": "message", "id": "c", "payloads": payloads}),
+            ])
+            .await;
+        if batch == 1 || batch == 3 {
+            client = client.cut_and_resume(&url).await;
+        }
+    }
+    client.send(vec![json!({"type": "end", "id": "c"})]).await;
+    let end = loop {
+        let envelopes = client.next().await;
+        if let Some(end) = envelopes.into_iter().find(|e| e["end"] == true) {
+            break end;
+        }
+    };
+    assert_eq!(end["payload"]["sum"], total.to_string(), "{end}");
+    assert_eq!(backend.backend.received(), total as u64);
+}
+
+#[tokio::test]
+async fn a_unary_answer_that_came_while_the_socket_was_down_is_delivered() {
+    let (_backend, bridge) = setup().await;
+    let url = bridge.url();
+    let mut client = SessionClient::start(&url).await;
+    client
+        .send(vec![json!({"type": "request", "method": UNARY, "id": "u",
+                           "payload": {"text": "late", "delayMs": 200}})])
+        .await;
+    let mut client = client.cut_and_resume(&url).await;
+    let envelopes = client.next().await;
+    let answer = envelopes
+        .iter()
+        .find(|e| e["id"] == "u")
+        .expect("the answer");
+    assert_eq!(answer["payload"]["text"], "late", "{answer}");
+    assert_eq!(answer["end"], true, "{answer}");
+}

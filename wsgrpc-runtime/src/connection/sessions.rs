@@ -1,0 +1,396 @@
+//! The bridge's sessions, by key: which socket holds each, and the
+//! connections of those whose socket dropped, waiting out their grace
+//! period for a new socket to take them over.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Connection;
+use crate::envelope::FrameType;
+use crate::frame::ServerFrame;
+use crate::metadata::Metadata;
+use crate::session::Overacknowledged;
+use crate::shared::Shared;
+
+/// How long a new socket waits for the socket it takes a session over
+/// from to let go of it.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// Every session of a bridge.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    entries: Mutex<HashMap<String, Entry>>,
+    next_generation: AtomicU64,
+}
+
+enum Entry {
+    /// A socket holds the session; cancelling `kick` makes it let go.
+    Live {
+        identity: Metadata,
+        generation: u64,
+        kick: CancellationToken,
+    },
+    /// The session's socket dropped; its calls run on until a socket takes
+    /// them over or the grace period ends.
+    Parked {
+        identity: Metadata,
+        generation: u64,
+        connection: Box<Connection>,
+        since: Instant,
+    },
+}
+
+/// What a socket with a session key gets.
+pub(super) enum Claim {
+    /// The session, taken over.
+    Resumed(Box<Connection>),
+    /// Nothing to resume, and why; `registered` where the socket starts a
+    /// new session under the key (not where the key is another identity's).
+    Fresh {
+        reason: &'static str,
+        registered: bool,
+    },
+}
+
+/// A socket's hold on a session: the key, and which socket.
+#[derive(Debug, Clone)]
+pub(super) struct Hold {
+    pub(super) key: String,
+    pub(super) generation: u64,
+}
+
+impl Sessions {
+    /// Claims the session `key` for a socket of `identity`, taking it over
+    /// from a socket that dropped or still holds it. `kick` is the new
+    /// socket's, for whoever takes the session from it in turn.
+    pub(super) async fn claim(
+        &self,
+        key: &str,
+        identity: &Metadata,
+        kick: CancellationToken,
+    ) -> (Claim, Hold) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let hold = Hold {
+            key: key.to_owned(),
+            generation,
+        };
+        let give_up = Instant::now() + TAKEOVER_WAIT;
+        loop {
+            if let Some(claim) = self.try_claim(key, identity, generation, &kick) {
+                return (claim, hold);
+            }
+            if Instant::now() >= give_up {
+                let reason = "the session's socket did not let go of it";
+                return (
+                    Claim::Fresh {
+                        reason,
+                        registered: false,
+                    },
+                    hold,
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// One look at the session: `None` while another socket still holds
+    /// it (and has been asked to let go).
+    fn try_claim(
+        &self,
+        key: &str,
+        identity: &Metadata,
+        generation: u64,
+        kick: &CancellationToken,
+    ) -> Option<Claim> {
+        let mut entries = self.lock();
+        let live = Entry::Live {
+            identity: identity.clone(),
+            generation,
+            kick: kick.clone(),
+        };
+        match entries.remove(key) {
+            None => {
+                entries.insert(key.to_owned(), live);
+                let reason = "the bridge has no session with this key: its grace period ran \
+                              out, the bridge restarted, or this is another bridge";
+                Some(Claim::Fresh {
+                    reason,
+                    registered: true,
+                })
+            }
+            Some(entry) if entry.identity() != identity => {
+                entries.insert(key.to_owned(), entry);
+                Some(Claim::Fresh {
+                    reason: "the session belongs to another identity",
+                    registered: false,
+                })
+            }
+            Some(Entry::Parked { connection, .. }) => {
+                entries.insert(key.to_owned(), live);
+                Some(Claim::Resumed(connection))
+            }
+            Some(entry @ Entry::Live { .. }) => {
+                // Its socket may be half open (a laptop that slept): ask it
+                // to let go, and look again.
+                if let Entry::Live { kick, .. } = &entry {
+                    kick.cancel();
+                }
+                entries.insert(key.to_owned(), entry);
+                None
+            }
+        }
+    }
+
+    /// The socket holding the session dropped: its calls wait for a new
+    /// socket for `grace`. A session beyond the bridge's number of
+    /// sockets ends the one that waited longest.
+    pub(super) fn park(
+        &self,
+        shared: &Arc<Shared>,
+        hold: &Hold,
+        connection: Box<Connection>,
+        grace: Duration,
+    ) {
+        let mut entries = self.lock();
+        let ours = matches!(
+            entries.get(&hold.key),
+            Some(Entry::Live { generation, .. }) if *generation == hold.generation
+        );
+        if !ours {
+            drop(entries);
+            connection.end();
+            return;
+        }
+        let identity = connection.identity.clone();
+        entries.insert(
+            hold.key.clone(),
+            Entry::Parked {
+                identity,
+                generation: hold.generation,
+                connection,
+                since: Instant::now(),
+            },
+        );
+        let evicted = evict_beyond(&mut entries, shared.config.max_connections);
+        drop(entries);
+        if let Some(connection) = evicted {
+            connection.end();
+        }
+        tracing::debug!("session waits for a new socket");
+        let shared = shared.clone();
+        let hold = hold.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            shared.sessions.expire(&hold);
+        });
+    }
+
+    /// The socket that held the session ended it.
+    pub(super) fn release(&self, hold: &Hold) {
+        let mut entries = self.lock();
+        if matches!(
+            entries.get(&hold.key),
+            Some(Entry::Live { generation, .. }) if *generation == hold.generation
+        ) {
+            entries.remove(&hold.key);
+        }
+    }
+
+    /// The grace period of a parked session is over: its calls end.
+    fn expire(&self, hold: &Hold) {
+        let mut entries = self.lock();
+        let expired = matches!(
+            entries.get(&hold.key),
+            Some(Entry::Parked { generation, .. }) if *generation == hold.generation
+        );
+        if !expired {
+            return;
+        }
+        let Some(Entry::Parked { connection, .. }) = entries.remove(&hold.key) else {
+            return;
+        };
+        drop(entries);
+        tracing::debug!("session ended: no socket took it over in time");
+        connection.end();
+    }
+
+    /// Ends every parked session: the bridge is shutting down.
+    pub(crate) fn end_all(&self) {
+        let parked: Vec<Box<Connection>> = {
+            let mut entries = self.lock();
+            let keys: Vec<String> = entries
+                .iter()
+                .filter(|(_, entry)| matches!(entry, Entry::Parked { .. }))
+                .map(|(key, _)| key.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|key| match entries.remove(&key) {
+                    Some(Entry::Parked { connection, .. }) => Some(connection),
+                    _ => None,
+                })
+                .collect()
+        };
+        for connection in parked {
+            connection.end();
+        }
+    }
+
+    /// Sessions waiting for a socket.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|entry| matches!(entry, Entry::Parked { .. }))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Entry {
+    fn identity(&self) -> &Metadata {
+        match self {
+            Self::Live { identity, .. } | Self::Parked { identity, .. } => identity,
+        }
+    }
+}
+
+/// Takes out the session that has waited longest, where more than `limit`
+/// wait.
+fn evict_beyond(entries: &mut HashMap<String, Entry>, limit: usize) -> Option<Box<Connection>> {
+    let parked = entries
+        .values()
+        .filter(|entry| matches!(entry, Entry::Parked { .. }))
+        .count();
+    if parked <= limit {
+        return None;
+    }
+    let oldest = entries
+        .iter()
+        .filter_map(|(key, entry)| match entry {
+            Entry::Parked { since, .. } => Some((key.clone(), *since)),
+            Entry::Live { .. } => None,
+        })
+        .min_by_key(|(_, since)| *since)?
+        .0;
+    match entries.remove(&oldest) {
+        Some(Entry::Parked { connection, .. }) => Some(connection),
+        _ => None,
+    }
+}
+
+/// What a connection does for its session: count what arrives, acknowledge
+/// it, and take over from a socket that dropped.
+impl Connection {
+    /// A new socket takes the session over: what was about the old socket
+    /// starts again; the writer waits for the client's `resume`.
+    pub(super) fn reattach(&mut self, told: tokio::sync::oneshot::Sender<u64>) {
+        self.heard_from = false;
+        self.closing = None;
+        self.refusals_logged = 0;
+        if let Some(windows) = &mut self.windows {
+            windows.estimator = crate::flow::Estimator::default();
+        }
+        if let Some(session) = &mut self.session {
+            session.resume = Some(told);
+            session.unacknowledged_bytes = 0;
+            // The client learns what the bridge received from `resume`.
+            session.acknowledged = session.received;
+            session.ack_due = None;
+        }
+    }
+
+    /// Counts the envelopes of a frame the session counts, acknowledging
+    /// them when enough have come, or soon.
+    pub(super) fn count_received(&mut self, counted: u64, frame_bytes: usize) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        if counted == 0 || !session.retained.is_active() {
+            return;
+        }
+        session.received += counted;
+        session.unacknowledged_bytes += frame_bytes;
+        if session.received - session.acknowledged >= ACK_EVERY_ENVELOPES
+            || session.unacknowledged_bytes >= ACK_EVERY_BYTES
+        {
+            self.acknowledge();
+        } else if session.ack_due.is_none() {
+            session.ack_due = Some(Instant::now() + ACK_DELAY);
+        }
+    }
+
+    /// Tells the client what the bridge has received.
+    pub(super) fn acknowledge(&mut self) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        session.ack_due = None;
+        session.unacknowledged_bytes = 0;
+        if session.received == session.acknowledged {
+            return;
+        }
+        session.acknowledged = session.received;
+        let ack = ServerFrame::Ack {
+            received: session.received,
+        };
+        if self.out.send_socket(ack.to_json()).is_err() {
+            self.closing.get_or_insert("too many answers left unread");
+        }
+    }
+
+    /// The client's `ack`: what it no longer needs kept.
+    pub(super) fn on_ack(&mut self, received: u64) {
+        let Some(session) = &self.session else {
+            let message = "`ack` needs a session";
+            return self.refuse_invalid(None, Some(FrameType::Ack), message);
+        };
+        if let Err(Overacknowledged { sent }) = session.retained.acknowledge(received) {
+            let message = format!("`ack` of {received} envelopes; the bridge sent {sent}");
+            self.refuse_invalid(None, Some(FrameType::Ack), message);
+        }
+    }
+
+    /// The client's `resume`: the writer sends again what it missed.
+    pub(super) fn on_resume(&mut self, received: u64) {
+        let told = self
+            .session
+            .as_mut()
+            .and_then(|session| session.resume.take());
+        match told {
+            Some(told) => {
+                let _ = told.send(received);
+            }
+            None => {
+                let message = "`resume` only follows a bridge's `resume` with a number";
+                self.refuse_invalid(None, Some(FrameType::Resume), message);
+            }
+        }
+    }
+
+    /// The client took byte windows: a session starts counting.
+    pub(super) fn start_counting(&mut self, connection_window_bytes: u64) {
+        if let Some(session) = &self.session {
+            let limit = usize::try_from(connection_window_bytes.saturating_mul(2))
+                .unwrap_or(usize::MAX)
+                .clamp(super::MIN_KEPT_BYTES, super::MAX_KEPT_BYTES);
+            session.retained.activate(limit);
+        }
+    }
+}
+
+/// A session acknowledges once this many envelopes, or bytes of frames,
+/// came since its last acknowledgement, and otherwise this long after the
+/// first that came.
+const ACK_EVERY_ENVELOPES: u64 = 256;
+const ACK_EVERY_BYTES: usize = 64 << 10;
+const ACK_DELAY: Duration = Duration::from_millis(100);
