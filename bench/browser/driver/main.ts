@@ -1,5 +1,5 @@
 // `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH] [-- --batch-linger-us N]
-//   [-- --rtt 0,20,50,100] [-- --mbit N] [-- --compression]`
+//   [-- --rtt 0,20,50,100] [-- --mbit N] [-- --slow-reader] [-- --compression]`
 //
 // What a page sees: headless Chromium runs the generated client against the
 // real example binary (its bridge and its tonic backend), every workload
@@ -21,6 +21,13 @@
 // the proxy's link at N Mbit/s each way (RTT 0 then gets a proxy too),
 // and such a run prints its tables and writes nothing.
 //
+// `--slow-reader` runs only slow_reader.ts: a page that reads a stream of
+// 1 MiB messages one every 50 ms, its JS heap against the window in bytes
+// its client gave the bridge, at RTT 0 and 50 ms, with the client's
+// default windows and with a 4 MiB one, and the same reader on message
+// windows (stopped at 1 GiB); it writes its section of BENCHMARKS.md. A
+// smoke run runs a few messages of it too.
+//
 // `--compression` runs only compression.ts instead: what permessage-deflate
 // does to the bridge's frames (in Node), then the stream over a capped link
 // (`--mbit`, default 20; the first `--rtt` above 0, default 50) from the
@@ -31,7 +38,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type Page } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { build, preview } from "vite";
 import { freePort, repoRoot, run, start, targetDir } from "../../../example/client/e2e/support.js";
 import { STREAM_TEXT, type BenchPage, type Protocol, type RunResult, type RunSpec, type Workload } from "../shared/spec.js";
@@ -48,6 +55,14 @@ import {
   writeRttMarkdown,
   type RttReport,
 } from "./rtt.js";
+import {
+  measureSlowReader,
+  SLOW_READER_FULL,
+  SLOW_READER_SMOKE,
+  slowReaderTable,
+  writeSlowReaderMarkdown,
+  type SlowReaderReport,
+} from "./slow_reader.js";
 
 const benchDir = fileURLToPath(new URL("..", import.meta.url));
 const distDir = join(targetDir, "bench-browser", "dist");
@@ -86,10 +101,12 @@ interface Options {
   mbit: number | undefined;
   /** Only the compression measurements (compression.ts). */
   compression: boolean;
+  /** Only the slow reader (slow_reader.ts). */
+  slowReader: boolean;
 }
 
 const USAGE =
-  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--compression]";
+  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--slow-reader] [--compression]";
 
 function parseArgs(args: string[]): Options {
   const options: Options = {
@@ -100,6 +117,7 @@ function parseArgs(args: string[]): Options {
     rtts: undefined,
     mbit: undefined,
     compression: false,
+    slowReader: false,
   };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i];
@@ -125,6 +143,8 @@ function parseArgs(args: string[]): Options {
         throw new Error(`--rtt takes round trips in ms, such as 0,20,50,100, not ${args[i]}`);
       }
       options.rtts = rtts;
+    } else if (arg === "--slow-reader") {
+      options.slowReader = true;
     } else if (arg === "--compression") {
       options.compression = true;
     } else if (arg === "--mbit" && args[i + 1] !== undefined) {
@@ -432,8 +452,8 @@ async function main(): Promise<number> {
       throw new Error("the example binary named no address");
     }
     const bridgeUrl = `ws://${address}/ws`;
-    // The round-trip part alone needs no ceiling, nor compression.
-    if (options.rtts === undefined && !options.compression) {
+    // The round-trip part alone needs no ceiling, nor compression, nor the slow reader.
+    if (options.rtts === undefined && !options.compression && !options.slowReader) {
       ceiling = await startCeiling();
       // Each run has a connection of its own, whose first call is "1".
       for (const protocol of options.protocols) {
@@ -461,18 +481,22 @@ async function main(): Promise<number> {
       console.log(`\n${text}\n${chromiumVersion}; ${machine()}`);
       return 0;
     }
+    if (options.slowReader) {
+      return (await slowReaderPart(browser, chromiumVersion, pageOrigin, address, options)) ? 1 : 0;
+    }
     const protocolsFailed =
       ceiling === undefined
         ? false
         : await protocolsPart(page, chromiumVersion, { bridge: bridgeUrl, ceiling: ceiling.url }, options, sizes);
     const rttFailed = await roundTripPart(page, chromiumVersion, address, options);
+    const slowReaderFailed = options.smoke ? await slowReaderPart(browser, chromiumVersion, pageOrigin, address, options) : false;
     if (options.smoke) {
-      const failed = protocolsFailed || rttFailed;
+      const failed = protocolsFailed || rttFailed || slowReaderFailed;
       console.log(failed ? "smoke run failed" : "smoke run: every workload gave a figure; nothing written");
     }
     // The figures that came out are written, with what failed named beside
     // them; the exit status still says that not all did.
-    return protocolsFailed || rttFailed ? 1 : 0;
+    return protocolsFailed || rttFailed || slowReaderFailed ? 1 : 0;
   } finally {
     await browser.close();
     await ceiling?.close();
@@ -579,6 +603,47 @@ async function roundTripPart(page: Page, chromiumVersion: string, bridge: string
   writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
   writeRttMarkdown(join(repoRoot, "BENCHMARKS.md"), report);
   console.log(`wrote ${json} and the round-trip section of BENCHMARKS.md`);
+  return failures.length > 0;
+}
+
+/** The slow reader (slow_reader.ts); writes its section on a full run. Whether any case failed. */
+async function slowReaderPart(
+  browser: Browser,
+  chromiumVersion: string,
+  pageOrigin: string,
+  bridge: string,
+  options: Options,
+): Promise<boolean> {
+  const cases = options.smoke ? SLOW_READER_SMOKE : SLOW_READER_FULL;
+  console.log(`\na slow reader of 1 MiB messages: ${cases.length} cases`);
+  const measured = await measureSlowReader({
+    browser,
+    pageOrigin,
+    bridge,
+    cases,
+    runInPage,
+    timeoutMs: options.smoke ? 30_000 : 180_000,
+  });
+  const report: SlowReaderReport = {
+    machine: machine(),
+    chromium: chromiumVersion,
+    date: new Date().toISOString(),
+    commit: await commitLabel(options),
+    ...measured,
+  };
+  console.log(`\n${slowReaderTable(report)}\n`);
+  const { failures } = measured;
+  if (failures.length > 0) {
+    console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
+  }
+  if (options.smoke || options.batchLingerUs !== undefined) {
+    return failures.length > 0;
+  }
+  mkdirSync(targetDir, { recursive: true });
+  const json = join(targetDir, "bench-browser-slow-reader.json");
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  writeSlowReaderMarkdown(join(repoRoot, "BENCHMARKS.md"), report);
+  console.log(`wrote ${json} and the slow reader's section of BENCHMARKS.md`);
   return failures.length > 0;
 }
 

@@ -21,6 +21,7 @@ import {
 } from "../shared/spec.js";
 import { connectCalls } from "./connect.js";
 import { countFrames, rawStream } from "./raw.js";
+import { slowStream } from "./slow_reader.js";
 import { checkStreamItem } from "./stream_check.js";
 
 type Measured = Omit<RunResult, "negotiated" | "frames">;
@@ -196,6 +197,8 @@ function measure(transport: WebSocketGRPCClient, workload: Workload): Promise<Me
       return clientStream(client, workload.count, workload.durationMs);
     case "pingPong":
       return pingPong(client, workload.durationMs);
+    case "slowStream":
+      throw new Error("a slow reader runs on a client of its own (slow_reader.ts)");
   }
 }
 
@@ -231,6 +234,11 @@ const bench: BenchPage = {
     if (workload.kind === "stream" && workload.reader === "raw") {
       collectGarbage();
       return rawStream(spec.url, spec.protocol, workload.count);
+    }
+    if (workload.kind === "slowStream") {
+      // Its own client and socket, which watch the windows go by.
+      collectGarbage();
+      return slowStream(spec.url, workload);
     }
     return withClient(spec);
   },

@@ -39,7 +39,78 @@ export type Workload =
    */
   | { kind: "clientStream"; count: number; durationMs?: number }
   /** Chat for `durationMs`: one message out, then wait for its echo. */
-  | { kind: "pingPong"; durationMs: number };
+  | { kind: "pingPong"; durationMs: number }
+  /** A slow reader of large messages, its heap sampled: see SlowReader. */
+  | SlowReader;
+
+/**
+ * One StreamMessages call of `count` messages of `messageBytes` each (the
+ * server echoes the request's text), of which the page reads `reads`, one
+ * every `readEveryMs`, then leaves the call. Every `sampleEvery` reads it
+ * asks the driver for its heap (HEAP_SAMPLER), and it stops early once the
+ * heap is `stopAboveBytes` above what it was before the call.
+ */
+export interface SlowReader {
+  kind: "slowStream";
+  count: number;
+  reads: number;
+  messageBytes: number;
+  readEveryMs: number;
+  sampleEvery: number;
+  /**
+   * "bytes": the client as it is, taking the windows in bytes the bridge
+   * offers. "messages": the bridge's offer is hidden from the client (the
+   * page's socket drops it from the settings it passes on), so the client
+   * keeps message windows, as with a bridge that offers none.
+   */
+  windows: "bytes" | "messages";
+  /** The client's options; unset for its defaults. */
+  initialWindowBytes?: number;
+  maxWindowBytes?: number;
+  stopAboveBytes: number;
+}
+
+/**
+ * The page calls `window[HEAP_SAMPLER](read)`, which the driver exposes:
+ * it collects garbage and answers the JS heap's used bytes, over CDP.
+ */
+export const HEAP_SAMPLER = "benchSampleHeap";
+
+export interface WindowSeen {
+  initial: number;
+  largest: number;
+  grewAtReads: number[];
+}
+
+/** What a slow reader saw: its heap, and the windows the client gave the bridge. */
+export interface SlowReaderResult {
+  /** Used JS heap after a collection, before the call opened. */
+  baselineBytes: number;
+  /** After every `sampleEvery` reads: the read and the heap's used bytes. */
+  samples: { read: number; heapBytes: number }[];
+  /** Whether the page left early because the heap passed `stopAboveBytes`. */
+  stoppedEarly: boolean;
+  /** What one message counts against a byte window (the bridge's `bytes`), 0 where none came. */
+  messageCostBytes: number;
+  /**
+   * The frames of the call that arrived and were not yet read, at most,
+   * as the page counted them each time it came back to read; a frame of a message this large
+   * carries that one message.
+   */
+  mostUnreadFrames: number;
+  /**
+   * Windows in bytes, as the client sent them: what the stream asked for
+   * first, the largest it grew to, and how many messages the page had read
+   * each time it grew.
+   */
+  streamWindowBytes?: WindowSeen;
+  /** The socket's window in bytes, likewise. */
+  socketWindowBytes?: WindowSeen;
+  /** With message windows: the window the request asked for. */
+  streamWindowMessages?: number;
+  /** Pings the client sent to measure the round trip. */
+  pings: number;
+}
 
 export interface RunSpec {
   /** The WebSocket endpoint: the bridge's /ws, or the ceiling server. */
@@ -61,6 +132,8 @@ export interface RunResult {
   latencyUs?: { p50: number; p99: number };
   /** Why the run failed: a wrong, missing or out-of-order message, or an error. */
   error?: string;
+  /** The slow reader's figures. */
+  slowReader?: SlowReaderResult;
 }
 
 /** What the page puts on `window` for the driver to call. */
