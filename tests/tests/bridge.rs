@@ -590,3 +590,51 @@ async fn recv_other(client: &mut WsClient, id: &str, kept: &mut Vec<Value>) -> V
         }
     }
 }
+
+/// A log that the test reads back: what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_pages_trace_context_reaches_the_backend_and_the_bridges_span() {
+    // On the test's one thread, the bridge's tasks log to this subscriber.
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("wsgrpc_runtime=debug")
+        .with_ansi(false)
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let setup = Setup::new().await;
+    let mut client = setup.client().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    client
+        .send(
+            json!({"type": "request", "id": "t", "method": "wsgrpc.test.v1.TestService/Unary",
+                     "payload": {"echoMetadata": true}, "metadata": {"traceparent": traceparent}}),
+        )
+        .await;
+    let frame = client.recv().await;
+    assert_eq!(frame["payload"]["metadata"]["traceparent"], traceparent);
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let opened = log
+        .lines()
+        .find(|line| line.contains("call opened"))
+        .expect("the call's span logged");
+    assert!(opened.contains(&format!("trace_id={trace}")), "{opened}");
+}

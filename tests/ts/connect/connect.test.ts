@@ -238,9 +238,10 @@ describe.each(backends)("connect-es through @wsgrpc/connect, in Chromium, $name 
     expectCancelledAtBackend(result.backendCancelled, 3);
   });
 
-  it("runs interceptors as connect-es does: a header one adds reaches the backend", async () => {
+  it("runs interceptors as connect-es does: a header one adds, and a trace context, reach the backend", async () => {
     const result = await run("interceptor", url);
     expect(result.unary).toBe("by-connect-es");
+    expect(result.traceparent).toBe("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     expect(result.streamed).toEqual(["by-connect-es", "by-connect-es"]);
     expect(result.bidi).toEqual(["by-connect-es"]);
     expect(result.sameSocket).toBe(true);

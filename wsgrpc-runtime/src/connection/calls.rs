@@ -163,8 +163,23 @@ impl Connection {
         requests: impl futures_util::Stream<Item = Bytes> + Send + 'static,
         finish: Finish,
     ) -> AbortHandle {
-        let span =
-            tracing::info_span!("call", id = %Untrusted(&spec.id), method = %spec.route.full_name);
+        let span = tracing::info_span!(
+            "call",
+            id = %Untrusted(&spec.id),
+            method = %spec.route.full_name,
+            trace_id = tracing::field::Empty,
+        );
+        // The page's trace context (W3C `traceparent`) goes to the backend
+        // as metadata; the call's span carries its trace id, so that the
+        // bridge's log lines join the trace.
+        if let Some(trace_id) = spec
+            .metadata
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(trace_id)
+        {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
         span.in_scope(|| tracing::debug!("call opened"));
         let in_flight = self.shared.metrics.in_flight(&spec.route.full_name);
         let task = call::run(
@@ -250,5 +265,50 @@ impl Connection {
                     .call_ended(&call.route.full_name, Code::Cancelled);
             }
         }
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// where it is one: lower-case hex, not all zeros.
+fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    valid.then_some(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_id;
+
+    #[test]
+    fn a_trace_id_is_read_only_from_a_valid_traceparent() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id(&format!("00-{id}-00f067aa0ba902b7-01")), Some(id));
+        for bad in [
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00f067aa0ba902b7"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}\nFORGED-00f067aa0ba902b7-01"),
+        ] {
+            assert_eq!(trace_id(&bad), None, "{bad}");
+        }
+        // Later versions may add fields.
+        assert_eq!(
+            trace_id(&format!("01-{id}-00f067aa0ba902b7-01-extra")),
+            Some(id)
+        );
     }
 }

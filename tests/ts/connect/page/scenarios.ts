@@ -22,6 +22,9 @@ type Request = MessageInitShape<typeof TestRequestSchema>;
 // One transport, so one socket, per bridge.
 const transports = new Map<string, WebSocketTransport>();
 
+/** A W3C trace context, as a page's tracer would set it. */
+export const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 function transportTo(url: string): WebSocketTransport {
   let transport = transports.get(url);
   if (transport === undefined) {
@@ -360,6 +363,9 @@ export const scenarios = {
     const addHeader: Interceptor = (next) => async (req) => {
       seen.push(`inner ${req.method.name} ${req.stream ? "stream" : "unary"} ${req.url}`);
       req.header.set("x-intercepted", "by-connect-es");
+      // As OpenTelemetry's W3C propagator does: the trace context rides as
+      // metadata to the backend, and names the bridge's span for the call.
+      req.header.set("traceparent", TRACEPARENT);
       const res = await next(req);
       seen.push(`header ${res.header.get("echo-x-intercepted")}`);
       return res;
@@ -378,6 +384,7 @@ export const scenarios = {
     }
     return {
       unary: unary.metadata["x-intercepted"],
+      traceparent: unary.metadata["traceparent"],
       streamed,
       bidi,
       seen,
