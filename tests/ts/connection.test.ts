@@ -58,7 +58,8 @@ describe("connecting", () => {
 describe("losing the bridge", () => {
   it("calls in flight fail with UNAVAILABLE when the server is killed", async () => {
     const killed = await server();
-    const { transport, states } = transportFor(killed.bridgeUrl);
+    // No reconnection, and so no session to resume (sessions.test.ts has that).
+    const { transport, states } = transportFor(killed.bridgeUrl, { reconnect: false });
     const client = new TestServiceClient(transport);
     // rpcError() at once, so that the failures are handled when they come.
     const hanging = rpcError(client.hang({}));
@@ -87,8 +88,11 @@ describe("losing the bridge", () => {
     const port = await freePort();
     const bridgeAddr = `127.0.0.1:${port}`;
     const first = await startServer({ bridgeAddr });
+    // Without a session, calls in flight fail at the drop; with one, they
+    // wait to resume it (sessions.test.ts).
     const { transport, states } = transportFor(`ws://${bridgeAddr}/ws`, {
       reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+      session: false,
     });
     const client = new ExampleServiceClient(transport);
     await expect(client.sayHello({ name: "before" })).resolves.toEqual({ message: "Hello before" });

@@ -13,6 +13,10 @@
  * for await (const item of client.streamMessages({ message: "hi", count: 3 })) { … }
  * ```
  *
+ * With a bridge that keeps sessions, calls survive a dropped socket: the
+ * client connects again and the calls go on where they stopped (the
+ * `session` option; docs/PROTOCOL.md, "Sessions").
+ *
  * Messages are plain objects in the proto3 JSON mapping, exactly as the
  * bridge writes and reads them; docs/PROTOCOL.md ("Payloads") lists the
  * JSON, and so the TypeScript type, of every kind of field. In short:
@@ -180,6 +184,29 @@ export interface ReconnectOptions {
   maxAttempts?: number;
 }
 
+/**
+ * Sessions (docs/PROTOCOL.md, "Sessions"): calls that survive a dropped
+ * socket. The client names its session with a random key in the socket's
+ * URL (`?session=…`); when the socket drops, it connects again with the
+ * same key and the bridge's calls go on where they stopped, nothing lost
+ * and nothing twice.
+ */
+export interface SessionOptions {
+  /**
+   * How long after a drop the client tries to resume before it fails the
+   * calls that were open with `UNAVAILABLE`; default 30 s, the bridge's
+   * default grace period (its `session_grace`).
+   */
+  resumeWithinMs?: number;
+  /**
+   * The bytes of envelopes sent and not yet acknowledged by the bridge
+   * that the client keeps (to send again after a drop) before a client
+   * stream's input waits for acknowledgements; default twice the socket's
+   * request window from the bridge's settings, from 4 to 64 MiB.
+   */
+  maxUnacknowledgedBytes?: number;
+}
+
 /** What the transport needs of a WebSocket: browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number;
@@ -206,9 +233,20 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
   /**
    * Reconnect with exponential backoff when the connection drops or cannot
-   * be made; `false` (the default) makes one attempt per connect.
+   * be made. Without it, connecting makes one attempt, and a dropped socket
+   * is connected again only to resume its session (see `session`), with
+   * the default backoff; `false` turns that off too: no session, and a
+   * drop fails the calls that were open.
    */
   reconnect?: ReconnectOptions | false;
+  /**
+   * Sessions, on by default (v2, with a bridge that offers windows in
+   * bytes and keeps sessions): a dropped socket is connected again and its
+   * calls go on, the page sees only a delay and the state
+   * `"reconnecting"`. `false` turns them off: calls open when a socket
+   * drops fail with `UNAVAILABLE`.
+   */
+  session?: SessionOptions | false;
   /**
    * The protocol to speak. `"v2"` (the default) offers v2 and v1 and takes
    * what the bridge picks; should a bridge that predates v2 refuse the
@@ -273,6 +311,18 @@ const MESSAGE_OVERHEAD_BYTES = 16;
 // v2: what the client puts in one frame when it has more to send, as the
 // bridge's writer does; one envelope larger than that goes alone.
 const BATCH_BYTES = 64 << 10;
+// Sessions: an acknowledgement goes once this many envelopes, or bytes of
+// frames, have arrived since the last, and otherwise this long after the
+// first that is not acknowledged.
+const ACK_ENVELOPES = 256;
+const ACK_BYTES = 64 << 10;
+const ACK_DELAY_MS = 100;
+// Sessions: what the client keeps unacknowledged at least and at most,
+// by default; and how long it tries to resume.
+const MIN_KEPT_BYTES = 4 << 20;
+const MAX_KEPT_BYTES = 64 << 20;
+const DEFAULT_RESUME_WITHIN_MS = 30_000;
+const DEFAULT_RECONNECT: Required<ReconnectOptions> = { initialDelayMs: 500, maxDelayMs: 30_000, maxAttempts: Infinity };
 
 /**
  * What generated clients call methods through. `WebSocketGRPCClient` is
@@ -310,8 +360,23 @@ export class WebSocketGRPCClient implements Transport {
   #wakeFromBackoff: (() => void) | null = null;
   // v2 until a bridge refuses to hear of it.
   #offerV2: boolean;
+  // Whether a bridge has spoken v2 to this client: then a failed handshake
+  // is a network's doing (a socket cut as it opened), not a bridge that
+  // predates v2, and is no reason to fall back to v1.
+  #spokeV2 = false;
   readonly #streamWindow: number;
   readonly #windows: WindowOptions;
+  // Sessions: null where they are off; the key names the session in the
+  // socket's URL, a new one after a session could not be resumed.
+  readonly #session: {
+    readonly resumeWithinMs: number;
+    readonly maxKeptBytes: number | undefined;
+    readonly reconnect: Required<ReconnectOptions>;
+  } | null;
+  #sessionKey = "";
+  // Sessions: the connection whose socket dropped, while a new socket is
+  // sought to resume it.
+  #resuming: Connection | null = null;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -343,6 +408,20 @@ export class WebSocketGRPCClient implements Transport {
     this.#onProtocolError =
       options.onProtocolError ??
       ((error) => console.warn(`wsgrpc: ${error.codeName}: ${error.message}`));
+    const session = options.session ?? {};
+    // The key must be unguessable: without the platform's random numbers, no sessions.
+    const random = (globalThis as { crypto?: { getRandomValues?: unknown } }).crypto;
+    this.#session =
+      session === false || options.reconnect === false || !this.#offerV2 || typeof random?.getRandomValues !== "function"
+        ? null
+        : {
+            resumeWithinMs: Math.max(0, session.resumeWithinMs ?? DEFAULT_RESUME_WITHIN_MS),
+            maxKeptBytes: session.maxUnacknowledgedBytes,
+            reconnect: this.#reconnect ?? DEFAULT_RECONNECT,
+          };
+    if (this.#session !== null) {
+      this.#sessionKey = newSessionKey();
+    }
   }
 
   /** Where the connection is now. */
@@ -374,12 +453,26 @@ export class WebSocketGRPCClient implements Transport {
     this.#wakeFromBackoff?.();
     this.#pendingSocket?.close(1000);
     this.#pendingSocket = null;
-    const connection = this.#connection;
-    this.#connection = null;
-    if (connection !== null) {
-      connection.failAll(new RpcError(Code.CANCELLED, "the client was closed"));
-      connection.socket.close(1000);
+    if (this.#session !== null) {
+      if (this.#resuming !== null) {
+        // No socket to close: one that only closes, so that the bridge
+        // cancels the session's calls now, not after its grace period.
+        const farewell = new this.#WebSocket(this.#socketUrl(), SUBPROTOCOLS);
+        farewell.addEventListener("open", () => farewell.close(1000));
+        farewell.addEventListener("error", () => {});
+      }
+      // The session is over; the next connection starts another.
+      this.#sessionKey = newSessionKey();
     }
+    for (const connection of [this.#connection, this.#resuming]) {
+      if (connection !== null) {
+        connection.failAll(new RpcError(Code.CANCELLED, "the client was closed"));
+        // 1000: the bridge ends the session and cancels its calls.
+        connection.socket.close(1000);
+      }
+    }
+    this.#connection = null;
+    this.#resuming = null;
     this.#setState("closed");
   }
 
@@ -445,11 +538,15 @@ export class WebSocketGRPCClient implements Transport {
     if (this.#connection !== null) {
       return Promise.resolve(this.#connection);
     }
-    return this.#opening ?? this.#startOpening(false);
+    return this.#opening ?? this.#startOpening(false, null);
   }
 
-  #startOpening(afterDrop: boolean): Promise<Connection> {
-    const opening = this.#openWithRetries(afterDrop);
+  /**
+   * Opens a connection, or, with `resuming`, a socket that resumes that
+   * connection's session; calls made meanwhile wait for it.
+   */
+  #startOpening(afterDrop: boolean, resuming: { connection: Connection; why: string } | null): Promise<Connection> {
+    const opening = this.#openWithRetries(afterDrop, resuming);
     this.#opening = opening;
     // Handled here too, as nobody may be waiting (a reconnect after a
     // drop); failures reach whoever is through `opening`.
@@ -462,29 +559,57 @@ export class WebSocketGRPCClient implements Transport {
     return opening;
   }
 
-  async #openWithRetries(afterDrop: boolean): Promise<Connection> {
+  async #openWithRetries(afterDrop: boolean, dropped: { connection: Connection; why: string } | null): Promise<Connection> {
     const generation = this.#generation;
     const stopped = () => new RpcError(Code.CANCELLED, "the client was closed");
     let failures = 0;
     let lastError: unknown = undefined;
+    // Sessions: the connection to resume, and until when to try.
+    let resuming = dropped?.connection ?? null;
+    this.#resuming = resuming;
+    const session = this.#session;
+    const resumeBy = performance.now() + (session?.resumeWithinMs ?? 0);
+    const giveUpResuming = (why: string) => {
+      resuming?.failAll(unavailable(`the connection to the bridge closed (${dropped?.why ?? ""}) ${why}`));
+      resuming = null;
+      this.#resuming = null;
+      this.#sessionKey = newSessionKey();
+    };
+    let waitFirst = afterDrop;
     for (;;) {
-      if (afterDrop || failures > 0) {
-        const reconnect = this.#reconnect;
+      if (resuming !== null && session !== null) {
+        if (failures >= session.reconnect.maxAttempts) {
+          giveUpResuming(`and the session could not be resumed: ${failures} attempts to connect failed`);
+        } else if (performance.now() >= resumeBy) {
+          giveUpResuming(`and the session could not be resumed within ${session.resumeWithinMs} ms`);
+        }
+        if (resuming === null && this.#reconnect === null) {
+          this.#setState("closed");
+          throw unavailable(lastError instanceof Error ? lastError.message : `could not connect to ${this.url}`);
+        }
+      }
+      if (waitFirst || failures > 0) {
+        const reconnect = resuming !== null && session !== null ? session.reconnect : this.#reconnect;
         if (reconnect === null || failures >= reconnect.maxAttempts) {
           this.#setState("closed");
           const why = lastError instanceof Error ? lastError.message : `could not connect to ${this.url}`;
           throw unavailable(reconnect === null ? why : `${why}; gave up after ${failures} attempts`);
         }
         this.#setState("reconnecting");
-        await this.#backoff(backoffDelay(reconnect, afterDrop ? failures : failures - 1));
+        let delay = backoffDelay(reconnect, waitFirst ? failures : failures - 1);
+        if (resuming !== null) {
+          delay = Math.max(0, Math.min(delay, resumeBy - performance.now()));
+        }
+        await this.#backoff(delay);
         if (generation !== this.#generation) {
           throw stopped();
         }
       } else {
-        this.#setState("connecting");
+        // After a drop, reconnecting until a socket is open.
+        this.#setState(afterDrop ? "reconnecting" : "connecting");
       }
       try {
-        const connection = await this.#openSocketFallingBack();
+        const { connection, resumed } = await this.#openSocketFallingBack(resuming);
         if (generation !== this.#generation) {
           connection.socket.close(1000);
           throw stopped();
@@ -492,6 +617,17 @@ export class WebSocketGRPCClient implements Transport {
         if (!connection.isOpen) {
           throw new Error(`the connection to ${this.url} closed as it opened`);
         }
+        if (resuming !== null && resumed !== true) {
+          // The bridge no longer has the session (or never had it): the
+          // calls that were open fail, and a fresh session under a new
+          // key takes the calls to come, on a socket of its own.
+          giveUpResuming(`and the session could not be resumed: ${resumed}`);
+          connection.socket.close(1000);
+          waitFirst = false;
+          failures = 0;
+          continue;
+        }
+        this.#resuming = null;
         this.#connection = connection;
         this.#setState("open");
         return connection;
@@ -523,30 +659,50 @@ export class WebSocketGRPCClient implements Transport {
    * a subprotocol, which browsers and `ws` take as a failed handshake: then
    * once more without the offer, and v1 from then on if that works.
    */
-  async #openSocketFallingBack(): Promise<Connection> {
+  async #openSocketFallingBack(resuming: Connection | null): Promise<Opened> {
     if (!this.#offerV2) {
-      return this.#openSocket(false);
+      return this.#openSocket(false, resuming);
     }
     const generation = this.#generation;
     try {
-      return await this.#openSocket(true);
+      const opened = await this.#openSocket(true, resuming);
+      this.#spokeV2 ||= opened.connection.v2;
+      return opened;
     } catch (error) {
-      if (generation !== this.#generation) {
+      if (generation !== this.#generation || this.#spokeV2) {
         throw error;
       }
-      const connection = await this.#openSocket(false).catch(() => {
+      const opened = await this.#openSocket(false, resuming).catch(() => {
         throw error;
       });
       this.#offerV2 = false;
-      return connection;
+      return opened;
     }
   }
 
-  #openSocket(offerV2: boolean): Promise<Connection> {
+  /** The socket's URL: the client's, with the session's key where there is one. */
+  #socketUrl(): string {
+    if (this.#session === null) {
+      return this.url;
+    }
+    const hash = this.url.indexOf("#");
+    const base = hash < 0 ? this.url : this.url.slice(0, hash);
+    const fragment = hash < 0 ? "" : this.url.slice(hash);
+    return `${base}${base.includes("?") ? "&" : "?"}session=${this.#sessionKey}${fragment}`;
+  }
+
+  /**
+   * Opens a socket for a new connection, or, with `resuming`, for that
+   * connection's session; settles once the bridge's first frame has said
+   * whether it resumed it.
+   */
+  #openSocket(offerV2: boolean, resuming: Connection | null): Promise<Opened> {
     return new Promise((resolve, reject) => {
-      const socket = offerV2 ? new this.#WebSocket(this.url, SUBPROTOCOLS) : new this.#WebSocket(this.url);
+      const url = this.#socketUrl();
+      const socket = offerV2 ? new this.#WebSocket(url, SUBPROTOCOLS) : new this.#WebSocket(url);
       this.#pendingSocket = socket;
-      const connection = new Connection(socket, this.#onProtocolError, this.#windows);
+      const connection =
+        resuming ?? new Connection(socket, this.#onProtocolError, this.#windows, this.#session === null ? null : { maxKeptBytes: this.#session.maxKeptBytes });
       let opened = false;
       let settled = false;
       const failBeforeOpen = (reason: string) => {
@@ -556,22 +712,28 @@ export class WebSocketGRPCClient implements Transport {
           reject(new Error(reason));
         }
       };
-      const ready = () => {
+      const ready = (resumed: true | string) => {
         settled = true;
         this.#pendingSocket = null;
-        resolve(connection);
+        resolve({ connection, resumed });
       };
       socket.addEventListener("open", () => {
         opened = true;
+        if (settled) {
+          return;
+        }
+        resuming?.attach(socket);
         if (socket.protocol === "wsgrpc.v2") {
           // Nothing goes out before the bridge's settings, its first frame.
           connection.awaitSettings(ready);
         } else {
-          ready();
+          ready("the bridge answered without protocol v2");
         }
       });
       socket.addEventListener("message", (event) => {
-        connection.receive(property(event, "data"));
+        if (connection.socket === socket) {
+          connection.receive(property(event, "data"));
+        }
       });
       socket.addEventListener("error", () => {
         failBeforeOpen(`could not connect to ${this.url}`);
@@ -581,6 +743,10 @@ export class WebSocketGRPCClient implements Transport {
         const reason = property(event, "reason");
         if (!opened || !settled) {
           failBeforeOpen(`could not connect to ${this.url} (close code ${String(code)})`);
+          return;
+        }
+        if (connection.socket !== socket) {
+          // A socket the connection no longer uses: one that a resume replaced.
           return;
         }
         this.#dropped(
@@ -594,17 +760,49 @@ export class WebSocketGRPCClient implements Transport {
 
   #dropped(connection: Connection, code: number, reason: string): void {
     const why = reason === "" ? `code ${code}` : `code ${code}: ${reason}`;
-    connection.failAll(unavailable(`the connection to the bridge closed (${why})`));
     if (this.#connection !== connection) {
+      if (connection === this.#resuming && connection.resumable) {
+        // Its new socket dropped as the session resumed on it, before the
+        // client took it up: the attempt failed, and the next one resumes.
+        connection.suspend();
+        return;
+      }
+      connection.failAll(unavailable(`the connection to the bridge closed (${why})`));
       return;
     }
     this.#connection = null;
+    if (this.#session !== null && connection.resumable) {
+      // The calls wait, and whatever they send is kept, for a new socket.
+      connection.suspend();
+      this.#startOpening(true, { connection, why }).catch(() => {
+        // The calls have heard; new calls hear through `#opening`.
+      });
+      return;
+    }
+    connection.failAll(unavailable(`the connection to the bridge closed (${why})`));
     if (this.#reconnect !== null) {
-      this.#startOpening(true);
+      this.#startOpening(true, null);
     } else {
       this.#setState("closed");
     }
   }
+}
+
+/** A socket opened: its connection, and whether it resumed the session (or why not). */
+interface Opened {
+  readonly connection: Connection;
+  readonly resumed: true | string;
+}
+
+/** A session key: 16 random bytes in base64url, 22 characters. */
+function newSessionKey(): string {
+  const bytes = new Uint8Array(16);
+  (globalThis as unknown as { crypto: { getRandomValues(array: Uint8Array): Uint8Array } }).crypto.getRandomValues(bytes);
+  let binary = "";
+  for (const byte of bytes) {
+    binary += String.fromCharCode(byte);
+  }
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** A window size from an option: a whole number from 1 to 2^31 − 1. */
@@ -712,6 +910,9 @@ interface InboundFrame {
   bytes?: unknown;
   /** v2, on `ping` and `pong`. */
   data?: unknown;
+  /** Sessions, on `resume` and `ack`: the envelopes the bridge received; on `resume`, why not. */
+  received?: unknown;
+  reason?: unknown;
 }
 
 type OutboundFrame =
@@ -733,6 +934,11 @@ type OutboundFrame =
   | { type: "credit"; id?: string; messages?: number; bytes?: number }
   | { type: "settings"; connectionWindowBytes: number }
   | { type: "ping" | "pong"; data: unknown };
+
+/** The envelopes a session does not count: they belong to one socket. */
+function isCounted(type: unknown): boolean {
+  return type !== "settings" && type !== "resume" && type !== "ack" && type !== "ping" && type !== "pong";
+}
 
 // Whether a string needs more than its length in UTF-8.
 const NON_ASCII = /[^\x00-\x7f]/;
@@ -774,16 +980,19 @@ function tooLarge(what: string, bytes: number, maxFrameBytes: number): RpcError 
 // an async generator's next value takes a few turns to arrive.
 const QUIET_TURNS = 3;
 
-/** One open WebSocket and the calls on it. */
+/**
+ * One open WebSocket and the calls on it; with a session, the socket that
+ * carries them now, which a new one replaces after a drop.
+ */
 class Connection {
-  readonly socket: WebSocketLike;
+  #socket: WebSocketLike;
   readonly #calls = new Map<string, CallHandle>();
   readonly #onProtocolError: (error: RpcError, frame: unknown) => void;
   readonly #windows: WindowOptions;
   #nextId = 1;
   #closed = false;
   // v2: told when the bridge's settings arrive; null once they have.
-  #onSettings: (() => void) | null = null;
+  #onSettings: ((resumed: true | string) => void) | null = null;
   #v2 = false;
   #maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   // v2: calls the bridge lets open at once, from its settings; calls
@@ -801,6 +1010,8 @@ class Connection {
   #queuedSizes: number[] = [];
   #queuedOwners: (CallHandle | null)[] = [];
   #queuedCosts: number[] = [];
+  // Whether a session counts each (docs/PROTOCOL.md, "Sessions").
+  #queuedCounted: boolean[] = [];
   #queuedBytes = 0;
   // v2: calls whose input has gathered since the last frame, in order,
   // and the bytes of that input.
@@ -836,21 +1047,67 @@ class Connection {
   #arrivedSincePing = 0;
   #bandwidthMax = 0;
 
-  constructor(socket: WebSocketLike, onProtocolError: (error: RpcError, frame: unknown) => void, windows: WindowOptions) {
-    this.socket = socket;
+  // Sessions: null where the socket's URL names none. Counting begins
+  // once the socket takes byte windows (then the session is `resumable`).
+  readonly #sessionOptions: { readonly maxKeptBytes: number | undefined } | null;
+  #counting = false;
+  // The socket dropped; what the calls send waits for a new one.
+  #suspended = false;
+  // Counted envelopes received; how many the last ack said; the bytes of
+  // the frames that brought those since; and the ack's timer.
+  #received = 0;
+  #acked = 0;
+  #unackedBytes = 0;
+  #ackDue = false;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  // Counted envelopes sent and not yet acknowledged, as written, from
+  // #keptHead on; the number of the first of those (from 1), and their bytes.
+  #kept: string[] = [];
+  #keptSizes: number[] = [];
+  #keptHead = 0;
+  #keptFirst = 1;
+  #keptBytes = 0;
+  #keptLimit = Infinity;
+
+  constructor(
+    socket: WebSocketLike,
+    onProtocolError: (error: RpcError, frame: unknown) => void,
+    windows: WindowOptions,
+    session: { readonly maxKeptBytes: number | undefined } | null,
+  ) {
+    this.#socket = socket;
     this.#onProtocolError = onProtocolError;
     this.#windows = windows;
     this.#receiveWindow = windows.initialConnectionWindowBytes;
     this.#streamWindowBytes = windows.initialWindowBytes;
+    this.#sessionOptions = session;
+  }
+
+  /** The socket that carries the connection now. */
+  get socket(): WebSocketLike {
+    return this.#socket;
   }
 
   get isOpen(): boolean {
-    return !this.#closed && this.socket.readyState === SOCKET_OPEN;
+    return !this.#closed && this.#socket.readyState === SOCKET_OPEN;
+  }
+
+  /**
+   * Whether the connection takes envelopes: its socket is open, or it has
+   * a session, whose envelopes wait for a new socket should this one drop.
+   */
+  get live(): boolean {
+    return !this.#closed && (this.#counting || this.#socket.readyState === SOCKET_OPEN);
+  }
+
+  /** Sessions: whether a new socket could take over the calls. */
+  get resumable(): boolean {
+    return this.#counting && !this.#closed;
   }
 
   /** Bytes given to this connection and not yet sent. */
   get bufferedAmount(): number {
-    return this.socket.bufferedAmount + this.#queuedBytes + this.#inputBytes;
+    return this.#socket.bufferedAmount + this.#queuedBytes + this.#inputBytes;
   }
 
   /** Whether the socket speaks v2, with its flow control. */
@@ -878,9 +1135,12 @@ class Connection {
     return this.#callSendWindow;
   }
 
-  /** Windows in bytes: whether the socket's window lets a request message go. */
+  /**
+   * Windows in bytes: whether the socket's window lets a request message
+   * go, and, with a session, what is kept unacknowledged leaves room.
+   */
   get sendWindowOpen(): boolean {
-    return this.#sendWindow > 0;
+    return this.#sendWindow > 0 && this.#keptBytes <= this.#keptLimit;
   }
 
   /** Windows in bytes: the response window a new stream asks for. */
@@ -898,10 +1158,38 @@ class Connection {
     return this.#pingEpoch;
   }
 
-  /** v2: calls `ready` once the bridge's settings have arrived. */
-  awaitSettings(ready: () => void): void {
+  /**
+   * v2: calls `ready` once the bridge's settings have arrived: with `true`,
+   * or, where the connection waits to resume its session and the bridge
+   * would not, why not.
+   */
+  awaitSettings(ready: (resumed: true | string) => void): void {
     this.#v2 = true;
     this.#onSettings = ready;
+  }
+
+  /**
+   * Sessions: the socket dropped. The calls go on; what they send is kept
+   * for the socket that resumes the session, and what belonged to this
+   * one (pings, pongs) goes no further.
+   */
+  suspend(): void {
+    this.#suspended = true;
+    this.#ping = null;
+    this.#onSettings = null;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const { queued, sizes, owners, costs, counted } = this.#takeQueue();
+    for (let i = 0; i < queued.length; i++) {
+      if (counted[i] === true) {
+        this.#enqueue(queued[i] as string, sizes[i] as number, owners[i] as CallHandle | null, costs[i] as number, true);
+      }
+    }
+  }
+
+  /** Sessions: `socket` is to resume the session; its first frame says whether it does. */
+  attach(socket: WebSocketLike): void {
+    this.#socket = socket;
   }
 
   /** Registers a call under a fresh id, unique on this connection. */
@@ -956,7 +1244,7 @@ class Connection {
    */
   send(frame: OutboundFrame): boolean {
     const text = JSON.stringify(frame);
-    if (!this.isOpen) {
+    if (!this.live) {
       return false;
     }
     if (!this.#v2) {
@@ -966,7 +1254,7 @@ class Connection {
     if (bytes + 2 > this.#maxFrameBytes) {
       throw tooLarge(frame.type === "request" ? `the request of ${frame.method}` : `a ${frame.type} envelope`, bytes + 2, this.#maxFrameBytes);
     }
-    this.#enqueue(text, bytes, null, 0);
+    this.#enqueue(text, bytes, null, 0, isCounted(frame.type));
     this.#scheduleFlush();
     return true;
   }
@@ -1043,7 +1331,7 @@ class Connection {
    */
   released(bytes: number): void {
     this.#released += bytes;
-    if (this.#released * 4 >= this.#receiveWindow && this.isOpen) {
+    if (this.#released * 4 >= this.#receiveWindow && this.live) {
       const credit = Math.min(MAX_WINDOW, this.#released);
       this.#released -= credit;
       this.send({ type: "credit", bytes: credit });
@@ -1055,11 +1343,12 @@ class Connection {
     this.#streamWindowBytes = Math.max(this.#streamWindowBytes, window);
   }
 
-  #enqueue(text: string, bytes: number, owner: CallHandle | null, cost: number): void {
+  #enqueue(text: string, bytes: number, owner: CallHandle | null, cost: number, counted: boolean): void {
     this.#queued.push(text);
     this.#queuedSizes.push(bytes);
     this.#queuedOwners.push(owner);
     this.#queuedCosts.push(cost);
+    this.#queuedCounted.push(counted);
     this.#queuedBytes += bytes;
     this.#queuedEver += 1;
   }
@@ -1074,7 +1363,7 @@ class Connection {
       // A frame is full: out with it now, so that a long input streams.
       this.#flush(false);
     }
-    if (!this.#flushScheduled && (this.#queued.length > 0 || this.#inputs.size > 0)) {
+    if (!this.#flushScheduled && (this.#queued.length > 0 || this.#inputs.size > 0 || this.#ackDue)) {
       this.#flushScheduled = true;
       this.#queuedAtLastLook = 0;
       this.#quietTurns = 0;
@@ -1089,7 +1378,7 @@ class Connection {
    * few microtask turns.
    */
   #flushWhenQuiet(): void {
-    if (this.#closed) {
+    if (this.#closed || this.#suspended) {
       this.#flushScheduled = false;
       return;
     }
@@ -1114,6 +1403,10 @@ class Connection {
    * stays queued.
    */
   #flush(all: boolean): void {
+    if (this.#suspended || this.#closed) {
+      // Kept for the socket that resumes the session.
+      return;
+    }
     if (this.#inputs.size > 0) {
       const inputs = this.#inputs;
       this.#inputs = new Set();
@@ -1121,23 +1414,43 @@ class Connection {
       const maxPayloads = Number.isFinite(this.#requestWindow) ? this.#requestWindow : Infinity;
       for (const call of inputs) {
         call.drainInput(
-          (text, bytes, cost) => this.#enqueue(text, bytes, call, cost),
+          (text, bytes, cost) => this.#enqueue(text, bytes, call, cost, true),
           this.#batchBytes,
           maxPayloads,
         );
       }
     }
-    const queued = this.#queued;
-    const sizes = this.#queuedSizes;
-    const owners = this.#queuedOwners;
-    const costs = this.#queuedCosts;
-    this.#clearQueue();
+    if (all && this.#counting && this.#received > this.#acked && (this.#ackDue || this.#queued.length > 0)) {
+      // Sessions: an acknowledgement rides with whatever else goes (credit,
+      // above all), first, or goes alone once due.
+      const text = `{"type":"ack","received":${this.#received}}`;
+      this.#queued.unshift(text);
+      this.#queuedSizes.unshift(text.length);
+      this.#queuedOwners.unshift(null);
+      this.#queuedCosts.unshift(0);
+      this.#queuedCounted.unshift(false);
+      this.#queuedBytes += text.length;
+      this.#acknowledging();
+    }
+    const { queued, sizes, owners, costs, counted } = this.#takeQueue();
     const batchBytes = this.#batchBytes;
+    const counting = this.#counting;
     // The envelopes of the frame being filled, by their place in the queue.
     let frame: number[] = [];
     let bytes = 2;
     let refund = 0;
-    const write = () => this.#write(`[${frame.map((i) => queued[i] as string).join(",")}]`);
+    const write = () => {
+      if (counting) {
+        // Kept until the bridge acknowledges it, as written, whether or
+        // not the socket takes it now.
+        for (const i of frame) {
+          if (counted[i] === true) {
+            this.#keep(queued[i] as string, sizes[i] as number);
+          }
+        }
+      }
+      this.#write(`[${frame.map((i) => queued[i] as string).join(",")}]`);
+    };
     for (let i = 0; i < queued.length; i++) {
       if (owners[i]?.ended === true) {
         // The input of a call that ended: the bridge would refuse it.
@@ -1156,7 +1469,7 @@ class Connection {
     if (frame.length > 0 && !all && bytes < batchBytes) {
       // Not full: it waits for more, unless this flush is the last.
       for (const i of frame) {
-        this.#enqueue(queued[i] as string, sizes[i] as number, owners[i] as CallHandle | null, costs[i] as number);
+        this.#enqueue(queued[i] as string, sizes[i] as number, owners[i] as CallHandle | null, costs[i] as number, counted[i] as boolean);
       }
       this.#queuedEver -= frame.length;
     } else if (frame.length > 0) {
@@ -1167,12 +1480,135 @@ class Connection {
     }
   }
 
+  /** Everything queued, in order, leaving the queue empty. */
+  #takeQueue() {
+    const taken = {
+      queued: this.#queued,
+      sizes: this.#queuedSizes,
+      owners: this.#queuedOwners,
+      costs: this.#queuedCosts,
+      counted: this.#queuedCounted,
+    };
+    this.#clearQueue();
+    return taken;
+  }
+
   #clearQueue(): void {
     this.#queued = [];
     this.#queuedSizes = [];
     this.#queuedOwners = [];
     this.#queuedCosts = [];
+    this.#queuedCounted = [];
     this.#queuedBytes = 0;
+  }
+
+  /** Sessions: an envelope sent, kept until the bridge acknowledges it. */
+  #keep(text: string, bytes: number): void {
+    this.#kept.push(text);
+    this.#keptSizes.push(bytes);
+    this.#keptBytes += bytes;
+  }
+
+  /** Sessions: how many counted envelopes have been sent. */
+  get #sent(): number {
+    return this.#keptFirst + (this.#kept.length - this.#keptHead) - 1;
+  }
+
+  /**
+   * Sessions: the bridge has received the first `received` envelopes:
+   * forget them. False where it says it received more than was sent.
+   */
+  #forget(received: number): boolean {
+    if (received > this.#sent) {
+      return false;
+    }
+    const kept = this.#kept;
+    const sizes = this.#keptSizes;
+    let head = this.#keptHead;
+    while (this.#keptFirst <= received && head < kept.length) {
+      this.#keptBytes -= sizes[head] as number;
+      head += 1;
+      this.#keptFirst += 1;
+    }
+    if (head === kept.length) {
+      this.#kept = [];
+      this.#keptSizes = [];
+      this.#keptHead = 0;
+    } else if (head >= 1024 && head * 2 >= kept.length) {
+      this.#kept = kept.slice(head);
+      this.#keptSizes = sizes.slice(head);
+      this.#keptHead = 0;
+    } else {
+      this.#keptHead = head;
+    }
+    return true;
+  }
+
+  /** Sessions: an `ack` is going out with all that has been received. */
+  #acknowledging(): void {
+    this.#acked = this.#received;
+    this.#unackedBytes = 0;
+    this.#ackDue = false;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+
+  /** Sessions: counted envelopes arrived in a frame of `bytes`: an ack is due, or will be. */
+  #receivedCounted(bytes: number): void {
+    this.#unackedBytes += bytes;
+    if (this.#received - this.#acked >= ACK_ENVELOPES || this.#unackedBytes >= ACK_BYTES) {
+      this.#ackDue = true;
+      this.#scheduleFlush();
+    } else if (this.#ackTimer === undefined) {
+      this.#ackTimer = setTimeout(() => {
+        this.#ackTimer = undefined;
+        if (this.#received > this.#acked && !this.#closed && !this.#suspended) {
+          this.#ackDue = true;
+          this.#scheduleFlush();
+        }
+      }, ACK_DELAY_MS);
+    }
+  }
+
+  /**
+   * Sessions: the bridge resumed the session, having received `received`
+   * of the client's envelopes: the client's settings and resume go first,
+   * then every envelope after those, as written before, then what waited.
+   * The windows go on as they were: what is sent again was counted
+   * against them when it was first sent.
+   */
+  #resume(received: number): string | null {
+    if (received < this.#keptFirst - 1) {
+      return `the bridge asked for envelopes from ${received + 1} on, and the client kept only those from ${this.#keptFirst} on`;
+    }
+    if (!this.#forget(received)) {
+      return `the bridge says it received ${received} envelopes; the client sent ${this.#sent}`;
+    }
+    const settings = JSON.stringify({ type: "settings", connectionWindowBytes: this.#receiveWindow });
+    const resume = `{"type":"resume","received":${this.#received}}`;
+    const texts = [settings, resume, ...this.#kept.slice(this.#keptHead)];
+    const batchBytes = this.#batchBytes;
+    let frame: string[] = [];
+    let bytes = 2;
+    for (const text of texts) {
+      const size = utf8Length(text);
+      if (frame.length > 0 && bytes + 1 + size > batchBytes) {
+        this.#write(`[${frame.join(",")}]`);
+        frame = [];
+        bytes = 2;
+      }
+      bytes += (frame.length > 0 ? 1 : 0) + size;
+      frame.push(text);
+    }
+    this.#write(`[${frame.join(",")}]`);
+    this.#suspended = false;
+    this.#acknowledging();
+    // What the calls sent while there was no socket goes after.
+    this.#flush(true);
+    if (this.sendWindowOpen) {
+      this.#wakeSenders();
+    }
+    return null;
   }
 
   #write(text: string): boolean {
@@ -1189,6 +1625,13 @@ class Connection {
 
   failAll(error: RpcError): void {
     this.#closed = true;
+    this.#onSettings = null;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    this.#kept = [];
+    this.#keptSizes = [];
+    this.#keptHead = 0;
+    this.#keptBytes = 0;
     this.#clearQueue();
     this.#inputs = new Set();
     this.#inputBytes = 0;
@@ -1220,8 +1663,28 @@ class Connection {
       this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a v2 frame that is not an array"), data);
       return;
     }
-    for (let i = 0; i < parsed.length; i++) {
-      this.#envelope(parsed[i]);
+    if (this.#onSettings !== null) {
+      // The bridge's first frame: its settings, and with a session key, resume.
+      const settings = parsed.find((envelope) => typeOf(envelope) === "settings") as InboundFrame | undefined;
+      if (settings !== undefined) {
+        this.#settings(settings, parsed.find((envelope) => typeOf(envelope) === "resume") as InboundFrame | undefined);
+      }
+      parsed = parsed.filter((envelope) => typeOf(envelope) !== "settings" && typeOf(envelope) !== "resume");
+    }
+    const envelopes = parsed as unknown[];
+    let counted = 0;
+    for (let i = 0; i < envelopes.length; i++) {
+      const envelope = envelopes[i];
+      if (this.#counting && isCounted(typeOf(envelope))) {
+        // Counted as it arrives, acknowledged once handled: the page holds
+        // it from here on.
+        counted += 1;
+        this.#received += 1;
+      }
+      this.#envelope(envelope);
+    }
+    if (counted > 0 && !this.#closed) {
+      this.#receivedCounted(data.length);
     }
   }
 
@@ -1252,7 +1715,11 @@ class Connection {
           this.#credit(frame, call);
           return;
         case "settings":
-          this.#settings(frame);
+        case "resume":
+          // About the start of a socket, in its first frame.
+          return;
+        case "ack":
+          this.#acknowledged(frame);
           return;
         case "ping":
           // Answered at once, ahead of what is queued, so the bridge
@@ -1264,6 +1731,7 @@ class Connection {
             this.#queuedSizes.unshift(bytes);
             this.#queuedOwners.unshift(null);
             this.#queuedCosts.unshift(0);
+            this.#queuedCounted.unshift(false);
             this.#queuedBytes += bytes;
             this.#queuedEver += 1;
             this.#scheduleFlush();
@@ -1299,7 +1767,24 @@ class Connection {
     }
   }
 
-  #settings(frame: InboundFrame): void {
+  /** Sessions: the bridge acknowledges what it received: forget it, and let input go again. */
+  #acknowledged(frame: InboundFrame): void {
+    if (!this.#counting || typeof frame.received !== "number") {
+      return;
+    }
+    if (!this.#forget(frame.received)) {
+      this.#onProtocolError(
+        new RpcError(Code.INTERNAL, `the bridge acknowledged ${frame.received} envelopes; the client sent ${this.#sent}`),
+        frame,
+      );
+      return;
+    }
+    if (this.sendWindowOpen) {
+      this.#wakeSenders();
+    }
+  }
+
+  #settings(frame: InboundFrame, resume: InboundFrame | undefined): void {
     if (typeof frame.maxFrameBytes === "number" && frame.maxFrameBytes > 0) {
       this.#maxFrameBytes = frame.maxFrameBytes;
     }
@@ -1311,20 +1796,45 @@ class Connection {
     }
     const ready = this.#onSettings;
     this.#onSettings = null;
-    if (
-      ready !== null &&
+    const offersBytes =
       typeof frame.windowBytes === "number" &&
       frame.windowBytes > 0 &&
       typeof frame.connectionWindowBytes === "number" &&
-      frame.connectionWindowBytes > 0
-    ) {
+      frame.connectionWindowBytes > 0;
+    if (ready === null) {
+      return;
+    }
+    if (this.#suspended) {
+      // A socket to resume the session on.
+      let refused: string | null;
+      if (!offersBytes) {
+        refused = "the bridge offers no windows in bytes";
+      } else if (typeof resume?.received === "number") {
+        this.#callSendWindow = frame.windowBytes as number;
+        refused = this.#resume(resume.received);
+      } else {
+        refused = typeof resume?.reason === "string" ? resume.reason : "the bridge did not offer to resume it";
+      }
+      ready(refused ?? true);
+      return;
+    }
+    if (offersBytes) {
       // Taken by saying so first, before any call.
       this.#byteWindows = true;
-      this.#callSendWindow = frame.windowBytes;
-      this.#sendWindow = frame.connectionWindowBytes;
+      this.#callSendWindow = frame.windowBytes as number;
+      this.#sendWindow = frame.connectionWindowBytes as number;
       this.send({ type: "settings", connectionWindowBytes: this.#receiveWindow });
+      if (this.#sessionOptions !== null && resume !== undefined) {
+        // The bridge keeps sessions: it says `resume` (null, with why, on
+        // a first socket) to every socket with a key. The session counts
+        // from here on, both ways.
+        this.#counting = true;
+        this.#keptLimit =
+          this.#sessionOptions.maxKeptBytes ??
+          Math.min(MAX_KEPT_BYTES, Math.max(MIN_KEPT_BYTES, 2 * (frame.connectionWindowBytes as number)));
+      }
     }
-    ready?.();
+    ready(true);
   }
 
   /**
@@ -1378,6 +1888,11 @@ class Connection {
       this.#onProtocolError(error, frame);
     }
   }
+}
+
+/** An envelope's `type`, whatever it is. */
+function typeOf(envelope: unknown): unknown {
+  return typeof envelope === "object" && envelope !== null ? (envelope as { type?: unknown }).type : undefined;
 }
 
 function stringMap(value: unknown): Metadata {
@@ -1595,7 +2110,7 @@ class Call<I, O> implements CallHandle {
       return false;
     }
     // Nor megabytes piled up in the socket (v1 has no credit).
-    return !connection.isOpen || connection.bufferedAmount <= SEND_HIGH_WATER_BYTES;
+    return !connection.live || connection.bufferedAmount <= SEND_HIGH_WATER_BYTES;
   }
 
   /** Waits for credit, the socket's window or the socket's buffer, whichever holds the input. */
@@ -1625,7 +2140,7 @@ class Call<I, O> implements CallHandle {
     if (envelope > connection.maxFrameBytes) {
       throw tooLarge(`a message of ${this.#method}`, envelope, connection.maxFrameBytes);
     }
-    if (!connection.isOpen) {
+    if (!connection.live) {
       throw unavailable("the connection to the bridge closed");
     }
     if (connection.byteWindows) {
@@ -1933,7 +2448,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   #run: O[] = NO_MESSAGES;
   #runBytes = 0;
   #index = 0;
-  #later: { payloads: O[]; bytes: number }[] = [];
+  #later: ({ payloads: O[]; bytes: number } | undefined)[] = [];
   #laterHead = 0;
   readonly #waiting: { resolve: (result: IteratorResult<O>) => void; reject: (error: unknown) => void }[] = [];
   #ended = false;
@@ -1991,6 +2506,9 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   #take(): O {
     const run = this.#run;
     const value = run[this.#index] as O;
+    // Read messages are the reader's now: the stream lets go of them, so a
+    // slow reader of large messages holds no more than its window.
+    (run as (O | undefined)[])[this.#index] = undefined;
     this.#index += 1;
     if (this.#index === run.length) {
       // The run is read: its call hears of it, and the next one is up.
@@ -2002,6 +2520,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
       } else {
         this.#run = next.payloads;
         this.#runBytes = next.bytes;
+        this.#later[this.#laterHead] = undefined;
         this.#laterHead += 1;
         if (this.#laterHead === this.#later.length) {
           this.#later = [];

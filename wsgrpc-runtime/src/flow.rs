@@ -28,6 +28,11 @@ use crate::outbox::{Outbox, PendingCredit};
 /// The largest window, as in HTTP/2: 2^31 - 1.
 pub(crate) const MAX_WINDOW: u64 = (1 << 31) - 1;
 
+/// Byte windows are given back in this many parts: a client whose backend
+/// keeps up then has at least three quarters of its window open. (Message
+/// windows, small, go back in halves, as before.)
+const CREDIT_PARTS: u64 = 4;
+
 /// What a message costs a byte window beyond its JSON text: what it takes
 /// queued, as HTTP/2 counts five bytes of prefix per gRPC message, so that
 /// a window of empty messages holds few of them.
@@ -219,10 +224,11 @@ impl RequestWindows {
     }
 
     /// A backend took `cost` bytes, or they will never reach one (their
-    /// call ended): gives the socket's window back, half a window at a time.
+    /// call ended): gives the socket's window back, a quarter of it at a
+    /// time.
     pub(crate) fn give_back(&self, cost: u64, out: &Outbox) {
         let taken = self.socket_taken.fetch_add(cost, Ordering::AcqRel) + cost;
-        if taken * 2 >= self.socket_window.load(Ordering::Acquire) {
+        if taken * CREDIT_PARTS >= self.socket_window.load(Ordering::Acquire) {
             let taken = self.socket_taken.swap(0, Ordering::AcqRel);
             if taken > 0 {
                 self.socket_left.fetch_add(taken as i64, Ordering::AcqRel);
@@ -365,7 +371,7 @@ impl CallRequests {
     }
 
     /// The backend took one message that cost `cost` bytes; credit goes
-    /// back half a window at a time (as HTTP/2 implementations send
+    /// back in parts of a window (as HTTP/2 implementations send
     /// WINDOW_UPDATE), so a client whose backend keeps up never runs dry.
     /// Runs where the request body is polled, which cannot wait; the outbox
     /// keeps one credit envelope per call at most, adding to it while the
@@ -379,7 +385,7 @@ impl CallRequests {
             CreditUnit::Messages { every } => (1, *every),
             CreditUnit::Bytes(windows) => {
                 windows.give_back(cost, &self.out);
-                (cost, windows.call_window() / 2)
+                (cost, windows.call_window() / CREDIT_PARTS)
             }
         };
         self.taken += taken;

@@ -25,6 +25,11 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub(crate) struct Sessions {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The newest socket waiting to claim each key: an older one gives up,
+    /// as its client has moved on to the newer (a socket cut during its
+    /// handshake would otherwise go on taking the session from the live
+    /// one).
+    newest_claim: Mutex<HashMap<String, u64>>,
     next_generation: AtomicU64,
 }
 
@@ -79,23 +84,38 @@ impl Sessions {
             key: key.to_owned(),
             generation,
         };
+        self.newest_claims().insert(key.to_owned(), generation);
         let give_up = Instant::now() + TAKEOVER_WAIT;
-        loop {
+        let claim = loop {
+            if self.newest_claims().get(key) != Some(&generation) {
+                break Claim::Fresh {
+                    reason: "a newer socket claimed the session",
+                    registered: false,
+                };
+            }
             if let Some(claim) = self.try_claim(key, identity, generation, &kick) {
-                return (claim, hold);
+                break claim;
             }
             if Instant::now() >= give_up {
-                let reason = "the session's socket did not let go of it";
-                return (
-                    Claim::Fresh {
-                        reason,
-                        registered: false,
-                    },
-                    hold,
-                );
+                break Claim::Fresh {
+                    reason: "the session's socket did not let go of it",
+                    registered: false,
+                };
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let mut newest = self.newest_claims();
+        if newest.get(key) == Some(&generation) {
+            newest.remove(key);
         }
+        drop(newest);
+        (claim, hold)
+    }
+
+    fn newest_claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.newest_claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One look at the session: `None` while another socket still holds
