@@ -253,17 +253,40 @@ const OWN_OPTIONS: &[&str] = &[
 pub struct Interval(pub Option<Duration>);
 
 impl FromStr for Interval {
-    type Err = String;
+    type Err = InvalidInterval;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, InvalidInterval> {
         if text == "off" {
             return Ok(Self(None));
         }
         humantime::parse_duration(text)
             .map(|duration| Self(Some(duration)))
-            .map_err(|err| format!("`{text}` is not a duration like `30s` or `off`: {err}"))
+            .map_err(|source| InvalidInterval {
+                text: text.to_owned(),
+                source,
+            })
     }
 }
+
+/// Text that is neither a duration nor `off`.
+#[derive(Debug)]
+pub struct InvalidInterval {
+    text: String,
+    source: humantime::DurationError,
+}
+
+impl std::fmt::Display for InvalidInterval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The source's words too: clap and serde print one line.
+        write!(
+            f,
+            "`{}` is not a duration like `30s` or `off`: {}",
+            self.text, self.source
+        )
+    }
+}
+
+impl std::error::Error for InvalidInterval {}
 
 impl Serialize for Interval {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -64,6 +64,54 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// Why descriptors do not give the services to serve.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DescriptorsError {
+    /// Files import others that neither they nor Google's well-known types
+    /// hold: each as `file` (imported by `importer`).
+    MissingImports(Vec<String>),
+    /// The files do not make a valid pool.
+    Invalid(prost_reflect::DescriptorError),
+    /// Services asked for by name that the descriptors do not define.
+    UnknownServices(Vec<String>),
+    /// The descriptors define no service to serve.
+    NoServices,
+}
+
+impl fmt::Display for DescriptorsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingImports(imports) => write!(
+                f,
+                "missing imports: {}; include them (`protoc --include_imports`)",
+                imports.join(", ")
+            ),
+            Self::Invalid(_) => f.write_str("invalid descriptors"),
+            Self::UnknownServices(names) => write!(f, "no service named {}", names.join(", ")),
+            Self::NoServices => f.write_str("the descriptors define no services"),
+        }
+    }
+}
+
+impl std::error::Error for DescriptorsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Invalid(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// `err` as a load error of `origin` (a file, reflection), in one line.
+fn invalid(origin: impl fmt::Display, err: &DescriptorsError) -> LoadError {
+    let mut message = format!("{origin}: {err}");
+    if let Some(source) = std::error::Error::source(err) {
+        message.push_str(&format!(": {source}"));
+    }
+    LoadError::Invalid(message)
+}
+
 impl Source {
     /// Reads the descriptors and returns the services to serve: every
     /// service they define, or those named in `only` (all must exist).
@@ -76,17 +124,17 @@ impl Source {
             Self::File(path) => read_pool(path)?,
             Self::Reflection => {
                 let files = reflection::fetch(backend.clone()).await?;
-                pool_from(files).map_err(|err| LoadError::Invalid(format!("{self}: {err}")))?
+                pool_from(files).map_err(|err| invalid(self, &err))?
             }
         };
-        services(&pool, only).map_err(|err| LoadError::Invalid(format!("{self}: {err}")))
+        services(&pool, only).map_err(|err| invalid(self, &err))
     }
 }
 
 /// The descriptors of a `FileDescriptorSet` file, in one pool.
 pub fn read_pool(path: &Path) -> Result<DescriptorPool, LoadError> {
     let files = read_set(path)?;
-    pool_from(files).map_err(|err| LoadError::Invalid(format!("{}: {err}", path.display())))
+    pool_from(files).map_err(|err| invalid(path.display(), &err))
 }
 
 fn read_set(path: &Path) -> Result<Vec<FileDescriptorProto>, LoadError> {
@@ -116,7 +164,7 @@ fn read_set(path: &Path) -> Result<Vec<FileDescriptorProto>, LoadError> {
 /// the files lack are taken from prost-reflect's copies (a set written
 /// without `--include_imports` usually lacks nothing else); any other
 /// missing import is an error that names it.
-pub fn pool_from(mut files: Vec<FileDescriptorProto>) -> Result<DescriptorPool, String> {
+pub fn pool_from(mut files: Vec<FileDescriptorProto>) -> Result<DescriptorPool, DescriptorsError> {
     let mut known: HashSet<String> = files.iter().map(|file| file.name().to_owned()).collect();
     let mut missing = BTreeSet::new();
     let well_known = DescriptorPool::global();
@@ -143,25 +191,23 @@ pub fn pool_from(mut files: Vec<FileDescriptorProto>) -> Result<DescriptorPool, 
         index += 1;
     }
     if !missing.is_empty() {
-        let list: Vec<String> = missing.into_iter().collect();
-        return Err(format!(
-            "missing imports: {}; include them (`protoc --include_imports`)",
-            list.join(", ")
+        return Err(DescriptorsError::MissingImports(
+            missing.into_iter().collect(),
         ));
     }
     DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: files })
-        .map_err(|err| format!("invalid descriptors: {err}"))
+        .map_err(DescriptorsError::Invalid)
 }
 
 /// The services of `pool` to serve, sorted by name.
-pub fn services(pool: &DescriptorPool, only: &[String]) -> Result<Vec<Service>, String> {
-    let unknown: Vec<&str> = only
+pub fn services(pool: &DescriptorPool, only: &[String]) -> Result<Vec<Service>, DescriptorsError> {
+    let unknown: Vec<String> = only
         .iter()
         .filter(|name| pool.get_service_by_name(name).is_none())
-        .map(String::as_str)
+        .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(format!("no service named {}", unknown.join(", ")));
+        return Err(DescriptorsError::UnknownServices(unknown));
     }
     let mut services: Vec<Service> = pool
         .services()
@@ -177,7 +223,7 @@ pub fn services(pool: &DescriptorPool, only: &[String]) -> Result<Vec<Service>, 
         .map(|service| Service::from_descriptor(&service))
         .collect();
     if services.is_empty() {
-        return Err("the descriptors define no services".into());
+        return Err(DescriptorsError::NoServices);
     }
     services.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(services)
@@ -242,10 +288,11 @@ mod tests {
             "acme/money.proto",
         ])])
         .unwrap_err();
-        assert!(
-            err.contains("`acme/money.proto` (imported by `api.proto`)"),
-            "{err}"
-        );
+        let DescriptorsError::MissingImports(missing) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(missing, &["`acme/money.proto` (imported by `api.proto`)"]);
+        assert!(err.to_string().contains("--include_imports"), "{err}");
     }
 
     #[test]
@@ -253,7 +300,8 @@ mod tests {
         let pool = pool_from(vec![api_file(&["google/protobuf/empty.proto"])]).unwrap();
         assert_eq!(services(&pool, &["api.Pinger".into()]).unwrap().len(), 1);
         let err = services(&pool, &["api.Pinger".into(), "api.Nope".into()]).unwrap_err();
-        assert_eq!(err, "no service named api.Nope");
+        assert!(matches!(&err, DescriptorsError::UnknownServices(names) if names == &["api.Nope"]));
+        assert_eq!(err.to_string(), "no service named api.Nope");
     }
 
     #[test]
