@@ -104,6 +104,7 @@ pub(crate) fn error_frame(
         method: method_echo,
         id,
         end: true,
+        unprocessed: false,
         status: Some(StatusFields::of(status)),
         headers,
         trailers: metadata::from_grpc(status.metadata()),

@@ -134,6 +134,9 @@ where
         ),
     };
     connection.token_expires = expires.map(instant_of);
+    // However serve ends (a panic included), the socket lets go of its
+    // session; a parked session is not the socket's and stays.
+    let _holding = hold.clone().map(|hold| Holding(shared.clone(), hold));
     let mut start = outbox::Start::default();
     if protocol == Protocol::V2 {
         start.preamble.push(connection.settings());
@@ -282,8 +285,17 @@ where
     let close = match (ending, &hold, grace) {
         (Ending::Lost(_), Some(hold), Some(grace)) if parkable => {
             writer.abort();
-            // Lets go of the queue, which the next socket's writer takes.
-            let _ = writer.await;
+            // Lets go of the queue, which the next socket's writer takes;
+            // an aborted task ends at its next await, so this is quick.
+            if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a session's writer did not stop; its session ends");
+                shared.sessions.release(hold);
+                connection.cancel_all();
+                return;
+            }
             shared
                 .sessions
                 .park(&shared, hold, Box::new(connection), grace);
@@ -464,6 +476,15 @@ impl Connection {
     /// Ends the connection's calls: the session is over.
     fn end(mut self: Box<Self>) {
         self.cancel_all();
+    }
+}
+
+/// A socket's hold on its session, let go when the socket's task ends.
+struct Holding(Arc<Shared>, Hold);
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.sessions.release(&self.1);
     }
 }
 

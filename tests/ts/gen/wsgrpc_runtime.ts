@@ -285,6 +285,19 @@ export interface ClientOptions {
    * reader still holds no more than its window. Default 16 MiB.
    */
   maxWindowBytes?: number;
+  /**
+   * The token that lets the socket in, added to every socket's URL as the
+   * query parameter `tokenParam`: a string, or a function asked for a
+   * fresh one (it may return a promise) before each new socket and, where
+   * the bridge says when the socket's token runs out (docs/PROTOCOL.md, "A
+   * fresh token without a new socket"), before then: at three quarters of
+   * its life, at least a second before the end, the client sends the
+   * bridge what it returns, and the socket lives on. Default none: a token
+   * in `url` itself stays as it is.
+   */
+  token?: string | (() => string | Promise<string>);
+  /** The query parameter that carries `token`; default `access_token`. */
+  tokenParam?: string;
 }
 
 /** A call's inputs, for client and bidi streaming. */
@@ -325,6 +338,12 @@ const MIN_KEPT_BYTES = 4 << 20;
 const MAX_KEPT_BYTES = 64 << 20;
 const DEFAULT_RESUME_WITHIN_MS = 30_000;
 const DEFAULT_RECONNECT: Required<ReconnectOptions> = { initialDelayMs: 500, maxDelayMs: 30_000, maxAttempts: Infinity };
+// A fresh token: asked for at this share of the old one's life, and at
+// least this long before it runs out; a refused one is asked for again
+// after a delay that doubles from the first.
+const TOKEN_REFRESH_AT = 0.75;
+const TOKEN_REFRESH_MARGIN_MS = 1_000;
+const TOKEN_RETRY_MS = 250;
 
 /**
  * What generated clients call methods through. `WebSocketGRPCClient` is
@@ -379,6 +398,15 @@ export class WebSocketGRPCClient implements Transport {
   // Sessions: the connection whose socket dropped, while a new socket is
   // sought to resume it.
   #resuming: Connection | null = null;
+  // Connections the bridge sent away (`goaway`): their calls finish there,
+  // new calls go to a new socket.
+  readonly #draining = new Set<Connection>();
+  // The token for the sockets' URLs: the latest the source gave, and the
+  // source where it is a function.
+  #token: string | undefined;
+  readonly #tokenSource: (() => string | Promise<string>) | null;
+  readonly #tokenParam: string;
+  readonly #events: ConnectionEvents;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -424,6 +452,14 @@ export class WebSocketGRPCClient implements Transport {
     if (this.#session !== null) {
       this.#sessionKey = newSessionKey();
     }
+    const token = options.token;
+    this.#token = typeof token === "string" ? token : undefined;
+    this.#tokenSource = typeof token === "function" ? token : null;
+    this.#tokenParam = options.tokenParam ?? "access_token";
+    this.#events = {
+      goaway: (connection) => this.#goaway(connection),
+      freshToken: this.#tokenSource === null ? null : () => this.#freshToken(),
+    };
   }
 
   /** Where the connection is now. */
@@ -473,6 +509,11 @@ export class WebSocketGRPCClient implements Transport {
         connection.socket.close(1000);
       }
     }
+    for (const connection of this.#draining) {
+      connection.failAll(new RpcError(Code.CANCELLED, "the client was closed"));
+      connection.socket.close(1000);
+    }
+    this.#draining.clear();
     this.#connection = null;
     this.#resuming = null;
     this.#setState("closed");
@@ -547,8 +588,12 @@ export class WebSocketGRPCClient implements Transport {
    * Opens a connection, or, with `resuming`, a socket that resumes that
    * connection's session; calls made meanwhile wait for it.
    */
-  #startOpening(afterDrop: boolean, resuming: { connection: Connection; why: string } | null): Promise<Connection> {
-    const opening = this.#openWithRetries(afterDrop, resuming);
+  #startOpening(
+    afterDrop: boolean,
+    resuming: { connection: Connection; why: string } | null,
+    quiet = false,
+  ): Promise<Connection> {
+    const opening = this.#openWithRetries(afterDrop, resuming, quiet);
     this.#opening = opening;
     // Handled here too, as nobody may be waiting (a reconnect after a
     // drop); failures reach whoever is through `opening`.
@@ -561,7 +606,11 @@ export class WebSocketGRPCClient implements Transport {
     return opening;
   }
 
-  async #openWithRetries(afterDrop: boolean, dropped: { connection: Connection; why: string } | null): Promise<Connection> {
+  async #openWithRetries(
+    afterDrop: boolean,
+    dropped: { connection: Connection; why: string } | null,
+    quiet: boolean,
+  ): Promise<Connection> {
     const generation = this.#generation;
     const stopped = () => new RpcError(Code.CANCELLED, "the client was closed");
     let failures = 0;
@@ -606,11 +655,18 @@ export class WebSocketGRPCClient implements Transport {
         if (generation !== this.#generation) {
           throw stopped();
         }
-      } else {
-        // After a drop, reconnecting until a socket is open.
+      } else if (!quiet) {
+        // After a drop, reconnecting until a socket is open. (After a
+        // goaway the old socket still serves: the state stays "open".)
         this.#setState(afterDrop ? "reconnecting" : "connecting");
       }
       try {
+        if (this.#tokenSource !== null) {
+          await this.#freshToken();
+          if (generation !== this.#generation) {
+            throw stopped();
+          }
+        }
         const { connection, resumed } = await this.#openSocketFallingBack(resuming);
         if (generation !== this.#generation) {
           connection.socket.close(1000);
@@ -618,6 +674,12 @@ export class WebSocketGRPCClient implements Transport {
         }
         if (!connection.isOpen) {
           throw new Error(`the connection to ${this.url} closed as it opened`);
+        }
+        if (connection.goingAway !== null && resuming === null) {
+          // Sent away in its first frame (a bridge that shuts down): it
+          // takes no calls, and closes.
+          connection.socket.close(1000);
+          throw new Error(`the bridge sent the socket away as it opened: ${connection.goingAway}`);
         }
         if (resuming !== null && resumed !== true) {
           // The bridge no longer has the session (or never had it): the
@@ -684,13 +746,54 @@ export class WebSocketGRPCClient implements Transport {
 
   /** The socket's URL: the client's, with the session's key where there is one. */
   #socketUrl(): string {
-    if (this.#session === null) {
-      return this.url;
+    let url = this.url;
+    if (this.#token !== undefined) {
+      const withToken = new URL(url);
+      withToken.searchParams.set(this.#tokenParam, this.#token);
+      url = withToken.href;
     }
-    const hash = this.url.indexOf("#");
-    const base = hash < 0 ? this.url : this.url.slice(0, hash);
-    const fragment = hash < 0 ? "" : this.url.slice(hash);
+    if (this.#session === null) {
+      return url;
+    }
+    const hash = url.indexOf("#");
+    const base = hash < 0 ? url : url.slice(0, hash);
+    const fragment = hash < 0 ? "" : url.slice(hash);
     return `${base}${base.includes("?") ? "&" : "?"}session=${this.#sessionKey}${fragment}`;
+  }
+
+  /** Asks the token source for a token, which the next sockets' URLs carry too. */
+  async #freshToken(): Promise<string> {
+    const source = this.#tokenSource;
+    if (source === null) {
+      throw new Error("no token source");
+    }
+    const token = await source();
+    if (typeof token !== "string") {
+      throw new TypeError("the token source returned no string");
+    }
+    this.#token = token;
+    return token;
+  }
+
+  /**
+   * The bridge sent `connection` away: calls made from now on go to a new
+   * socket, under a new session key (the old session ends with its
+   * socket), while the calls in flight finish on the old one.
+   */
+  #goaway(connection: Connection): void {
+    if (this.#connection !== connection) {
+      return;
+    }
+    this.#connection = null;
+    this.#draining.add(connection);
+    if (this.#session !== null) {
+      this.#sessionKey = newSessionKey();
+    }
+    if (this.#opening === null) {
+      this.#startOpening(false, null, true).catch(() => {
+        // Calls that wait for it hear through `#opening`.
+      });
+    }
   }
 
   /**
@@ -704,7 +807,14 @@ export class WebSocketGRPCClient implements Transport {
       const socket = offerV2 ? new this.#WebSocket(url, SUBPROTOCOLS) : new this.#WebSocket(url);
       this.#pendingSocket = socket;
       const connection =
-        resuming ?? new Connection(socket, this.#onProtocolError, this.#windows, this.#session === null ? null : { maxKeptBytes: this.#session.maxKeptBytes });
+        resuming ??
+        new Connection(
+          socket,
+          this.#onProtocolError,
+          this.#windows,
+          this.#session === null ? null : { maxKeptBytes: this.#session.maxKeptBytes },
+          this.#events,
+        );
       let opened = false;
       let settled = false;
       const failBeforeOpen = (reason: string) => {
@@ -762,6 +872,13 @@ export class WebSocketGRPCClient implements Transport {
 
   #dropped(connection: Connection, code: number, reason: string): void {
     const why = reason === "" ? `code ${code}` : `code ${code}: ${reason}`;
+    if (this.#draining.delete(connection)) {
+      // A socket the bridge sent away, closed once its calls ended (or
+      // cut before): no session to resume, and the calls left, if any,
+      // are over.
+      connection.failAll(unavailable(`the connection to the bridge closed (${why})`));
+      return;
+    }
     if (this.#connection !== connection) {
       if (connection === this.#resuming && connection.resumable) {
         // Its new socket dropped as the session resumed on it, before the
@@ -788,6 +905,14 @@ export class WebSocketGRPCClient implements Transport {
       this.#setState("closed");
     }
   }
+}
+
+/** What a connection tells its client, or asks of it. */
+interface ConnectionEvents {
+  /** The bridge sent the connection away: new calls go elsewhere. */
+  goaway(connection: Connection): void;
+  /** A fresh token from the token source; null where there is none to ask. */
+  readonly freshToken: (() => Promise<string>) | null;
 }
 
 /** A socket opened: its connection, and whether it resumed the session (or why not). */
@@ -853,6 +978,8 @@ interface CallHandle {
   refused(error: RpcError): void;
   /** v2: a `message` or `end` of the call was refused. */
   inputRefused(error: RpcError): void;
+  /** The socket's bridge sent it away before the call started: it starts on another. */
+  reroute(): void;
   /** v2: the bridge takes `messages` more request messages, or `bytes` more request bytes. */
   credit(messages: number, bytes: number): void;
   /** v2, windows in bytes: the socket's window for requests opened again. */
@@ -892,6 +1019,8 @@ interface InboundFrame {
   end?: unknown;
   error?: unknown;
   code?: unknown;
+  /** v2: on a call's end, the bridge started nothing of it (it was going away). */
+  unprocessed?: unknown;
   codeName?: unknown;
   details?: unknown;
   headers?: unknown;
@@ -914,7 +1043,10 @@ interface InboundFrame {
   data?: unknown;
   /** Sessions, on `resume` and `ack`: the envelopes the bridge received; on `resume`, why not. */
   received?: unknown;
+  /** On `resume`, why not; on `goaway`, why the socket takes no new calls. */
   reason?: unknown;
+  /** On `token`: when the socket's token runs out. */
+  expiresInMs?: unknown;
 }
 
 type OutboundFrame =
@@ -935,11 +1067,20 @@ type OutboundFrame =
   | { type: "cancel"; id: string }
   | { type: "credit"; id?: string; messages?: number; bytes?: number }
   | { type: "settings"; connectionWindowBytes: number }
-  | { type: "ping" | "pong"; data: unknown };
+  | { type: "ping" | "pong"; data: unknown }
+  | { type: "token"; token: string };
 
 /** The envelopes a session does not count: they belong to one socket. */
 function isCounted(type: unknown): boolean {
-  return type !== "settings" && type !== "resume" && type !== "ack" && type !== "ping" && type !== "pong";
+  return (
+    type !== "settings" &&
+    type !== "resume" &&
+    type !== "ack" &&
+    type !== "ping" &&
+    type !== "pong" &&
+    type !== "goaway" &&
+    type !== "token"
+  );
 }
 
 // Whether a string needs more than its length in UTF-8.
@@ -1071,12 +1212,26 @@ class Connection {
   #keptBytes = 0;
   #keptLimit = Infinity;
 
+  readonly #events: ConnectionEvents;
+  // Why the bridge sent this socket away (`goaway`); null until it does.
+  #goingAway: string | null = null;
+  // Calls that went to another socket after the bridge refused their
+  // request here for the goaway: what is still queued of theirs stays.
+  readonly #movedAway = new WeakSet<CallHandle>();
+  // A fresh token without a new socket: when the socket's token runs out,
+  // the timer that asks for the next, and the refusals in a row.
+  #tokenExpiresAt = Infinity;
+  #tokenTimer: ReturnType<typeof setTimeout> | undefined;
+  #tokenRefusals = 0;
+
   constructor(
     socket: WebSocketLike,
     onProtocolError: (error: RpcError, frame: unknown) => void,
     windows: WindowOptions,
     session: { readonly maxKeptBytes: number | undefined } | null,
+    events: ConnectionEvents,
   ) {
+    this.#events = events;
     this.#socket = socket;
     this.#onProtocolError = onProtocolError;
     this.#windows = windows;
@@ -1100,6 +1255,33 @@ class Connection {
    */
   get live(): boolean {
     return !this.#closed && (this.#counting || this.#socket.readyState === SOCKET_OPEN);
+  }
+
+  /** Why the bridge sent the socket away, or null while it takes calls. */
+  get goingAway(): string | null {
+    return this.#goingAway;
+  }
+
+  /**
+   * Whether the end of a call of which nothing else arrived is the bridge's
+   * refusal of a request that crossed its `goaway`: the bridge marks it
+   * `unprocessed`, having started nothing, so it may go to another socket.
+   */
+  refusedForGoaway(frame: InboundFrame): boolean {
+    if (!this.#v2 || frame.unprocessed !== true) {
+      return false;
+    }
+    if (this.#goingAway === null) {
+      // The refusal came before the goaway itself: it is one.
+      this.#goaway(typeof frame.error === "string" ? frame.error : "the bridge sent the socket away");
+    }
+    return true;
+  }
+
+  /** Takes `call`, whose request was refused for the goaway, off this socket. */
+  moveAway(call: CallHandle, id: string): void {
+    this.#movedAway.add(call);
+    this.remove(id);
   }
 
   /** Sessions: whether a new socket could take over the calls. */
@@ -1178,6 +1360,7 @@ class Connection {
   suspend(): void {
     this.#suspended = true;
     this.#ping = null;
+    this.#stopTokenTimer();
     this.#onSettings = null;
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
@@ -1415,6 +1598,9 @@ class Connection {
       this.#inputBytes = 0;
       const maxPayloads = Number.isFinite(this.#requestWindow) ? this.#requestWindow : Infinity;
       for (const call of inputs) {
+        if (this.#movedAway.has(call)) {
+          continue;
+        }
         call.drainInput(
           (text, bytes, cost) => this.#enqueue(text, bytes, call, cost, true),
           this.#batchBytes,
@@ -1454,7 +1640,8 @@ class Connection {
       this.#write(`[${frame.map((i) => queued[i] as string).join(",")}]`);
     };
     for (let i = 0; i < queued.length; i++) {
-      if (owners[i]?.ended === true) {
+      const owner = owners[i];
+      if (owner != null && (owner.ended || this.#movedAway.has(owner))) {
         // The input of a call that ended: the bridge would refuse it.
         refund += costs[i] as number;
         continue;
@@ -1628,6 +1815,7 @@ class Connection {
   failAll(error: RpcError): void {
     this.#closed = true;
     this.#onSettings = null;
+    this.#stopTokenTimer();
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     this.#kept = [];
@@ -1722,6 +1910,12 @@ class Connection {
           return;
         case "ack":
           this.#acknowledged(frame);
+          return;
+        case "goaway":
+          this.#goaway(typeof frame.reason === "string" ? frame.reason : "the bridge sent the socket away");
+          return;
+        case "token":
+          this.#tokenExpires(frame);
           return;
         case "ping":
           // Answered at once, ahead of what is queued, so the bridge
@@ -1874,9 +2068,97 @@ class Connection {
     }
   }
 
+  /**
+   * `goaway`: the socket takes no new calls. The client sends new ones
+   * elsewhere; those waiting here for room go too, as none started.
+   */
+  #goaway(reason: string): void {
+    if (this.#goingAway !== null) {
+      return;
+    }
+    this.#goingAway = reason;
+    this.#events.goaway(this);
+    for (const { call } of this.#waitingForRoom.splice(0)) {
+      call.reroute();
+    }
+  }
+
+  /**
+   * `token`: the socket's token runs out in `expiresInMs`. With a token
+   * source, a fresh token goes before then.
+   */
+  #tokenExpires(frame: InboundFrame): void {
+    if (typeof frame.expiresInMs !== "number" || frame.expiresInMs < 0) {
+      return;
+    }
+    const expiresInMs = frame.expiresInMs;
+    this.#tokenExpiresAt = performance.now() + expiresInMs;
+    this.#tokenRefusals = 0;
+    const delay = Math.max(0, Math.min(expiresInMs * TOKEN_REFRESH_AT, expiresInMs - TOKEN_REFRESH_MARGIN_MS));
+    this.#scheduleTokenRefresh(delay);
+  }
+
+  #scheduleTokenRefresh(delayMs: number): void {
+    this.#stopTokenTimer();
+    if (this.#events.freshToken === null || this.#closed || this.#suspended) {
+      return;
+    }
+    this.#tokenTimer = setTimeout(() => {
+      this.#tokenTimer = undefined;
+      void this.#refreshToken();
+    }, delayMs);
+  }
+
+  #stopTokenTimer(): void {
+    clearTimeout(this.#tokenTimer);
+    this.#tokenTimer = undefined;
+  }
+
+  /** Asks the source for a fresh token and sends it; the bridge answers `token` or `error`. */
+  async #refreshToken(): Promise<void> {
+    const freshToken = this.#events.freshToken;
+    if (freshToken === null) {
+      return;
+    }
+    let token: string;
+    try {
+      token = await freshToken();
+    } catch (error) {
+      this.#tokenRefused(RpcError.from(error, Code.UNAUTHENTICATED));
+      return;
+    }
+    if (this.#closed || this.#suspended || !this.isOpen) {
+      return;
+    }
+    this.send({ type: "token", token });
+  }
+
+  /**
+   * The bridge refused the fresh token, or the source gave none: asked
+   * again after a delay that doubles, while the old token lasts.
+   */
+  #tokenRefused(error: RpcError): void {
+    const delay = TOKEN_RETRY_MS * 2 ** this.#tokenRefusals;
+    this.#tokenRefusals += 1;
+    const left = this.#tokenExpiresAt - performance.now();
+    if (left > TOKEN_RETRY_MS) {
+      this.#scheduleTokenRefresh(Math.min(delay, left / 2));
+    }
+    this.#onProtocolError(new RpcError(error.code, `a fresh token failed: ${error.message}`), null);
+  }
+
   /** An `error` envelope: something the client sent was refused. */
   #refused(frame: InboundFrame, call: CallHandle | undefined): void {
     const error = errorFromFrame(frame, {});
+    if (frame.refused === "token") {
+      this.#tokenRefused(error);
+      return;
+    }
+    if (call === undefined && this.#goingAway !== null && (frame.refused === "message" || frame.refused === "end")) {
+      // The input of a call that went to another socket after its request
+      // was refused here.
+      return;
+    }
     if (call === undefined) {
       this.#onProtocolError(error, frame);
     } else if (frame.refused === "request" || (frame.refused === undefined && !call.acknowledged)) {
@@ -1970,6 +2252,13 @@ class Call<I, O> implements CallHandle {
   // The bytes that arrived in the round trip of ping `#epoch`.
   #epoch = 0;
   #epochBytes = 0;
+  // What the call sends, for a start on another socket should the bridge
+  // refuse its request for a goaway; the input is kept (as JSON text,
+  // with its UTF-8 bytes and whether its end was sent) until the bridge
+  // shows the call started (its credit, a frame), null from then on.
+  #input: { request: I } | { requests: StreamInput<I> } | undefined;
+  #replay: { texts: string[]; sizes: number[]; end: boolean } | null = null;
+  #pumping = false;
   /** Whether any frame of this call has arrived. */
   acknowledged = false;
 
@@ -1985,6 +2274,7 @@ class Call<I, O> implements CallHandle {
 
   /** Starts the call; it reports to its sink from then on. */
   start(input: { request: I } | { requests: StreamInput<I> }): this {
+    this.#input = input;
     const { signal, timeoutMs } = this.#options;
     if (signal?.aborted) {
       this.#finish(cancelled());
@@ -2000,23 +2290,35 @@ class Call<I, O> implements CallHandle {
         Math.max(0, timeoutMs) + DEADLINE_GRACE_MS,
       );
     }
-    this.#context.open().then(
-      (connection) => this.#send(connection, input),
-      (error: unknown) => this.#finish(error),
-    );
+    this.reroute();
     return this;
   }
 
-  #send(connection: Connection, input: { request: I } | { requests: StreamInput<I> }): void {
+  /** Starts the call on the client's connection: the first, or the next after a goaway. */
+  reroute(): void {
+    this.#leaveLine = undefined;
+    this.#context.open().then(
+      (connection) => this.#send(connection),
+      (error: unknown) => this.#finish(error),
+    );
+  }
+
+  #send(connection: Connection): void {
     if (this.#done) {
       return;
     }
-    this.#leaveLine = connection.whenRoom(this, () => this.#sendNow(connection, input));
+    if (connection.goingAway !== null) {
+      // Sent away while this call waited for it: the next one.
+      this.reroute();
+      return;
+    }
+    this.#leaveLine = connection.whenRoom(this, () => this.#sendNow(connection));
   }
 
-  #sendNow(connection: Connection, input: { request: I } | { requests: StreamInput<I> }): void {
+  #sendNow(connection: Connection): void {
     this.#leaveLine = undefined;
-    if (this.#done) {
+    const input = this.#input;
+    if (this.#done || input === undefined) {
       return;
     }
     const request: OutboundFrame = { type: "request", id: "", method: this.#method };
@@ -2060,9 +2362,55 @@ class Call<I, O> implements CallHandle {
       this.#finish(unavailable("the connection to the bridge closed"));
       return;
     }
-    if ("requests" in input) {
-      void this.#pump(connection, input.requests);
+    if (!("requests" in input)) {
+      return;
     }
+    if (!connection.v2) {
+      // v1: no goaway, and so nothing to send again.
+      this.#pumping = true;
+      void this.#pump(input.requests);
+      return;
+    }
+    const replay = this.#replay;
+    if (replay !== null && (replay.texts.length > 0 || replay.end)) {
+      // A second start, after a goaway: what went to the first socket goes again.
+      for (let i = 0; i < replay.texts.length; i++) {
+        this.#queueText(connection, replay.texts[i] as string, replay.sizes[i] as number);
+      }
+      if (replay.end) {
+        this.#endPending = true;
+        connection.queueInput(this, 0);
+      }
+    }
+    this.#replay ??= { texts: [], sizes: [], end: false };
+    if (!this.#pumping) {
+      this.#pumping = true;
+      void this.#pump(input.requests);
+    } else {
+      this.wake();
+    }
+  }
+
+  /**
+   * The bridge refused the request for a goaway, before anything else of
+   * the call arrived: the call starts again on the client's next socket,
+   * with whatever input it had sent.
+   */
+  #startElsewhere(): void {
+    const old = this.#connection;
+    if (old !== null) {
+      old.moveAway(this, this.#id);
+    }
+    this.#connection = null;
+    this.#id = "";
+    this.#pending = [];
+    this.#pendingSizes = [];
+    this.#endPending = false;
+    this.#inputCredit = Infinity;
+    this.#inputCreditBytes = Infinity;
+    this.#receiveWindow = 0;
+    this.#takenSinceCredit = undefined;
+    this.reroute();
   }
 
   /**
@@ -2070,15 +2418,17 @@ class Call<I, O> implements CallHandle {
    * gathered into `message` envelopes, a frame at a time, with no wait
    * per message; in v1 a frame per message.
    */
-  async #pump(connection: Connection, requests: StreamInput<I>): Promise<void> {
+  async #pump(requests: StreamInput<I>): Promise<void> {
     const asynchronous = isAsyncIterable(requests);
     const iterator: AsyncIterator<I> | Iterator<I> = asynchronous
       ? requests[Symbol.asyncIterator]()
       : requests[Symbol.iterator]();
     try {
       for (;;) {
-        while (!this.#done && !this.#roomForInput(connection)) {
-          await this.#waitForRoom(connection);
+        // The call's connection, which a goaway may change meanwhile
+        // (null while the call goes to another socket).
+        while (!this.#done && (this.#connection === null || !this.#roomForInput(this.#connection))) {
+          await this.#waitForRoom(this.#connection);
         }
         if (this.#done) {
           break;
@@ -2088,10 +2438,10 @@ class Call<I, O> implements CallHandle {
           break;
         }
         if (step.done === true) {
-          this.#endInput(connection);
+          this.#endInput(this.#connection);
           return;
         }
-        this.#queueInput(connection, step.value);
+        this.#queueInput(this.#connection, step.value);
       }
       await iterator.return?.();
     } catch (error) {
@@ -2116,7 +2466,10 @@ class Call<I, O> implements CallHandle {
   }
 
   /** Waits for credit, the socket's window or the socket's buffer, whichever holds the input. */
-  #waitForRoom(connection: Connection): Promise<void> {
+  #waitForRoom(connection: Connection | null): Promise<void> {
+    if (connection === null) {
+      return new Promise<void>((resolve) => (this.#wakeInput = resolve));
+    }
     const credit = connection.byteWindows ? this.#inputCreditBytes : this.#inputCredit;
     if (credit <= 0) {
       return new Promise<void>((resolve) => (this.#wakeInput = resolve));
@@ -2128,8 +2481,8 @@ class Call<I, O> implements CallHandle {
     return sleep(SEND_POLL_MS);
   }
 
-  #queueInput(connection: Connection, value: I): void {
-    if (!connection.v2) {
+  #queueInput(connection: Connection | null, value: I): void {
+    if (connection !== null && !connection.v2) {
       if (!connection.send({ type: "message", id: this.#id, payload: value })) {
         throw unavailable("the connection to the bridge closed");
       }
@@ -2137,6 +2490,12 @@ class Call<I, O> implements CallHandle {
     }
     const text = JSON.stringify(value) ?? "{}";
     const bytes = utf8Length(text);
+    if (connection === null) {
+      // On its way to another socket, which takes it with the rest.
+      this.#replay?.texts.push(text);
+      this.#replay?.sizes.push(bytes);
+      return;
+    }
     // The envelope around it, at its largest: `{"type":"message","id":"…","payloads":[…],"end":true}` in `[…]`.
     const envelope = bytes + this.#id.length + 53;
     if (envelope > connection.maxFrameBytes) {
@@ -2145,6 +2504,15 @@ class Call<I, O> implements CallHandle {
     if (!connection.live) {
       throw unavailable("the connection to the bridge closed");
     }
+    if (this.#replay !== null) {
+      this.#replay.texts.push(text);
+      this.#replay.sizes.push(bytes);
+    }
+    this.#queueText(connection, text, bytes);
+  }
+
+  /** v2: one message of input, as JSON text, for the connection's next frame. */
+  #queueText(connection: Connection, text: string, bytes: number): void {
     if (connection.byteWindows) {
       this.#inputOverhead = MESSAGE_OVERHEAD_BYTES;
       this.#inputCreditBytes -= bytes + MESSAGE_OVERHEAD_BYTES;
@@ -2157,7 +2525,13 @@ class Call<I, O> implements CallHandle {
     connection.queueInput(this, bytes);
   }
 
-  #endInput(connection: Connection): void {
+  #endInput(connection: Connection | null): void {
+    if (this.#replay !== null) {
+      this.#replay.end = true;
+    }
+    if (connection === null) {
+      return;
+    }
     if (!connection.v2) {
       connection.send({ type: "end", id: this.#id });
       return;
@@ -2217,6 +2591,18 @@ class Call<I, O> implements CallHandle {
     }
     try {
       if (!this.acknowledged) {
+        const connection = this.#connection;
+        if (
+          this.#input !== undefined &&
+          ("request" in this.#input || this.#replay !== null) &&
+          connection !== null &&
+          (frame.error !== undefined || frame.code !== undefined) &&
+          connection.refusedForGoaway(frame)
+        ) {
+          this.#startElsewhere();
+          return;
+        }
+        this.#replay = null;
         this.acknowledged = true;
         this.#headers = stringMap(frame.headers);
         this.#options.onHeader?.(this.#headers);
@@ -2287,6 +2673,8 @@ class Call<I, O> implements CallHandle {
   }
 
   credit(messages: number, bytes: number): void {
+    // The call started: its request will not be refused now.
+    this.#replay = null;
     this.#inputCredit += messages;
     this.#inputCreditBytes += bytes;
     this.wake();

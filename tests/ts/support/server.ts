@@ -40,6 +40,10 @@ export interface ServerOptions {
   backend?: string;
   /** Calls open at once per socket; default 4. */
   maxCalls?: number;
+  /** `max_connection_age`: sockets get `goaway` at about this age. */
+  maxConnectionAgeMs?: number;
+  /** Lets in only tokens `USER:EXPIRY` (milliseconds since the epoch) while they last. */
+  expiringTokens?: boolean;
 }
 
 /** Starts a server: the test backend and a bridge, or a bridge alone. */
@@ -59,6 +63,12 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
   }
   if (options.maxCalls !== undefined) {
     args.push("--max-calls", String(options.maxCalls));
+  }
+  if (options.maxConnectionAgeMs !== undefined) {
+    args.push("--max-connection-age-ms", String(options.maxConnectionAgeMs));
+  }
+  if (options.expiringTokens === true) {
+    args.push("--expiring-tokens");
   }
   const server = Process.start("wsgrpc-test-server", binary, args);
   let ready: RegExpMatchArray;

@@ -5,12 +5,11 @@
 use tonic::{Code, Status};
 
 use super::{Connection, SocketWindows};
-use crate::call;
 use crate::envelope::{self, Envelope, FrameType, Protocol};
 use crate::flow::{self, ByteWindow, ESTIMATE_PING, Estimator, RequestWindows};
 use crate::frame::{
-    Amount, ClientFrame, ClientSettings, MAX_ID_LEN, Refusal, Request, ServerFrame, Settings,
-    StatusFields, Unreadable,
+    Amount, ClientFrame, ClientSettings, MAX_ID_LEN, Refusal, Request, Response, ServerFrame,
+    Settings, StatusFields, Unreadable,
 };
 use crate::metrics::Rejection;
 use crate::outbox::{ControlError, Outgoing};
@@ -392,9 +391,17 @@ impl Connection {
             Err(_) => "unknown",
         };
         self.shared.metrics.call_ended(method_label, status.code());
-        let echo = self.protocol.method_echo(method_echo);
-        let frame = call::error_frame(id, echo, &status, None);
-        self.send(frame);
+        let frame = ServerFrame::Response(Response {
+            method: self.protocol.method_echo(method_echo),
+            id,
+            end: true,
+            // A request that crossed the bridge's `goaway` started nothing.
+            unprocessed: self.draining.is_some() && self.protocol == Protocol::V2,
+            status: Some(StatusFields::of(&status)),
+            headers: None,
+            trailers: crate::metadata::from_grpc(status.metadata()),
+        });
+        self.send(frame.to_json());
     }
 
     /// A frame that is refused without ending any call.

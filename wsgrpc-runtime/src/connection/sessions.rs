@@ -18,8 +18,9 @@ use crate::session::Overacknowledged;
 use crate::shared::Shared;
 
 /// How long a new socket waits for the socket it takes a session over
-/// from to let go of it.
-const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+/// from to let go of it (generous: on a loaded machine a socket's task may
+/// wait its turn a while).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Every session of a bridge.
 #[derive(Default)]
@@ -97,6 +98,7 @@ impl Sessions {
                 break claim;
             }
             if Instant::now() >= give_up {
+                tracing::info!("a session's socket did not let go of it in time");
                 break Claim::Fresh {
                     reason: "the session's socket did not let go of it",
                     registered: false,

@@ -829,6 +829,10 @@ async fn an_old_socket_says_goaway_and_closes_when_its_calls_end() {
     client.open("late", UNARY);
     let refused = client.next().await;
     assert_ended(&refused, "late", Code::Unavailable);
+    assert_eq!(
+        refused["unprocessed"], true,
+        "safe to send again: {refused}"
+    );
     client.send(json!({"type": "cancel", "id": "s"}));
     assert_ended(&client.next().await, "s", Code::Cancelled);
     let close = client.next_message().await;

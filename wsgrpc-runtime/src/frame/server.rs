@@ -84,6 +84,10 @@ pub(crate) struct Response<'a> {
     /// The call is over; no further frames carry this id.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) end: bool,
+    /// The bridge started nothing of the call (it was going away): the
+    /// client may send it again on another socket.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unprocessed: bool,
     /// The status the call failed with.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub(crate) status: Option<StatusFields<'a>>,
