@@ -479,6 +479,14 @@ impl Connection {
     }
 }
 
+/// What a session keeps unacknowledged before its writer waits, for a
+/// client whose socket window has reached `window` bytes.
+fn kept_bytes(window: i64) -> usize {
+    usize::try_from(window.saturating_mul(2))
+        .unwrap_or(0)
+        .clamp(MIN_KEPT_BYTES, MAX_KEPT_BYTES)
+}
+
 /// A socket's hold on its session, let go when the socket's task ends.
 struct Holding(Arc<Shared>, Hold);
 

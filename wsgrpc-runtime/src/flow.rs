@@ -80,7 +80,9 @@ impl ResponseWindow {
                     call: Some(window), ..
                 },
                 Amount::Bytes(bytes),
-            ) => window.grant(bytes),
+            ) => {
+                window.grant(bytes);
+            }
             // Credit in the other unit than the window's grants nothing.
             _ => {}
         }
@@ -161,14 +163,18 @@ impl ByteWindow {
     }
 
     /// Adds `bytes`, up to the largest window.
-    pub(crate) fn grant(&self, bytes: u64) {
+    /// Adds `bytes`, up to the largest window; what is available now.
+    pub(crate) fn grant(&self, bytes: u64) -> i64 {
         let bytes = bytes.min(MAX_WINDOW) as i64;
-        let _ = self
+        let grow = |available: i64| available.saturating_add(bytes).min(MAX_WINDOW as i64);
+        let before = self
             .available
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
-                Some(available.saturating_add(bytes).min(MAX_WINDOW as i64))
-            });
+                Some(grow(available))
+            })
+            .unwrap_or_else(|available| available);
         self.granted.notify_waiters();
+        grow(before)
     }
 
     async fn opened(&self) {

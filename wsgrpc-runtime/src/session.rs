@@ -80,6 +80,13 @@ impl Retained {
         self.room.notify_waiters();
     }
 
+    /// Lets the writer keep up to `limit` bytes, where that is more.
+    pub(crate) fn raise_limit(&self, limit: usize) {
+        if self.limit.fetch_max(limit, Ordering::AcqRel) < limit {
+            self.room.notify_waiters();
+        }
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         self.lock().active
     }

@@ -271,7 +271,12 @@ impl Connection {
             match &self.windows {
                 Some(windows) => {
                     if let Amount::Bytes(bytes) = grant {
-                        windows.responses.grant(bytes);
+                        let available = windows.responses.grant(bytes);
+                        // A session keeps what is unacknowledged: room for
+                        // twice the window the client has grown to.
+                        if let Some(session) = &self.session {
+                            session.retained.raise_limit(super::kept_bytes(available));
+                        }
                     }
                 }
                 None => {

@@ -402,10 +402,8 @@ impl Connection {
     /// The client took byte windows: a session starts counting.
     pub(super) fn start_counting(&mut self, connection_window_bytes: u64) {
         if let Some(session) = &self.session {
-            let limit = usize::try_from(connection_window_bytes.saturating_mul(2))
-                .unwrap_or(usize::MAX)
-                .clamp(super::MIN_KEPT_BYTES, super::MAX_KEPT_BYTES);
-            session.retained.activate(limit);
+            let window = i64::try_from(connection_window_bytes).unwrap_or(i64::MAX);
+            session.retained.activate(super::kept_bytes(window));
         }
     }
 }
