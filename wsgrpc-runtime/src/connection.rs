@@ -524,9 +524,7 @@ impl Connection {
             let goaway = ServerFrame::Goaway {
                 reason: drain.reason(),
             };
-            if self.out.send_socket(goaway.to_json()).is_err() {
-                self.closing.get_or_insert("too many answers left unread");
-            }
+            self.send_about_socket(goaway.to_json());
         }
     }
 

@@ -411,13 +411,9 @@ async fn send_start<S>(
 where
     S: Sink<Message> + Unpin,
 {
-    let mut frames = Vec::new();
     if !start.preamble.is_empty() {
-        frames.push(format!("[{}]", start.preamble.join(",")));
-    }
-    if !frames.is_empty() {
-        send_frames(sink, framing, metrics, &frames).await?;
-        frames.clear();
+        let preamble = format!("[{}]", start.preamble.join(","));
+        send_frames(sink, framing, metrics, vec![preamble]).await?;
     }
     let (Some(resume), Some(session)) = (start.resume, session) else {
         return Ok(());
@@ -425,6 +421,7 @@ where
     // The socket closes before the client says: nothing to send again.
     let received = resume.await.map_err(|_| WriterEnd::Done)?;
     let again = session.since(received).map_err(|_| WriterEnd::Broken)?;
+    let mut frames = Vec::new();
     let mut frame = String::new();
     for envelope in again {
         if !frame.is_empty() && frame.len() + envelope.len() + 2 > framing.batch_bytes {
@@ -438,25 +435,21 @@ where
         frame.push(']');
         frames.push(frame);
     }
-    send_frames(sink, framing, metrics, &frames).await
+    send_frames(sink, framing, metrics, frames).await
 }
 
 async fn send_frames<S>(
     sink: &mut S,
     framing: &Framing,
     metrics: &Metrics,
-    frames: &[String],
+    frames: Vec<String>,
 ) -> Result<(), WriterEnd>
 where
     S: Sink<Message> + Unpin,
 {
     for frame in frames {
         metrics.bytes_sent.inc_by(frame.len() as u64);
-        within(
-            framing.write_stall,
-            sink.feed(Message::Text(frame.clone().into())),
-        )
-        .await?;
+        within(framing.write_stall, sink.feed(Message::Text(frame.into()))).await?;
     }
     within(framing.write_stall, sink.flush()).await
 }

@@ -106,13 +106,7 @@ impl Connection {
                 self.refuse_invalid(None, Some(FrameType::Settings), message);
             }
             ClientFrame::Ping { data } => {
-                if self
-                    .out
-                    .send_socket(ServerFrame::Pong { data }.to_json())
-                    .is_err()
-                {
-                    self.closing.get_or_insert("too many answers left unread");
-                }
+                self.send_about_socket(ServerFrame::Pong { data }.to_json())
             }
             ClientFrame::Pong => {}
             ClientFrame::Token { token } => self.refresh(&token),
@@ -517,10 +511,8 @@ impl Connection {
             );
         }
         self.token_expires = auth.expires(&request).map(super::instant_of);
-        if let Some(token) = self.token_frame()
-            && self.out.send_socket(token).is_err()
-        {
-            self.closing.get_or_insert("too many answers left unread");
+        if let Some(token) = self.token_frame() {
+            self.send_about_socket(token);
         }
     }
 
@@ -539,6 +531,14 @@ impl Connection {
         self.session
             .as_ref()
             .is_some_and(|session| session.retained.is_active())
+    }
+
+    /// Queues an envelope about this socket alone (pong, ack, goaway,
+    /// token) without waiting for room, as [`send`](Self::send) does.
+    pub(super) fn send_about_socket(&mut self, envelope: String) {
+        if self.out.send_socket(envelope).is_err() {
+            self.closing.get_or_insert("too many answers left unread");
+        }
     }
 
     /// Queues an answer of the reader's without waiting for room.

@@ -365,9 +365,7 @@ impl Connection {
         let ack = ServerFrame::Ack {
             received: session.received,
         };
-        if self.out.send_socket(ack.to_json()).is_err() {
-            self.closing.get_or_insert("too many answers left unread");
-        }
+        self.send_about_socket(ack.to_json());
     }
 
     /// The client's `ack`: what it no longer needs kept.

@@ -19,18 +19,6 @@ use serde_json::{Map, Value};
 use super::{Envelope, parse_batch};
 use crate::untrusted::{Untrusted, bounded_message};
 
-/// Cases per property: a few hundred, or `PROPTEST_CASES`.
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 /// The envelope's keys, as the bridge spells them.
 const KEYS: &[&str] = &[
     "type",
@@ -267,7 +255,6 @@ const MAX_SHOWN_BYTES: usize = 96 * 10 + 32;
 const MAX_MESSAGE_BYTES: usize = (1 << 10) + 40;
 
 proptest! {
-    #![proptest_config(config())]
 
     /// Any text is an envelope or an error, never a panic; what parses as
     /// an envelope is a JSON object, and as a v2 frame a JSON array.

@@ -14,18 +14,6 @@ use tonic::metadata::{KeyRef, MetadataMap};
 use super::{ENTRY_OVERHEAD, MetadataError, MetadataLimits, canonical, entry, to_grpc};
 use crate::metadata::Metadata;
 
-/// Cases per property: a few hundred, or `PROPTEST_CASES`.
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Names that belong to HTTP/2 or to gRPC, which a client may never set,
 /// in whatever case it writes them.
 const RESERVED: &[&str] = &[
@@ -272,7 +260,6 @@ fn sets_identity_key(metadata: &Metadata, identity: &Metadata) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     /// `canonical` answers every input; what it accepts is what HTTP/2
     /// will send, within the limits, and `to_grpc` takes it whole; what it
