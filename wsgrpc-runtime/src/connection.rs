@@ -286,10 +286,13 @@ where
         (Ending::Lost(_), Some(hold), Some(grace)) if parkable => {
             writer.abort();
             // Lets go of the queue, which the next socket's writer takes;
-            // an aborted task ends at its next await, so this is quick.
-            if tokio::time::timeout(CLOSE_GRACE, &mut writer)
-                .await
-                .is_err()
+            // an aborted task ends at its next await, so this is quick. (A
+            // writer that ended first, its socket broken, was awaited in
+            // the loop already, and must not be polled again.)
+            if !writer.is_finished()
+                && tokio::time::timeout(CLOSE_GRACE, &mut writer)
+                    .await
+                    .is_err()
             {
                 tracing::warn!("a session's writer did not stop; its session ends");
                 shared.sessions.release(hold);

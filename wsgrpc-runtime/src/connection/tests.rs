@@ -917,6 +917,71 @@ async fn a_token_that_runs_out_ends_the_sockets_calls_unauthenticated() {
     assert_eq!(frame.code, 1008);
 }
 
+#[tokio::test]
+async fn a_resume_past_what_the_bridge_sent_ends_that_socket_and_spares_the_session() {
+    let (shared, _listener) = silent_bridge();
+    let (first, _) = session_socket(&shared, Metadata::new()).await;
+    first.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    first.open("s", CLIENT_STREAM);
+    drop_socket(first, &shared).await;
+
+    // A client that claims to have received what was never sent.
+    let (liar, resume) = session_socket(&shared, Metadata::new()).await;
+    assert_eq!(resume["received"], 1, "{resume}");
+    liar.send_text(
+        &json!([
+            {"type": "settings", "connectionWindowBytes": 1 << 20},
+            {"type": "resume", "received": 1_000_000},
+        ])
+        .to_string(),
+    );
+    tokio::time::timeout(PATIENCE, liar.served)
+        .await
+        .expect("the socket ends in time")
+        .unwrap();
+    assert_eq!(shared.sessions.parked(), 1, "the session waits again");
+
+    let (mut honest, resume) = session_socket(&shared, Metadata::new()).await;
+    assert_eq!(resume["received"], 1, "{resume}");
+    honest.send_text(
+        &json!([
+            {"type": "settings", "connectionWindowBytes": 1 << 20},
+            {"type": "resume", "received": 0},
+        ])
+        .to_string(),
+    );
+    honest.send(json!({"type": "cancel", "id": "s"}));
+    assert_ended(&honest.next().await, "s", Code::Cancelled);
+}
+
+#[tokio::test]
+async fn a_ping_flood_that_is_never_read_closes_only_its_own_socket() {
+    let (shared, _listener) = silent_bridge();
+    let mut flooder = Client::connect_to(&shared, Protocol::V2, None);
+    let pings: Vec<Value> = (0..1_000)
+        .map(|n| json!({"type": "ping", "data": n}))
+        .collect();
+    let frame = Value::from(pings).to_string();
+    // The flooder reads nothing meanwhile: its pongs pile up in the bridge.
+    for _ in 0..40 {
+        flooder.send_text(&frame);
+    }
+    let mut bystander = Client::connect_to(&shared, Protocol::V2, None);
+    assert_eq!(bystander.next().await["type"], "settings");
+    bystander.send(json!({"type": "request", "id": "u", "method": "no.Such/Method"}));
+    assert_ended(&bystander.next().await, "u", Code::Unimplemented);
+    let close = loop {
+        match flooder.next_message().await {
+            Some(Message::Close(frame)) => break frame,
+            Some(_) => {}
+            None => panic!("the socket ended without a close frame"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(close.code, 1008);
+    assert!(close.reason.contains("unread"), "{}", close.reason);
+}
+
 #[test]
 fn the_sooner_of_the_client_deadline_and_the_bridge_limit_applies() {
     let limits = |max_call_duration| BridgeConfig {
