@@ -1834,6 +1834,11 @@ class Connection {
   }
 
   receive(data: unknown): void {
+    if (this.#closed) {
+      // Frames that were on their way when the client closed or failed
+      // the connection: its calls are over, and what it kept is gone.
+      return;
+    }
     if (typeof data !== "string") {
       this.#onProtocolError(new RpcError(Code.INTERNAL, "the bridge sent a binary frame"), data);
       return;
