@@ -617,3 +617,71 @@ async fn a_client_stream_in_bytes_gets_credit_in_bytes_and_its_window_grows() {
     let end = envelopes.iter().find(|e| e["end"] == true).unwrap();
     assert_eq!(end["payload"]["sum"], (sent / each).to_string(), "{end}");
 }
+
+/// The first message of a stream of two from StreamMessages, whose index
+/// is 0, on a socket whose settings carry `json` (or none).
+async fn first_message_with(
+    builder: impl FnOnce(wsgrpc_runtime::BridgeBuilder) -> wsgrpc_runtime::BridgeBuilder,
+    json: Option<Value>,
+) -> Value {
+    let (_backend, _bridge, mut socket, _) = open_v2(builder).await;
+    let mut settings = json!({"type": "settings", "connectionWindowBytes": 1 << 20});
+    if let Some(json) = json {
+        settings["json"] = json;
+    }
+    send(
+        &mut socket,
+        json!([settings, {"type": "request", "method": "example.ExampleService/StreamMessages",
+                          "id": "s", "payload": {"message": "m", "count": 2}, "windowBytes": 4096}]),
+    )
+    .await;
+    let (envelopes, _) = envelopes_until_ends(&mut socket, 1).await;
+    payloads_of(&envelopes, "s")[0].clone()
+}
+
+#[tokio::test]
+async fn the_json_form_a_client_asks_for_in_its_settings_is_what_it_reads() {
+    // The bridge's own rule leaves fields at their defaults out.
+    assert_eq!(
+        first_message_with(|b| b, None).await,
+        json!({"message": "m"})
+    );
+    assert_eq!(
+        first_message_with(|b| b, Some(json!({"emitDefaults": true}))).await,
+        json!({"message": "m", "index": 0})
+    );
+    // Whatever the bridge's rule, `{}` is canonical proto3 JSON.
+    let writes_defaults = |b: wsgrpc_runtime::BridgeBuilder| {
+        b.json_options(wsgrpc_runtime::JsonOptions::canonical().emit_defaults(true))
+    };
+    assert_eq!(
+        first_message_with(writes_defaults, None).await,
+        json!({"message": "m", "index": 0})
+    );
+    assert_eq!(
+        first_message_with(writes_defaults, Some(json!({}))).await,
+        json!({"message": "m"})
+    );
+}
+
+#[tokio::test]
+async fn a_json_form_with_an_unknown_flag_or_off_settings_is_refused() {
+    let (_backend, _bridge, mut socket, _) = open_v2(|b| b).await;
+    send(
+        &mut socket,
+        json!([{"type": "settings", "connectionWindowBytes": 65536, "json": {"emitDefault": true}},
+               {"type": "ping", "data": 1, "json": {}}]),
+    )
+    .await;
+    let envelopes = envelopes_until_quiet(&mut socket).await;
+    let errors: Vec<&Value> = envelopes.iter().filter(|e| e["type"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{envelopes:?}");
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("emitDefault"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1]["error"].as_str().unwrap().contains("no `json`"),
+        "{errors:?}"
+    );
+}

@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::envelope::{LEGACY_END_PAYLOAD, Protocol};
 use crate::flow::{self, ResponseWindow};
 use crate::frame::{Response, ServerFrame, StatusFields};
+use crate::json::JsonOptions;
 use crate::metadata;
 use crate::metadata::Metadata;
 use crate::metrics::InFlight;
@@ -50,6 +51,9 @@ pub(crate) struct CallSpec {
     pub method_echo: String,
     pub protocol: Protocol,
     pub route: Arc<Route>,
+    /// How the call's responses are written: the method's options, or the
+    /// form the client's settings asked for.
+    pub json: JsonOptions,
     pub metadata: tonic::metadata::MetadataMap,
     pub deadline: Option<Deadline>,
     /// v2: the stream responses the client takes, where it said.
@@ -376,7 +380,7 @@ impl Exchange<'_> {
         self.spec
             .route
             .method
-            .write_response(message, &mut self.run)
+            .write_response_with(message, &self.spec.json, &mut self.run)
             .map_err(|err| Status::internal(err.to_string()))?;
         let written = self.run.len() - before;
         self.run_cost += flow::cost(written);
@@ -443,7 +447,7 @@ impl Exchange<'_> {
 fn encode_response(spec: &CallSpec, message: &[u8]) -> Result<String, Status> {
     spec.route
         .method
-        .response_text(message)
+        .response_text_with(message, &spec.json)
         .map_err(|err| Status::internal(err.to_string()))
 }
 

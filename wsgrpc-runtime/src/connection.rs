@@ -30,6 +30,7 @@ use tonic::{Code, Status};
 use crate::envelope::Protocol;
 use crate::flow::{ByteWindow, Estimator, RequestWindows};
 use crate::frame::ServerFrame;
+use crate::json::JsonOptions;
 use crate::metadata::Metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, Framing, Inbox, Outbox, Outgoing, WriterEnd};
@@ -436,6 +437,9 @@ struct Connection {
     out: Outbox,
     /// v2: byte windows, once the client's settings asked for them.
     windows: Option<SocketWindows>,
+    /// v2: the JSON form the client's settings asked for, which every call
+    /// opened after them writes instead of its method's.
+    json: Option<JsonOptions>,
     /// Whether an envelope has come yet: the client's settings must be the
     /// first.
     heard_from: bool,
@@ -468,6 +472,7 @@ impl Connection {
             calls: HashMap::new(),
             out,
             windows: None,
+            json: None,
             heard_from: false,
             draining: None,
             token_expires: None,

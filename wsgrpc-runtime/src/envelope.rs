@@ -108,6 +108,31 @@ pub enum FrameType {
     Token,
 }
 
+/// The JSON form a client reads (v2, on its `settings`): each flag off
+/// where it is left out, so that `{}` asks for canonical proto3 JSON.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsonForm {
+    /// Fields at their default values written too.
+    #[serde(default)]
+    pub emit_defaults: bool,
+    /// Enum values as numbers.
+    #[serde(default)]
+    pub enum_numbers: bool,
+    /// Fields under their .proto names.
+    #[serde(default)]
+    pub proto_field_names: bool,
+}
+
+impl From<JsonForm> for crate::json::JsonOptions {
+    fn from(form: JsonForm) -> Self {
+        Self::canonical()
+            .emit_defaults(form.emit_defaults)
+            .enum_numbers(form.enum_numbers)
+            .proto_field_names(form.proto_field_names)
+    }
+}
+
 /// One frame of wire protocol v1.
 ///
 /// Borrowing deserialization keeps the request payload a slice of the
@@ -177,6 +202,10 @@ pub struct Envelope<'a> {
     /// send across the socket's calls before `credit` without an `id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_window_bytes: Option<u64>,
+    /// v2, on the client's `settings`: the JSON form every response on the
+    /// socket is written in, whatever the bridge's own rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonForm>,
     /// v2, on `ping` and `pong`: the sender's number, echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<u64>,

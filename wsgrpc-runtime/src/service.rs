@@ -134,13 +134,33 @@ impl Method {
     /// Writes one protobuf-encoded response as JSON text, with the method's
     /// options.
     pub fn response_text(&self, proto: &[u8]) -> Result<String, TranscodeError> {
-        self.output.to_text(proto, &self.json)
+        self.response_text_with(proto, &self.json)
+    }
+
+    /// Writes one protobuf-encoded response as JSON text, with `options`.
+    pub fn response_text_with(
+        &self,
+        proto: &[u8],
+        options: &JsonOptions,
+    ) -> Result<String, TranscodeError> {
+        self.output.to_text(proto, options)
     }
 
     /// Appends one protobuf-encoded response to `out` as JSON, with the
     /// method's options. On error, `out` is as it was.
     pub fn write_response(&self, proto: &[u8], out: &mut Vec<u8>) -> Result<(), TranscodeError> {
-        self.output.write(proto, &self.json, out)
+        self.write_response_with(proto, &self.json, out)
+    }
+
+    /// Appends one protobuf-encoded response to `out` as JSON, with
+    /// `options`. On error, `out` is as it was.
+    pub fn write_response_with(
+        &self,
+        proto: &[u8],
+        options: &JsonOptions,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranscodeError> {
+        self.output.write(proto, options, out)
     }
 
     /// The same method with its descriptors taken from `pool`, where `pool`

@@ -292,6 +292,7 @@ impl Connection {
     /// and counts what the client sends in bytes from now on.
     fn take_settings(&mut self, settings: ClientSettings) {
         self.start_counting(settings.connection_window_bytes);
+        self.json = settings.json;
         // A resumed session keeps the windows it had: what is in flight on
         // them is sent again, not anew.
         if self.windows.is_some() {

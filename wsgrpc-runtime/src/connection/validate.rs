@@ -46,6 +46,7 @@ impl Connection {
             id: request.id.clone().into_owned(),
             method_echo: request.method.clone().into_owned(),
             protocol: self.protocol,
+            json: self.json.unwrap_or_else(|| route.method.json_options()),
             route,
             metadata,
             deadline,

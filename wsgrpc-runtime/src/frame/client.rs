@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::envelope::{Envelope, FrameType, Protocol};
 use crate::flow::MAX_WINDOW;
+use crate::json::JsonOptions;
 use crate::metadata::Metadata;
 
 /// Longest id a client may choose.
@@ -108,6 +109,9 @@ pub(crate) enum Amount {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientSettings {
     pub(crate) connection_window_bytes: u64,
+    /// The JSON form the client reads, where it says: every response on
+    /// the socket is written so, whatever the method's own options.
+    pub(crate) json: Option<JsonOptions>,
 }
 
 /// Why an envelope was refused: what the refusal names and says.
@@ -267,6 +271,7 @@ impl<'a> ClientFrame<'a> {
                 };
                 Self::Settings(ClientSettings {
                     connection_window_bytes: bytes,
+                    json: envelope.json.map(JsonOptions::from),
                 })
             }
             FrameType::Ping => match envelope.data {
@@ -312,6 +317,7 @@ fn v2_field(envelope: &Envelope<'_>) -> Option<&'static str> {
         ("data", envelope.data.is_some()),
         ("received", envelope.received.is_some()),
         ("token", envelope.token.is_some()),
+        ("json", envelope.json.is_some()),
     ]
     .into_iter()
     .find_map(|(field, present)| present.then_some(field))
@@ -350,6 +356,10 @@ fn foreign_field(envelope: &Envelope<'_>, kind: FrameType) -> Option<&'static st
         (
             "connectionWindowBytes",
             envelope.connection_window_bytes.is_some() && kind != FrameType::Settings,
+        ),
+        (
+            "json",
+            envelope.json.is_some() && kind != FrameType::Settings,
         ),
         (
             "data",
@@ -444,9 +454,22 @@ mod tests {
         assert!(matches!(
             frame,
             ClientFrame::Settings(ClientSettings {
-                connection_window_bytes: 65536
+                connection_window_bytes: 65536,
+                json: None,
             })
         ));
+        let frame = read(
+            r#"{"type":"settings","connectionWindowBytes":1,"json":{"emitDefaults":true}}"#,
+            Protocol::V2,
+        )
+        .unwrap();
+        let ClientFrame::Settings(ClientSettings {
+            json: Some(json), ..
+        }) = frame
+        else {
+            panic!("settings with a JSON form: {frame:?}");
+        };
+        assert_eq!(json, JsonOptions::canonical().emit_defaults(true));
         let frame = read(r#"{"type":"ping","data":7}"#, Protocol::V2).unwrap();
         assert!(matches!(frame, ClientFrame::Ping { data: 7 }));
     }
@@ -459,6 +482,10 @@ mod tests {
                 (
                     r#"{"type":"cancel","id":"1","payload":{}}"#,
                     "`cancel` envelope carries no `payload`",
+                ),
+                (
+                    r#"{"type":"ping","data":1,"json":{}}"#,
+                    "`ping` envelope carries no `json`",
                 ),
                 (
                     r#"{"type":"end","id":"1","metadata":{}}"#,
