@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 
 import { type TestRequest, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { type ClientOptions } from "./gen/wsgrpc_runtime.js";
+import { type ClientOptions, type MessageInit } from "./gen/wsgrpc_runtime.js";
 import { onCleanup, server, transportFor } from "./support/harness.js";
 import { envelopesOf, type Frames, recordingWebSocket } from "./support/recording.js";
 import { eventually } from "./support/server.js";
@@ -129,7 +129,8 @@ describe("against a bridge that offers windows in bytes", () => {
     }
     expect(received).toHaveLength(10);
     const [first] = bridge.frames;
-    expect(first?.[0]).toEqual({ type: "settings", connectionWindowBytes: 400 });
+    // With the JSON form the generated types rely on: fields at their defaults.
+    expect(first?.[0]).toEqual({ type: "settings", connectionWindowBytes: 400, json: { emitDefaults: true } });
     const request = bridge.received.find((envelope) => envelope["type"] === "request");
     expect(request?.["windowBytes"]).toBe(400);
     expect(request?.["window"]).toBeUndefined();
@@ -341,7 +342,7 @@ describe("against the real bridge, with windows in bytes", () => {
     const serverRate = streamed / ((performance.now() - started) / 1000);
     const sentBefore = frames.sent.length;
     started = performance.now();
-    const answer = await client.clientStream(Array.from({ length: count }, (): TestRequest => ({ text: "m", big: "1" })));
+    const answer = await client.clientStream(Array.from({ length: count }, (): MessageInit<TestRequest> => ({ text: "m", big: "1" })));
     const clientRate = count / ((performance.now() - started) / 1000);
     expect(answer.sum).toBe(String(count));
     const sentFrames = frames.sent.length - sentBefore;

@@ -4,7 +4,8 @@
 import { describe, expect, it } from "vitest";
 
 import { type TestRequest, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, RpcError } from "./gen/wsgrpc_runtime.js";
+import { Code, type MessageInit, RpcError } from "./gen/wsgrpc_runtime.js";
+import { testResponse } from "./support/responses.js";
 import { eventually } from "./support/server.js";
 import { sharedServer } from "./support/harness.js";
 
@@ -79,7 +80,7 @@ describe("AbortSignal", () => {
   async function abortEndlessClientStream(): Promise<{ inputClosed: () => boolean }> {
     const controller = new AbortController();
     let inputClosed = false;
-    async function* endless(): AsyncGenerator<TestRequest> {
+    async function* endless(): AsyncGenerator<MessageInit<TestRequest>> {
       try {
         for (;;) {
           yield { text: "tick" };
@@ -133,7 +134,7 @@ describe("leaving a for-await loop early", () => {
 
   it("cancels a bidi stream at the backend and closes its input", async () => {
     let inputClosed = false;
-    async function* endless(): AsyncGenerator<TestRequest> {
+    async function* endless(): AsyncGenerator<MessageInit<TestRequest>> {
       try {
         for (let i = 0; ; i++) {
           yield { text: `m${i}` };
@@ -189,8 +190,8 @@ describe("deadlines", () => {
   });
 
   it("a call that ends in time is not affected", async () => {
-    await expect(client.unary({ text: "quick", delayMs: 20 }, { timeoutMs: 5_000 })).resolves.toEqual({
-      text: "quick",
-    });
+    await expect(client.unary({ text: "quick", delayMs: 20 }, { timeoutMs: 5_000 })).resolves.toEqual(
+      testResponse({ text: "quick" }),
+    );
   });
 });

@@ -5,7 +5,15 @@ import { describe, expect, it } from "vitest";
 
 import { RpcError as OtherCopyRpcError } from "../../example/client/src/gen/wsgrpc_runtime.js";
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { type CallOptions, Code, RpcError, type StreamInput, type Transport } from "./gen/wsgrpc_runtime.js";
+import {
+  type CallOptions,
+  Code,
+  type MessageInit,
+  type MethodDescriptor,
+  RpcError,
+  type StreamInput,
+  type Transport,
+} from "./gen/wsgrpc_runtime.js";
 
 describe("RpcError", () => {
   it("from() keeps an RpcError, reads an abort as CANCELLED, and wraps anything else", () => {
@@ -47,24 +55,24 @@ describe("a generated client", () => {
   it("calls through any Transport, such as a fake in a test", async () => {
     const calls: string[] = [];
     const fake: Transport = {
-      async unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O> {
-        calls.push(`${method} ${JSON.stringify(request)} ${options?.timeoutMs ?? ""}`);
+      async unary<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>, options?: CallOptions): Promise<O> {
+        calls.push(`${method.path} ${JSON.stringify(request)} ${options?.timeoutMs ?? ""}`);
         return { text: "faked" } as O;
       },
-      async *serverStream<I, O>(method: string, request: I): AsyncIterable<O> {
-        calls.push(`${method} ${JSON.stringify(request)}`);
+      async *serverStream<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>): AsyncIterable<O> {
+        calls.push(`${method.path} ${JSON.stringify(request)}`);
         yield { index: 1 } as O;
       },
-      async clientStream<I, O>(method: string, requests: StreamInput<I>): Promise<O> {
-        const all: I[] = [];
+      async clientStream<I, O>(method: MethodDescriptor<I, O>, requests: StreamInput<MessageInit<I>>): Promise<O> {
+        const all: MessageInit<I>[] = [];
         for await (const request of requests) {
           all.push(request);
         }
-        calls.push(`${method} ${all.length}`);
+        calls.push(`${method.path} ${all.length}`);
         return {} as O;
       },
-      bidiStream<O>(method: string): AsyncIterable<O> {
-        throw new RpcError(Code.UNIMPLEMENTED, `${method} is not faked`);
+      bidiStream<I, O>(method: MethodDescriptor<I, O>): AsyncIterable<O> {
+        throw new RpcError(Code.UNIMPLEMENTED, `${method.path} is not faked`);
       },
     };
     const client = new TestServiceClient(fake);

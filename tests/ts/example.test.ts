@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 
 import { type ChatMessage, ExampleService, ExampleServiceClient } from "./gen/example_wsgrpc.js";
 import { sharedServer } from "./support/harness.js";
+import { collectResponse, streamResponse } from "./support/responses.js";
 
 let client: ExampleServiceClient;
 sharedServer((transport) => {
@@ -22,7 +23,7 @@ describe("ExampleService", () => {
       received.push(response);
     }
     // index 0 is the default, which JSON leaves out.
-    expect(received).toEqual([{ message: "hi" }, { message: "hi", index: 1 }, { message: "hi", index: 2 }]);
+    expect(received).toEqual([0, 1, 2].map((index) => streamResponse({ message: "hi", index })));
   });
 
   it("client streaming: CollectMessages from an async generator", async () => {
@@ -40,7 +41,7 @@ describe("ExampleService", () => {
       count: 2,
       joined: "x y",
     });
-    await expect(client.collectMessages([])).resolves.toEqual({});
+    await expect(client.collectMessages([])).resolves.toEqual(collectResponse());
   });
 
   it("bidi streaming: Chat answers each message as it arrives", async () => {

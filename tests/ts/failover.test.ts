@@ -11,6 +11,7 @@ import { Code } from "./gen/wsgrpc_runtime.js";
 import { startEnvoy } from "./support/envoy.js";
 import { bridgeMetric, eventually, type TestServer, within } from "./support/server.js";
 import { onCleanup, rpcError, server, transportFor } from "./support/harness.js";
+import { testResponse } from "./support/responses.js";
 
 const openSockets = (replica: TestServer) => bridgeMetric(replica, "wsgrpc_connections_open");
 const port = (replica: TestServer) => Number(new URL(replica.bridgeUrl).port);
@@ -34,7 +35,7 @@ it("when the replica holding the socket is killed, the client reconnects to the 
 
   const { transport, states } = transportFor(socketUrl, { reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
   const client = new TestServiceClient(transport);
-  await expect(client.unary({ text: "before" })).resolves.toEqual({ text: "before" });
+  await expect(client.unary({ text: "before" })).resolves.toEqual(testResponse({ text: "before" }));
 
   await eventually(
     async () => (await Promise.all(replicas.map(openSockets))).sort().join() === "0,1",
@@ -63,9 +64,9 @@ it("when the replica holding the socket is killed, the client reconnects to the 
     expect(error.message).toMatch(/connection to the bridge closed/);
   }
   // Made while the client reconnects, it waits for the new socket.
-  await expect(within(client.unary({ text: "after" }), "the first call after the kill")).resolves.toEqual({
-    text: "after",
-  });
+  await expect(within(client.unary({ text: "after" }), "the first call after the kill")).resolves.toEqual(
+    testResponse({ text: "after" }),
+  );
   const failoverMs = performance.now() - killedAt;
   console.log(`failover through Envoy: first call served ${failoverMs.toFixed(0)} ms after the kill`);
 
@@ -83,7 +84,7 @@ it("when the replica holding the socket is killed, the client reconnects to the 
   // the other one, until the health checks take the dead one out.
   for (let i = 0; i < 4; i += 1) {
     const { transport: fresh } = transportFor(socketUrl);
-    await expect(new TestServiceClient(fresh).unary({ text: `fresh ${i}` })).resolves.toEqual({ text: `fresh ${i}` });
+    await expect(new TestServiceClient(fresh).unary({ text: `fresh ${i}` })).resolves.toEqual(testResponse({ text: `fresh ${i}` }));
     fresh.close();
   }
   const retried = await envoy.stat("cluster.wsgrpc_bridge.upstream_rq_retry_success");

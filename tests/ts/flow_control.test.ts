@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import { type TestRequest } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
+import { type MessageInit } from "./gen/wsgrpc_runtime.js";
 import { server, transportFor } from "./support/harness.js";
 import { rssKib, type ServerOptions, type TestServer } from "./support/server.js";
 
@@ -101,7 +102,7 @@ describe("a client stream faster than its backend", () => {
     let rssMax = rssBefore;
     let furthestAhead = 0;
     const { received: receivedBefore } = await backendStats(client);
-    async function* fast(): AsyncGenerator<TestRequest> {
+    async function* fast(): AsyncGenerator<MessageInit<TestRequest>> {
       for (let n = 0; n < count; n++) {
         if (n % 100 === 0 && n > 0) {
           const { received } = await backendStats(client);

@@ -7,8 +7,9 @@
 import { describe, expect, it } from "vitest";
 
 import { type TestRequest, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code } from "./gen/wsgrpc_runtime.js";
+import { Code, type MessageInit } from "./gen/wsgrpc_runtime.js";
 import { rpcError, server, transportFor } from "./support/harness.js";
+import { testResponse } from "./support/responses.js";
 import { envelopesOf, type Frames, recordingWebSocket, utf8Bytes } from "./support/recording.js";
 
 // The frame limit of the test bridge (tests/src/lib.rs), which its settings say.
@@ -42,7 +43,7 @@ describe("no frame is larger than the bridge reads", () => {
         return responses;
       })(),
     ]);
-    expect(small).toEqual({ status: "fulfilled", value: { text: "small" } });
+    expect(small).toEqual({ status: "fulfilled", value: testResponse({ text: "small" }) });
     expect(stream.status).toBe("fulfilled");
     expect(large.status).toBe("rejected");
     const error = await rpcError(client.unary({ text: "x".repeat(70_000) }));
@@ -52,7 +53,7 @@ describe("no frame is larger than the bridge reads", () => {
     // Nothing of it went out; the socket never dropped.
     expect(frames.sent.slice(sentBefore).some((frame) => frame.includes("xxxxxxxx"))).toBe(false);
     expect(largestFrame(frames)).toBeLessThanOrEqual(MAX_FRAME_BYTES);
-    await expect(client.unary({ text: "after" })).resolves.toEqual({ text: "after" });
+    await expect(client.unary({ text: "after" })).resolves.toEqual(testResponse({ text: "after" }));
     expect(states).toEqual(["connecting", "open"]);
   });
 
@@ -61,10 +62,10 @@ describe("no frame is larger than the bridge reads", () => {
     const error = await rpcError(client.unary({ text: "é".repeat(40_000) }));
     expect(error.code).toBe(Code.RESOURCE_EXHAUSTED);
     const fits = "é".repeat(30_000);
-    await expect(client.unary({ text: fits })).resolves.toEqual({ text: fits });
+    await expect(client.unary({ text: fits })).resolves.toEqual(testResponse({ text: fits }));
     // Astral characters: two UTF-16 units, four bytes.
     const astral = "😀".repeat(15_000);
-    await expect(client.unary({ text: astral })).resolves.toEqual({ text: astral });
+    await expect(client.unary({ text: astral })).resolves.toEqual(testResponse({ text: astral }));
     expect((await rpcError(client.unary({ text: "😀".repeat(17_000) }))).code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(largestFrame(frames)).toBeLessThanOrEqual(MAX_FRAME_BYTES);
     expect(states).toEqual(["connecting", "open"]);
@@ -91,7 +92,7 @@ describe("no frame is larger than the bridge reads", () => {
     const [failed, other] = await Promise.allSettled([
       client.clientStream([{ text: "a", big: "1" }, { text: "b", big: "1" }, { text: huge }, { text: "c", big: "1" }]),
       // Padding in a field the backend does not echo while failCode is 0.
-      client.clientStream(Array.from({ length: 2_000 }, (): TestRequest => ({ failMessage: "ß".repeat(100), big: "1" }))),
+      client.clientStream(Array.from({ length: 2_000 }, (): MessageInit<TestRequest> => ({ failMessage: "ß".repeat(100), big: "1" }))),
     ]);
     expect(failed.status).toBe("rejected");
     const error = (failed as PromiseRejectedResult).reason as { code: unknown; message: string };
@@ -110,7 +111,7 @@ describe("no frame is larger than the bridge reads", () => {
       expect.arrayContaining(["request", "cancel"]),
     );
     expect(ofFailed.some((envelope) => envelope["type"] === "end")).toBe(false);
-    await expect(client.unary({ text: "after" })).resolves.toEqual({ text: "after" });
+    await expect(client.unary({ text: "after" })).resolves.toEqual(testResponse({ text: "after" }));
     expect(states).toEqual(["connecting", "open"]);
   });
 });
@@ -120,11 +121,11 @@ describe("a client stream's input", () => {
     const { client, frames } = await connect();
     const count = 10_000;
     let sentBefore = frames.sent.length;
-    const fromArray = await client.clientStream(Array.from({ length: count }, (): TestRequest => ({ big: "1" })));
+    const fromArray = await client.clientStream(Array.from({ length: count }, (): MessageInit<TestRequest> => ({ big: "1" })));
     expect(fromArray.sum).toBe(String(count));
     const arrayFrames = frames.sent.length - sentBefore;
     sentBefore = frames.sent.length;
-    async function* generated(): AsyncGenerator<TestRequest> {
+    async function* generated(): AsyncGenerator<MessageInit<TestRequest>> {
       for (let n = 0; n < count; n++) {
         yield { big: "1" };
       }

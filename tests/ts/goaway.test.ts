@@ -10,7 +10,7 @@ import WebSocket, { WebSocketServer } from "ws";
 
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import { type TestRequest } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { RpcError, type WebSocketConstructor } from "./gen/wsgrpc_runtime.js";
+import { type MessageInit, RpcError, type WebSocketConstructor } from "./gen/wsgrpc_runtime.js";
 import { onCleanup, transportFor } from "./support/harness.js";
 import { serverWith } from "./support/server_flags.js";
 
@@ -49,7 +49,7 @@ async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   return items;
 }
 
-async function* paced(count: number, everyMs: number): AsyncGenerator<TestRequest> {
+async function* paced(count: number, everyMs: number): AsyncGenerator<MessageInit<TestRequest>> {
   for (let i = 0; i < count; i++) {
     await sleep(everyMs);
     yield { text: `m${i}` };

@@ -10,6 +10,7 @@ import { ExampleServiceClient } from "./gen/example_wsgrpc.js";
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import { Code, type Metadata, WebSocketGRPCClient } from "./gen/wsgrpc_runtime.js";
 import { onCleanup, rpcError, transportFor } from "./support/harness.js";
+import { testResponse } from "./support/responses.js";
 import {
   bridgeFailure,
   descriptorSet,
@@ -53,19 +54,17 @@ describe.each(sources)("a Python backend, services from $source", ({ args }) => 
   });
 
   it("every kind of call", async () => {
-    await expect(client.unary({ text: "one" })).resolves.toEqual({ text: "one" });
-    await expect(collect(client.serverStream({ text: "s", count: 3 }))).resolves.toEqual([
-      { text: "s" },
-      { text: "s", index: 1 },
-      { text: "s", index: 2 },
-    ]);
+    await expect(client.unary({ text: "one" })).resolves.toEqual(testResponse({ text: "one" }));
+    await expect(collect(client.serverStream({ text: "s", count: 3 }))).resolves.toEqual(
+      [0, 1, 2].map((index) => testResponse({ text: "s", index })),
+    );
     // 2^53 + 2: more than a double holds exactly.
     await expect(
       client.clientStream([
         { text: "a", big: "9007199254740993" },
         { text: "b", big: "1" },
       ]),
-    ).resolves.toEqual({ text: "a b", index: 2, sum: "9007199254740994" });
+    ).resolves.toEqual(testResponse({ text: "a b", index: 2, sum: "9007199254740994" }));
     await expect(
       collect(
         client.bidi([
@@ -73,7 +72,7 @@ describe.each(sources)("a Python backend, services from $source", ({ args }) => 
           { text: "y", count: 1 },
         ]),
       ),
-    ).resolves.toEqual([{ text: "x" }, { text: "x", index: 1 }, { text: "y" }]);
+    ).resolves.toEqual([{ text: "x" }, { text: "x", index: 1 }, { text: "y" }].map((fields) => testResponse(fields)));
     const example = new ExampleServiceClient(transport);
     await expect(example.sayHello({ name: "Ada" })).resolves.toEqual({ message: "Hello, Ada!" });
   });
@@ -158,7 +157,7 @@ describe("wsgrpc-bridge with server reflection", () => {
     await bridge.process.waitForOutput(/services loaded.*added=\[[^\]]*example\.ExampleService\/SayHello/);
     await expect(example.sayHello({ name: "Ada" })).resolves.toEqual({ message: "Hello, Ada!" });
     // The socket stayed open throughout.
-    await expect(new TestServiceClient(transport).unary({ text: "still" })).resolves.toEqual({ text: "still" });
+    await expect(new TestServiceClient(transport).unary({ text: "still" })).resolves.toEqual(testResponse({ text: "still" }));
   });
 
   it("starts while the backend is down, says so once, and serves once it is up", async () => {
@@ -195,11 +194,10 @@ describe("wsgrpc-bridge with server reflection", () => {
     onCleanup(() => envoy.stop());
     const { transport } = transportFor(`${envoy.url.replace(/^http/, "ws")}/ws`);
     const client = new TestServiceClient(transport);
-    await expect(client.unary({ text: "via envoy" })).resolves.toEqual({ text: "via envoy" });
-    await expect(collect(client.serverStream({ text: "e", count: 2 }))).resolves.toEqual([
-      { text: "e" },
-      { text: "e", index: 1 },
-    ]);
+    await expect(client.unary({ text: "via envoy" })).resolves.toEqual(testResponse({ text: "via envoy" }));
+    await expect(collect(client.serverStream({ text: "e", count: 2 }))).resolves.toEqual(
+      [0, 1].map((index) => testResponse({ text: "e", index })),
+    );
   });
 
   it("a backend without reflection is a clear error", async () => {

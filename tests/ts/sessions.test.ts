@@ -13,6 +13,7 @@ import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import { Code, type ClientOptions } from "./gen/wsgrpc_runtime.js";
 import { CuttingProxy } from "./support/cutting_proxy.js";
 import { onCleanup, rpcError, server, transportFor } from "./support/harness.js";
+import { testResponse } from "./support/responses.js";
 import { eventually, freePort, startServer, within } from "./support/server.js";
 
 type Envelope = Record<string, unknown>;
@@ -384,7 +385,7 @@ describe("against the real bridge, through a proxy that cuts every connection", 
     const unaries = (async () => {
       let n = 0;
       while (!done) {
-        await expect(client.unary({ text: `u${n}` })).resolves.toEqual({ text: `u${n}` });
+        await expect(client.unary({ text: `u${n}` })).resolves.toEqual(testResponse({ text: `u${n}` }));
         n += 1;
       }
       return n;
@@ -412,8 +413,8 @@ describe("against the real bridge, through a proxy that cuts every connection", 
     // Not yet written when the socket goes: it waits for the new one.
     const queued = client.unary({ text: "queued" });
     proxy.cut();
-    await expect(within(sent, "the call sent before the cut")).resolves.toEqual({ text: "sent" });
-    await expect(within(queued, "the call made at the cut")).resolves.toEqual({ text: "queued" });
+    await expect(within(sent, "the call sent before the cut")).resolves.toEqual(testResponse({ text: "sent" }));
+    await expect(within(queued, "the call made at the cut")).resolves.toEqual(testResponse({ text: "queued" }));
     expect(transport.state).toBe("open");
   });
 
@@ -438,7 +439,7 @@ describe("against the real bridge, through a proxy that cuts every connection", 
       expect(error.message).toMatch(/connection to the bridge closed/);
       expect(error.message).toMatch(/no session with this key/);
     }
-    await expect(client.unary({ text: "after" })).resolves.toEqual({ text: "after" });
+    await expect(client.unary({ text: "after" })).resolves.toEqual(testResponse({ text: "after" }));
     expect(transport.state).toBe("open");
   });
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { type TestResponse, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import { Code, RpcError } from "./gen/wsgrpc_runtime.js";
 import { sharedServer } from "./support/harness.js";
+import { testResponse } from "./support/responses.js";
 
 let client: TestServiceClient;
 sharedServer((transport) => {
@@ -34,12 +35,12 @@ async function rejection(promise: Promise<unknown>): Promise<RpcError> {
 
 describe("TestService: the four kinds", () => {
   it("unary", async () => {
-    await expect(client.unary({ text: "one" })).resolves.toEqual({ text: "one" });
+    await expect(client.unary({ text: "one" })).resolves.toEqual(testResponse({ text: "one" }));
   });
 
   it("server streaming", async () => {
     const responses = await collect(client.serverStream({ text: "s", count: 3 }));
-    expect(responses).toEqual([{ text: "s" }, { text: "s", index: 1 }, { text: "s", index: 2 }]);
+    expect(responses).toEqual([{ text: "s" }, { text: "s", index: 1 }, { text: "s", index: 2 }].map((fields) => testResponse(fields)));
   });
 
   it("client streaming sums 64-bit integers as strings", async () => {
@@ -48,7 +49,7 @@ describe("TestService: the four kinds", () => {
       { text: "b", big: "1" },
     ]);
     // 2^53 + 2: more than a double holds exactly.
-    expect(response).toEqual({ text: "a b", index: 2, sum: "9007199254740994" });
+    expect(response).toEqual(testResponse({ text: "a b", index: 2, sum: "9007199254740994" }));
   });
 
   it("bidi streaming answers each request with `count` responses", async () => {
@@ -58,7 +59,7 @@ describe("TestService: the four kinds", () => {
         { text: "y", count: 1 },
       ]),
     );
-    expect(responses).toEqual([{ text: "x" }, { text: "x", index: 1 }, { text: "y" }]);
+    expect(responses).toEqual([{ text: "x" }, { text: "x", index: 1 }, { text: "y" }].map((fields) => testResponse(fields)));
   });
 
   it("a slow reader loses nothing: stream output is buffered", async () => {
@@ -71,7 +72,7 @@ describe("TestService: the four kinds", () => {
     for (let step = await iterator.next(); step.done !== true; step = await iterator.next()) {
       rest.push(step.value);
     }
-    expect(first.value).toEqual({ text: "b" });
+    expect(first.value).toEqual(testResponse({ text: "b" }));
     expect(rest.map((response) => response.index)).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
   });
 });
@@ -153,15 +154,15 @@ describe("metadata", () => {
 describe("the end of a stream is the envelope's, never the payload's", () => {
   it("messages that are {\"end\": true} are delivered as messages", async () => {
     const responses = await collect(client.serverStream({ count: 3, markEnd: true }));
-    expect(responses).toEqual([{ end: true }, { end: true }, { end: true }]);
+    expect(responses).toEqual([{ end: true }, { end: true }, { end: true }].map((fields) => testResponse(fields)));
   });
 
   it("in bidi streams too", async () => {
     const responses = await collect(client.bidi([{ count: 2, markEnd: true }, { text: "after" }]));
-    expect(responses).toEqual([{ end: true }, { end: true }, { text: "after" }]);
+    expect(responses).toEqual([{ end: true }, { end: true }, { text: "after" }].map((fields) => testResponse(fields)));
   });
 
   it("a unary response {\"end\": true} is the response", async () => {
-    await expect(client.unary({ markEnd: true })).resolves.toEqual({ end: true });
+    await expect(client.unary({ markEnd: true })).resolves.toEqual(testResponse({ end: true }));
   });
 });

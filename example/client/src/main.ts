@@ -139,7 +139,7 @@ ui.helloForm.addEventListener("submit", async (event) => {
   show(ui.helloResult, "Calling…", "pending");
   try {
     const response = await service.sayHello({ name: ui.name.value });
-    show(ui.helloResult, `Response: ${response.message ?? ""}`, "ok");
+    show(ui.helloResult, `Response: ${response.message}`, "ok");
   } catch (error) {
     show(ui.helloResult, `Error: ${describe(error)}`, "error");
   } finally {
@@ -164,7 +164,7 @@ ui.streamForm.addEventListener("submit", async (event) => {
     for await (const response of responses) {
       received += 1;
       // proto3 JSON leaves out fields at their default: index 0 is absent.
-      appendItem(ui.streamResult, `[${response.index ?? 0}] ${response.message ?? ""}`);
+      appendItem(ui.streamResult, `[${response.index}] ${response.message}`);
       show(ui.streamStatus, `Receiving ${received} of ${count}…`, "pending");
     }
     show(ui.streamStatus, `Done: ${received} of ${count} messages`, "ok");
@@ -198,7 +198,7 @@ ui.collectForm.addEventListener("submit", async (event) => {
   show(ui.collectResult, `Sending ${lines.length} messages…`, "pending");
   try {
     const response = await service.collectMessages(lines.map((message) => ({ message })));
-    show(ui.collectResult, `${response.count ?? 0} messages arrived: "${response.joined ?? ""}"`, "ok");
+    show(ui.collectResult, `${response.count} messages arrived: "${response.joined}"`, "ok");
   } catch (error) {
     show(ui.collectResult, `Error: ${describe(error)}`, "error");
   } finally {
@@ -214,7 +214,7 @@ async function runChat(input: MessageQueue<ChatMessage>): Promise<void> {
   show(ui.chatStatus, "Chat open: every message is echoed as it arrives", "pending");
   try {
     for await (const reply of service.chat(input)) {
-      appendItem(ui.chatLog, `server #${reply.seq ?? 0}: ${reply.text ?? ""}`, "theirs");
+      appendItem(ui.chatLog, `server #${reply.seq}: ${reply.text}`, "theirs");
     }
     show(ui.chatStatus, "Chat ended", "ok");
   } catch (error) {

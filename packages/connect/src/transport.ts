@@ -34,6 +34,8 @@ import {
   type ClientOptions,
   type ConnectionState,
   type Metadata,
+  type MethodDescriptor,
+  type MethodKind,
   type Transport as RuntimeTransport,
   WebSocketGRPCClient,
 } from "@wsgrpc/runtime";
@@ -153,8 +155,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
         next: async (req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> => {
           const response = new ResponseMetadata();
           const payload = await client
-            .unary<JsonValue, JsonValue>(
-              pathOf(method),
+            .unary(
+              bridgeMethod<"unary">(method, "unary"),
               write(method.input, req.message, jsonOptions),
               response.callOptions(req, deadline),
             )
@@ -198,24 +200,23 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
         next: async (req: StreamRequest<I, O>): Promise<StreamResponse<I, O>> => {
           const response = new ResponseMetadata();
           const options = response.callOptions(req, deadline);
-          const path = pathOf(method);
           let responses: AsyncIterator<JsonValue>;
           switch (method.methodKind) {
             case "server_streaming": {
               const first = await firstOf(req.message);
               responses = client
-                .serverStream<JsonValue, JsonValue>(path, write(method.input, first, jsonOptions), options)
+                .serverStream(bridgeMethod(method, "serverStreaming"), write(method.input, first, jsonOptions), options)
                 [Symbol.asyncIterator]();
               break;
             }
             case "client_streaming":
               responses = single(
-                client.clientStream<JsonValue, JsonValue>(path, jsonMessages(method.input, req.message, jsonOptions), options),
+                client.clientStream(bridgeMethod(method, "clientStreaming"), jsonMessages(method.input, req.message, jsonOptions), options),
               );
               break;
             case "bidi_streaming":
               responses = client
-                .bidiStream<JsonValue, JsonValue>(path, jsonMessages(method.input, req.message, jsonOptions), options)
+                .bidiStream(bridgeMethod(method, "bidiStreaming"), jsonMessages(method.input, req.message, jsonOptions), options)
                 [Symbol.asyncIterator]();
               break;
           }
@@ -259,8 +260,12 @@ function clientOptions(options: UrlTransportOptions): ClientOptions {
 }
 
 /** `package.Service/Method`, as the bridge takes it. */
-function pathOf(method: DescMethodUnary | DescMethodStreaming): string {
-  return `${method.parent.typeName}/${method.name}`;
+/** The method as the bridge names it, its messages as proto3 JSON. */
+function bridgeMethod<K extends MethodKind>(
+  method: DescMethodUnary | DescMethodStreaming,
+  kind: K,
+): MethodDescriptor<JsonValue, JsonValue, K> {
+  return { name: method.name, path: `${method.parent.typeName}/${method.name}`, kind };
 }
 
 /** The properties of `value` that are not undefined, for options that take no `undefined`. */

@@ -161,18 +161,6 @@ export interface CallOptions {
   onTrailer?: (trailers: Metadata) => void;
 }
 
-/** How many messages flow each way in a call. */
-export type MethodKind = "unary" | "serverStreaming" | "clientStreaming" | "bidiStreaming";
-
-/** A method as generated service descriptors list it. */
-export interface MethodDescriptor {
-  /** As declared: `SayHello`. */
-  readonly name: string;
-  /** What the client sends: `example.ExampleService/SayHello`. */
-  readonly path: string;
-  readonly kind: MethodKind;
-}
-
 /** Where the client's connection is. */
 export type ConnectionState = "connecting" | "open" | "closed" | "reconnecting";
 
@@ -253,7 +241,10 @@ export interface ClientOptions {
    * The protocol to speak. `"v2"` (the default) offers v2 and v1 and takes
    * what the bridge picks; should a bridge that predates v2 refuse the
    * offer, the client connects again with v1 and stays with it. `"v1"`
-   * offers nothing and speaks v1.
+   * offers nothing and speaks v1. Only v2 lets the client ask for fields
+   * at their defaults: over v1 the bridge writes them where its own
+   * options say, and the generated types' always-present fields may be
+   * missing.
    */
   protocol?: Protocol;
   /**
@@ -302,6 +293,75 @@ export interface ClientOptions {
 
 /** A call's inputs, for client and bidi streaming. */
 export type StreamInput<I> = AsyncIterable<I> | Iterable<I>;
+
+/** How many messages flow each way in a call. */
+export type MethodKind = "unary" | "serverStreaming" | "clientStreaming" | "bidiStreaming";
+
+// The key of a method's message types: a type only, never set.
+declare const messageTypes: unique symbol;
+
+/**
+ * One method of a service, as a generated service descriptor holds it:
+ * its path and kind, and, as types only, its request and response
+ * messages, so that a call through a `Transport` takes and gives exactly
+ * those.
+ */
+export interface MethodDescriptor<I, O, K extends MethodKind = MethodKind> {
+  /** As declared in the .proto: `SayHello`. */
+  readonly name: string;
+  /** What the client sends: `example.ExampleService/SayHello`. */
+  readonly path: string;
+  readonly kind: K;
+  readonly [messageTypes]?: { readonly input: I; readonly output: O };
+}
+
+/** A service as a generated descriptor describes it. */
+export interface ServiceDescriptor {
+  /** The service's full name: `example.ExampleService`. */
+  readonly typeName: string;
+  readonly methods: { readonly [method: string]: MethodDescriptor<any, any> };
+}
+
+function methodOf<I, O, K extends MethodKind>(kind: K, service: string, name: string): MethodDescriptor<I, O, K> {
+  return { name, path: `${service}/${name}`, kind };
+}
+
+/** The descriptor of a unary method of `service`, for generated code. */
+export function unaryMethod<I, O>(service: string, name: string): MethodDescriptor<I, O, "unary"> {
+  return methodOf("unary", service, name);
+}
+
+/** The descriptor of a server-streaming method of `service`, for generated code. */
+export function serverStreamingMethod<I, O>(service: string, name: string): MethodDescriptor<I, O, "serverStreaming"> {
+  return methodOf("serverStreaming", service, name);
+}
+
+/** The descriptor of a client-streaming method of `service`, for generated code. */
+export function clientStreamingMethod<I, O>(service: string, name: string): MethodDescriptor<I, O, "clientStreaming"> {
+  return methodOf("clientStreaming", service, name);
+}
+
+/** The descriptor of a bidi-streaming method of `service`, for generated code. */
+export function bidiStreamingMethod<I, O>(service: string, name: string): MethodDescriptor<I, O, "bidiStreaming"> {
+  return methodOf("bidiStreaming", service, name);
+}
+
+/**
+ * What a request may be: the message with every field optional, all the
+ * way down, as proto3 JSON allows; a oneof still takes one member at most.
+ */
+export type MessageInit<T> = T extends readonly (infer E)[]
+  ? MessageInit<E>[]
+  : T extends object
+    ? { [K in keyof T]?: MessageInit<T[K]> }
+    : T;
+
+/**
+ * The JSON form the client asks the bridge to write (v2): fields at their
+ * defaults too, so that the generated types can say a field without
+ * presence is always there.
+ */
+const JSON_FORM = { emitDefaults: true } as const;
 
 // How long past its deadline a call waits for the bridge's own
 // DEADLINE_EXCEEDED before failing on its own.
@@ -352,14 +412,32 @@ const TOKEN_RETRY_MS = 250;
  */
 export interface Transport {
   /** One request, one response. */
-  unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O>;
+  unary<I, O>(method: MethodDescriptor<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): Promise<O>;
   /** One request, the responses as they come. */
-  serverStream<I, O>(method: string, request: I, options?: CallOptions): AsyncIterable<O>;
+  serverStream<I, O>(
+    method: MethodDescriptor<I, O, "serverStreaming">,
+    request: MessageInit<I>,
+    options?: CallOptions,
+  ): AsyncIterable<O>;
   /** The requests, then one response. */
-  clientStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): Promise<O>;
+  clientStream<I, O>(
+    method: MethodDescriptor<I, O, "clientStreaming">,
+    requests: StreamInput<MessageInit<I>>,
+    options?: CallOptions,
+  ): Promise<O>;
   /** Requests and responses at once. */
-  bidiStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): AsyncIterable<O>;
+  bidiStream<I, O>(
+    method: MethodDescriptor<I, O, "bidiStreaming">,
+    requests: StreamInput<MessageInit<I>>,
+    options?: CallOptions,
+  ): AsyncIterable<O>;
 }
+
+/** A method named by its path alone (`pkg.Service/Method`): its messages are whatever the caller says. */
+type MethodOrPath<I, O, K extends MethodKind> = MethodDescriptor<I, O, K> | string;
+
+const pathOf = (method: MethodOrPath<unknown, unknown, MethodKind>): string =>
+  typeof method === "string" ? method : method.path;
 
 /**
  * A connection to a wsgrpc bridge that many calls share. It connects on
@@ -520,9 +598,9 @@ export class WebSocketGRPCClient implements Transport {
   }
 
   /** Calls a unary method: one request, one response. */
-  unary<I, O>(method: string, request: I, options?: CallOptions): Promise<O> {
+  unary<I, O>(method: MethodOrPath<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      new Call<I, O>(this.#context(), method, "unary", options, {
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "unary", options, {
         messages: () => {},
         end: resolve,
         fail: reject,
@@ -531,16 +609,24 @@ export class WebSocketGRPCClient implements Transport {
   }
 
   /** Calls a server-streaming method: one request, the responses as they come. */
-  serverStream<I, O>(method: string, request: I, options?: CallOptions): AsyncIterable<O> {
+  serverStream<I, O>(
+    method: MethodOrPath<I, O, "serverStreaming">,
+    request: MessageInit<I>,
+    options?: CallOptions,
+  ): AsyncIterable<O> {
     return new ResponseStream<O>((sink) =>
-      new Call<I, O>(this.#context(), method, "serverStreaming", options, sink).start({ request }),
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "serverStreaming", options, sink).start({ request }),
     );
   }
 
   /** Calls a client-streaming method: the requests, then one response. */
-  clientStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): Promise<O> {
+  clientStream<I, O>(
+    method: MethodOrPath<I, O, "clientStreaming">,
+    requests: StreamInput<MessageInit<I>>,
+    options?: CallOptions,
+  ): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      new Call<I, O>(this.#context(), method, "clientStreaming", options, {
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "clientStreaming", options, {
         messages: () => {},
         end: resolve,
         fail: reject,
@@ -549,9 +635,13 @@ export class WebSocketGRPCClient implements Transport {
   }
 
   /** Calls a bidi-streaming method: requests and responses flow at once. */
-  bidiStream<I, O>(method: string, requests: StreamInput<I>, options?: CallOptions): AsyncIterable<O> {
+  bidiStream<I, O>(
+    method: MethodOrPath<I, O, "bidiStreaming">,
+    requests: StreamInput<MessageInit<I>>,
+    options?: CallOptions,
+  ): AsyncIterable<O> {
     return new ResponseStream<O>((sink) =>
-      new Call<I, O>(this.#context(), method, "bidiStreaming", options, sink).start({ requests }),
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "bidiStreaming", options, sink).start({ requests }),
     );
   }
 
@@ -1066,7 +1156,7 @@ type OutboundFrame =
   | { type: "end"; id: string }
   | { type: "cancel"; id: string }
   | { type: "credit"; id?: string; messages?: number; bytes?: number }
-  | { type: "settings"; connectionWindowBytes: number }
+  | { type: "settings"; connectionWindowBytes: number; json: typeof JSON_FORM }
   | { type: "ping" | "pong"; data: unknown }
   | { type: "token"; token: string };
 
@@ -1773,7 +1863,7 @@ class Connection {
     if (!this.#forget(received)) {
       return `the bridge says it received ${received} envelopes; the client sent ${this.#sent}`;
     }
-    const settings = JSON.stringify({ type: "settings", connectionWindowBytes: this.#receiveWindow });
+    const settings = JSON.stringify({ type: "settings", connectionWindowBytes: this.#receiveWindow, json: JSON_FORM });
     const resume = `{"type":"resume","received":${this.#received}}`;
     const texts = [settings, resume, ...this.#kept.slice(this.#keptHead)];
     const batchBytes = this.#batchBytes;
@@ -2024,7 +2114,7 @@ class Connection {
       this.#byteWindows = true;
       this.#callSendWindow = frame.windowBytes as number;
       this.#sendWindow = frame.connectionWindowBytes as number;
-      this.send({ type: "settings", connectionWindowBytes: this.#receiveWindow });
+      this.send({ type: "settings", connectionWindowBytes: this.#receiveWindow, json: JSON_FORM });
       if (this.#sessionOptions !== null && resume !== undefined) {
         // The bridge keeps sessions: it says `resume` (null, with why, on
         // a first socket) to every socket with a key. The session counts

@@ -10,14 +10,18 @@
 //! # Types: the proto3 JSON the bridge speaks
 //!
 //! Each message becomes an `interface` whose properties are the fields'
-//! JSON names, all optional (`?:`) since JSON leaves out default values;
-//! requests and responses use the same types. The types follow the proto3
+//! JSON names. Fields without presence (proto3 singular fields, lists,
+//! maps) are always there, since the client asks the bridge to write
+//! defaults (`json` in its v2 settings); fields with presence (messages,
+//! `optional`, proto2) are optional (`?:`). A message with oneofs is a
+//! `type`: its fields and, for each oneof, the union of one member set
+//! (the others `undefined`) or none. Requests are `wsgrpc.MessageInit<T>`:
+//! every field optional, all the way down. The types follow the proto3
 //! JSON mapping as the bridge writes and reads it, field by field as
 //! docs/PROTOCOL.md ("Payloads") lists it: 64-bit integers as `string`,
 //! `float`, `double` and their wrappers as `wsgrpc.JsonFloat` (`number |
 //! "NaN" | "Infinity" | "-Infinity"`), enums as the union of their value
-//! names, maps as objects keyed by strings, oneof members side by side,
-//! the well-known types in their JSON forms (`Any` as `wsgrpc.AnyJson`,
+//! names, maps as objects keyed by strings, the well-known types in their JSON forms (`Any` as `wsgrpc.AnyJson`,
 //! with its `"@type"`), other `google.protobuf` messages as
 //! `wsgrpc.JsonObject`.
 //!
@@ -28,8 +32,10 @@
 //!
 //! - Messages and enums: their names from the package down joined by `_`
 //!   (`Order.Line` → `Order_Line`); map entries are not emitted.
-//! - A service `Shop` gives the class `ShopClient` and the descriptor
-//!   constant `Shop`; methods are lowerCamelCase (`GetOrder` → `getOrder`).
+//! - A service `Shop` gives the descriptor constant `Shop`, whose methods
+//!   carry their request and response types, and the class `ShopClient`,
+//!   which calls through it; methods are lowerCamelCase (`GetOrder` →
+//!   `getOrder`).
 //! - A name that is a JavaScript or TypeScript reserved word, a built-in
 //!   type, or a global the generated code or its users rely on (see
 //!   `RESERVED_NAMES`) gets a `$` suffix: `Object` → `Object$`. So does a

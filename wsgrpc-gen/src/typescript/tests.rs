@@ -66,25 +66,26 @@ fn maps_scalars_to_their_json_forms() {
         }"#,
     );
     for line in [
-        "d?: wsgrpc.JsonFloat;",
-        "f?: wsgrpc.JsonFloat;",
-        "i32?: number;",
-        "u32?: number;",
-        "s32?: number;",
-        "f32?: number;",
-        "sf32?: number;",
-        "i64?: string;",
-        "u64?: string;",
-        "s64?: string;",
-        "f64?: string;",
-        "sf64?: string;",
-        "b?: boolean;",
-        "s?: string;",
-        "by?: string;",
-        "many?: string[];",
-        "byNumber?: { [key: string]: string };",
+        "d: wsgrpc.JsonFloat;",
+        "f: wsgrpc.JsonFloat;",
+        "i32: number;",
+        "u32: number;",
+        "s32: number;",
+        "f32: number;",
+        "sf32: number;",
+        "i64: string;",
+        "u64: string;",
+        "s64: string;",
+        "f64: string;",
+        "sf64: string;",
+        "b: boolean;",
+        "s: string;",
+        "by: string;",
+        "many: string[];",
+        "byNumber: { [key: string]: string };",
+        // Presence: missing where unset.
         "maybe?: string;",
-        "snakeCaseName?: string;",
+        "snakeCaseName: string;",
     ] {
         assert_contains(&ts, &format!("  {line}\n"));
     }
@@ -137,8 +138,8 @@ fn maps_well_known_types_to_their_json_forms() {
         "small?: number;",
         "flag?: boolean;",
         "blob?: string;",
-        "none?: null;",
-        "values?: wsgrpc.JsonValue[];",
+        "none: null;",
+        "values: wsgrpc.JsonValue[];",
     ] {
         assert_contains(&ts, &format!("  {line}\n"));
     }
@@ -185,11 +186,11 @@ fn names_nested_types_and_escapes_reserved_names() {
         assert_contains(&ts, declaration);
     }
     assert_contains(&ts, "  inner?: Outer_Inner;\n");
-    assert_contains(&ts, "  mode?: Outer_Mode;\n");
+    assert_contains(&ts, "  mode: Outer_Mode;\n");
     assert_contains(&ts, "  items?: Array$;\n");
     assert_contains(
         &ts,
-        "  constructor$(request: Object$, options?: wsgrpc.CallOptions): Promise<Promise$> {",
+        "  constructor$(request: wsgrpc.MessageInit<Object$>, options?: wsgrpc.CallOptions): Promise<Promise$> {",
     );
 }
 
@@ -210,11 +211,18 @@ fn documents_oneofs_and_comments() {
     );
     assert_contains(
         &ts,
-        "/**\n * A thing.\n * Two lines; one with *\\/ in it.\n *\n * @generated from message p.Thing\n */\nexport interface Thing {",
+        "/**\n * A thing.\n * Two lines; one with *\\/ in it.\n *\n * @generated from message p.Thing\n */\nexport type Thing = (\n",
     );
+    // One alternative per member, documented where it is set, and one
+    // with none set.
     assert_contains(
         &ts,
-        "  /**\n   * The card.\n   *\n   * Member of oneof `payment`: set at most one of `card`, `voucher`.\n   *\n   * How it is paid.\n   *\n   * @generated from field: string card = 1;\n   */\n  card?: string;",
+        "  | {\n      /**\n       * The card.\n       *\n       * Member of oneof `payment`: set at most one of `card`, `voucher`.\n       *\n       * How it is paid.\n       *\n       * @generated from field: string card = 1;\n       */\n      card: string;\n      voucher?: undefined;\n    }\n",
+    );
+    assert_contains(&ts, "  | {\n      card?: undefined;\n      /**");
+    assert_contains(
+        &ts,
+        "      voucher: string;\n    }\n  | { card?: undefined; voucher?: undefined }\n);\n",
     );
 }
 
@@ -252,7 +260,7 @@ fn imports_other_files_by_relative_path_and_aliases_clashes() {
     assert_contains(ts, "  price?: Money;\n");
     assert_contains(
         ts,
-        "  buy(request: common_v1_Item, options?: wsgrpc.CallOptions): Promise<Item> {\n    return this.#transport.unary<common_v1_Item, Item>(\"shop.v1.Shop/Buy\", request, options);",
+        "  buy(request: wsgrpc.MessageInit<common_v1_Item>, options?: wsgrpc.CallOptions): Promise<Item> {\n    return this.#transport.unary(Shop.methods.buy, request, options);",
     );
 }
 
@@ -270,11 +278,14 @@ fn renders_each_method_kind() {
         message M {}"#,
     );
     for line in [
-        "  u(request: M, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.unary<M, M>(\"p.S/U\", request, options);",
-        "  ss(request: M, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.serverStream<M, M>(\"p.S/Ss\", request, options);",
-        "  cs(requests: wsgrpc.StreamInput<M>, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.clientStream<M, M>(\"p.S/Cs\", requests, options);",
-        "  bidi(requests: wsgrpc.StreamInput<M>, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.bidiStream<M, M>(\"p.S/Bidi\", requests, options);",
-        "    bidi: { name: \"Bidi\", path: \"p.S/Bidi\", kind: \"bidiStreaming\" },",
+        "  u(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.unary(S.methods.u, request, options);",
+        "  ss(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.serverStream(S.methods.ss, request, options);",
+        "  cs(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.clientStream(S.methods.cs, requests, options);",
+        "  bidi(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.bidiStream(S.methods.bidi, requests, options);",
+        "    u: wsgrpc.unaryMethod<M, M>(\"p.S\", \"U\"),",
+        "    ss: wsgrpc.serverStreamingMethod<M, M>(\"p.S\", \"Ss\"),",
+        "    cs: wsgrpc.clientStreamingMethod<M, M>(\"p.S\", \"Cs\"),",
+        "    bidi: wsgrpc.bidiStreamingMethod<M, M>(\"p.S\", \"Bidi\"),",
     ] {
         assert_contains(&ts, line);
     }

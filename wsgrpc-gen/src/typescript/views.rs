@@ -11,7 +11,7 @@ use super::names::{Symbols, claim, escape, property_name, string_literal};
 use super::scope::Scope;
 use super::tsdoc::doc_block;
 use super::types::field_declaration;
-use crate::model::{Enum, Field, File, Message, Method, MethodKind, Service};
+use crate::model::{Cardinality, Enum, Field, File, Message, Method, MethodKind, Service};
 use crate::{Error, Options};
 
 /// One `{name}_wsgrpc.ts`, every name and type resolved.
@@ -42,7 +42,10 @@ pub(super) struct ImportView {
 struct MessageView {
     doc: String,
     name: String,
+    /// The fields outside oneofs, in declaration order.
     fields: Vec<FieldView>,
+    /// Each oneof as the union of its members, one set or none.
+    oneofs: Vec<OneofView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +53,28 @@ struct FieldView {
     doc: String,
     property: String,
     ts_type: String,
+    /// Whether the property may be missing: fields with presence. Those
+    /// without (proto3 singular, repeated, maps) are always written, as the
+    /// client asks the bridge to write defaults.
+    optional: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct OneofView {
+    /// One alternative per member, the member set and the others not.
+    alternatives: Vec<Vec<MemberView>>,
+    /// Every member's property, for the alternative with none set.
+    properties: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MemberView {
+    /// The set member's doc; empty for the members left out.
+    doc: String,
+    property: String,
+    /// The member's type where it is set; `undefined` otherwise.
+    ts_type: String,
+    set: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,8 +110,6 @@ struct MethodView {
     name: String,
     /// As declared: `SayHello`.
     proto_name: String,
-    /// What the client sends: `example.ExampleService/SayHello`.
-    path: String,
     /// `unary`, `serverStreaming`, …: the descriptor's kind and the
     /// transport function's stem.
     kind: &'static str,
@@ -181,11 +204,14 @@ fn method_view(
     };
     let (parameter, argument) = if method.kind.client_streams() {
         (
-            format!("requests: wsgrpc.StreamInput<{input_type}>"),
+            format!("requests: wsgrpc.StreamInput<wsgrpc.MessageInit<{input_type}>>"),
             "requests",
         )
     } else {
-        (format!("request: {input_type}"), "request")
+        (
+            format!("request: wsgrpc.MessageInit<{input_type}>"),
+            "request",
+        )
     };
     let return_type = if method.kind.server_streams() {
         format!("AsyncIterable<{output_type}>")
@@ -197,7 +223,6 @@ fn method_view(
         doc: doc_block(&method.comments, &[], &declaration, "  "),
         name: claim(method.name.to_lower_camel_case(), method_names),
         proto_name: method.name.clone(),
-        path: format!("{}/{}", service.full_name, method.name),
         kind,
         transport_fn,
         parameter,
@@ -210,16 +235,59 @@ fn method_view(
 
 fn message_view(message: &Message, scope: &mut Scope<'_, '_>) -> Result<MessageView, Error> {
     let mut fields = Vec::new();
-    for field in &message.fields {
+    for field in message.fields.iter().filter(|field| field.oneof.is_none()) {
         fields.push(FieldView {
             doc: doc_block(
                 &field.comments,
-                &oneof_notes(message, field),
+                &[],
                 &format!("field: {}", field_declaration(field)),
                 "  ",
             ),
             property: property_name(&field.json_name),
             ts_type: scope.field_type(field)?,
+            optional: has_presence(field),
+        });
+    }
+    let mut oneofs = Vec::new();
+    for index in 0..message.oneofs.len() {
+        let members: Vec<&Field> = message
+            .fields
+            .iter()
+            .filter(|field| field.oneof == Some(index))
+            .collect();
+        let mut alternatives = Vec::new();
+        for set in &members {
+            let mut alternative = Vec::new();
+            for member in &members {
+                let is_set = std::ptr::eq(*member, *set);
+                alternative.push(MemberView {
+                    doc: if is_set {
+                        doc_block(
+                            &member.comments,
+                            &oneof_notes(message, member),
+                            &format!("field: {}", field_declaration(member)),
+                            "      ",
+                        )
+                    } else {
+                        String::new()
+                    },
+                    property: property_name(&member.json_name),
+                    ts_type: if is_set {
+                        scope.field_type(member)?
+                    } else {
+                        "undefined".to_owned()
+                    },
+                    set: is_set,
+                });
+            }
+            alternatives.push(alternative);
+        }
+        oneofs.push(OneofView {
+            alternatives,
+            properties: members
+                .iter()
+                .map(|member| property_name(&member.json_name))
+                .collect(),
         });
     }
     Ok(MessageView {
@@ -231,7 +299,18 @@ fn message_view(message: &Message, scope: &mut Scope<'_, '_>) -> Result<MessageV
         ),
         name: scope.declared_name(&message.full_name),
         fields,
+        oneofs,
     })
+}
+
+/// Whether a field outside a oneof may be missing from the JSON even
+/// when defaults are written: it tracks presence (a message, `optional`,
+/// proto2 `required`, which a backend may still leave unset).
+fn has_presence(field: &Field) -> bool {
+    matches!(
+        field.cardinality,
+        Cardinality::Optional | Cardinality::Required
+    )
 }
 
 /// For a member of a oneof, what its doc says of the oneof: its members,

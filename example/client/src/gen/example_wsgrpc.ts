@@ -15,7 +15,7 @@ export interface HelloRequest {
   /**
    * @generated from field: string name = 1;
    */
-  name?: string;
+  name: string;
 }
 
 /**
@@ -25,7 +25,7 @@ export interface HelloResponse {
   /**
    * @generated from field: string message = 1;
    */
-  message?: string;
+  message: string;
 }
 
 /**
@@ -35,14 +35,14 @@ export interface StreamRequest {
   /**
    * @generated from field: string message = 1;
    */
-  message?: string;
+  message: string;
 
   /**
    * How many messages to send.
    *
    * @generated from field: int32 count = 2;
    */
-  count?: number;
+  count: number;
 }
 
 /**
@@ -52,12 +52,12 @@ export interface StreamResponse {
   /**
    * @generated from field: string message = 1;
    */
-  message?: string;
+  message: string;
 
   /**
    * @generated from field: int32 index = 2;
    */
-  index?: number;
+  index: number;
 }
 
 /**
@@ -67,7 +67,7 @@ export interface CollectRequest {
   /**
    * @generated from field: string message = 1;
    */
-  message?: string;
+  message: string;
 }
 
 /**
@@ -79,14 +79,14 @@ export interface CollectResponse {
    *
    * @generated from field: int32 count = 1;
    */
-  count?: number;
+  count: number;
 
   /**
    * The messages, joined by spaces.
    *
    * @generated from field: string joined = 2;
    */
-  joined?: string;
+  joined: string;
 }
 
 /**
@@ -96,12 +96,12 @@ export interface ChatMessage {
   /**
    * @generated from field: string text = 1;
    */
-  text?: string;
+  text: string;
 
   /**
    * @generated from field: int32 seq = 2;
    */
-  seq?: number;
+  seq: number;
 }
 
 /**
@@ -113,10 +113,10 @@ export interface ChatMessage {
 export const ExampleService = {
   typeName: "example.ExampleService",
   methods: {
-    sayHello: { name: "SayHello", path: "example.ExampleService/SayHello", kind: "unary" },
-    streamMessages: { name: "StreamMessages", path: "example.ExampleService/StreamMessages", kind: "serverStreaming" },
-    collectMessages: { name: "CollectMessages", path: "example.ExampleService/CollectMessages", kind: "clientStreaming" },
-    chat: { name: "Chat", path: "example.ExampleService/Chat", kind: "bidiStreaming" },
+    sayHello: wsgrpc.unaryMethod<HelloRequest, HelloResponse>("example.ExampleService", "SayHello"),
+    streamMessages: wsgrpc.serverStreamingMethod<StreamRequest, StreamResponse>("example.ExampleService", "StreamMessages"),
+    collectMessages: wsgrpc.clientStreamingMethod<CollectRequest, CollectResponse>("example.ExampleService", "CollectMessages"),
+    chat: wsgrpc.bidiStreamingMethod<ChatMessage, ChatMessage>("example.ExampleService", "Chat"),
   },
 } as const;
 
@@ -140,8 +140,8 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.SayHello
    */
-  sayHello(request: HelloRequest, options?: wsgrpc.CallOptions): Promise<HelloResponse> {
-    return this.#transport.unary<HelloRequest, HelloResponse>("example.ExampleService/SayHello", request, options);
+  sayHello(request: wsgrpc.MessageInit<HelloRequest>, options?: wsgrpc.CallOptions): Promise<HelloResponse> {
+    return this.#transport.unary(ExampleService.methods.sayHello, request, options);
   }
 
   /**
@@ -149,8 +149,8 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.StreamMessages
    */
-  streamMessages(request: StreamRequest, options?: wsgrpc.CallOptions): AsyncIterable<StreamResponse> {
-    return this.#transport.serverStream<StreamRequest, StreamResponse>("example.ExampleService/StreamMessages", request, options);
+  streamMessages(request: wsgrpc.MessageInit<StreamRequest>, options?: wsgrpc.CallOptions): AsyncIterable<StreamResponse> {
+    return this.#transport.serverStream(ExampleService.methods.streamMessages, request, options);
   }
 
   /**
@@ -158,8 +158,8 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.CollectMessages
    */
-  collectMessages(requests: wsgrpc.StreamInput<CollectRequest>, options?: wsgrpc.CallOptions): Promise<CollectResponse> {
-    return this.#transport.clientStream<CollectRequest, CollectResponse>("example.ExampleService/CollectMessages", requests, options);
+  collectMessages(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<CollectRequest>>, options?: wsgrpc.CallOptions): Promise<CollectResponse> {
+    return this.#transport.clientStream(ExampleService.methods.collectMessages, requests, options);
   }
 
   /**
@@ -167,7 +167,7 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.Chat
    */
-  chat(requests: wsgrpc.StreamInput<ChatMessage>, options?: wsgrpc.CallOptions): AsyncIterable<ChatMessage> {
-    return this.#transport.bidiStream<ChatMessage, ChatMessage>("example.ExampleService/Chat", requests, options);
+  chat(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<ChatMessage>>, options?: wsgrpc.CallOptions): AsyncIterable<ChatMessage> {
+    return this.#transport.bidiStream(ExampleService.methods.chat, requests, options);
   }
 }

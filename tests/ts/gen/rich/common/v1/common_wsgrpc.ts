@@ -17,17 +17,17 @@ export interface Money {
    *
    * @generated from field: string currency_code = 1;
    */
-  currencyCode?: string;
+  currencyCode: string;
 
   /**
    * @generated from field: int64 units = 2;
    */
-  units?: string;
+  units: string;
 
   /**
    * @generated from field: int32 nanos = 3;
    */
-  nanos?: number;
+  nanos: number;
 }
 
 /**
@@ -39,7 +39,7 @@ export interface Item {
   /**
    * @generated from field: string sku = 1;
    */
-  sku?: string;
+  sku: string;
 }
 
 /**
@@ -51,7 +51,7 @@ export interface Self {
   /**
    * @generated from field: string type = 1;
    */
-  type?: string;
+  type: string;
 }
 
 /**

@@ -16,7 +16,7 @@ export interface GetOrderRequest {
   /**
    * @generated from field: string id = 1;
    */
-  id?: string;
+  id: string;
 
   /**
    * @generated from field: google.protobuf.FieldMask read_mask = 2;
@@ -31,7 +31,7 @@ export interface WatchOrdersRequest {
   /**
    * @generated from field: repeated string ids = 1;
    */
-  ids?: string[];
+  ids: string[];
 
   /**
    * @generated from field: optional int32 limit = 2;
@@ -48,7 +48,7 @@ export interface Item {
   /**
    * @generated from field: string name = 1;
    */
-  name?: string;
+  name: string;
 
   /**
    * @generated from field: rich.common.v1.Item common = 2;
@@ -58,7 +58,7 @@ export interface Item {
   /**
    * @generated from field: rich.common.v1.Availability availability = 3;
    */
-  availability?: Availability;
+  availability: Availability;
 }
 
 /**
@@ -68,7 +68,7 @@ export interface UploadSummary {
   /**
    * @generated from field: int32 count = 1;
    */
-  count?: number;
+  count: number;
 }
 
 /**
@@ -83,64 +83,37 @@ export interface Offer {
   /**
    * @generated from field: string note = 2;
    */
-  note?: string;
+  note: string;
 }
 
 /**
  * @generated from message rich.shop.v1.Order
  */
-export interface Order {
+export type Order = {
   /**
    * @generated from field: string id = 1;
    */
-  id?: string;
+  id: string;
 
   /**
    * @generated from field: rich.shop.v1.Order.State state = 2;
    */
-  state?: Order_State;
+  state: Order_State;
 
   /**
    * @generated from field: repeated rich.shop.v1.Order.Line lines = 3;
    */
-  lines?: Order_Line[];
+  lines: Order_Line[];
 
   /**
    * @generated from field: map<string, rich.common.v1.Money> totals_by_currency = 4;
    */
-  totalsByCurrency?: { [key: string]: Money };
+  totalsByCurrency: { [key: string]: Money };
 
   /**
    * @generated from field: map<int64, rich.shop.v1.Order.Line> lines_by_number = 5;
    */
-  linesByNumber?: { [key: string]: Order_Line };
-
-  /**
-   * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
-   *
-   * How the order is paid.
-   *
-   * @generated from field: string card_token = 6;
-   */
-  cardToken?: string;
-
-  /**
-   * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
-   *
-   * How the order is paid.
-   *
-   * @generated from field: bytes voucher = 7;
-   */
-  voucher?: string;
-
-  /**
-   * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
-   *
-   * How the order is paid.
-   *
-   * @generated from field: rich.shop.v1.Order.Line gift = 8;
-   */
-  gift?: Order_Line;
+  linesByNumber: { [key: string]: Order_Line };
 
   /**
    * @generated from field: optional string note = 9;
@@ -166,7 +139,45 @@ export interface Order {
    * @generated from field: rich.shop.v1.Maps maps = 13;
    */
   maps?: Maps;
-}
+} & (
+  | {
+      /**
+       * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
+       *
+       * How the order is paid.
+       *
+       * @generated from field: string card_token = 6;
+       */
+      cardToken: string;
+      voucher?: undefined;
+      gift?: undefined;
+    }
+  | {
+      cardToken?: undefined;
+      /**
+       * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
+       *
+       * How the order is paid.
+       *
+       * @generated from field: bytes voucher = 7;
+       */
+      voucher: string;
+      gift?: undefined;
+    }
+  | {
+      cardToken?: undefined;
+      voucher?: undefined;
+      /**
+       * Member of oneof `payment`: set at most one of `cardToken`, `voucher`, `gift`.
+       *
+       * How the order is paid.
+       *
+       * @generated from field: rich.shop.v1.Order.Line gift = 8;
+       */
+      gift: Order_Line;
+    }
+  | { cardToken?: undefined; voucher?: undefined; gift?: undefined }
+);
 
 /**
  * One line of the order.
@@ -177,12 +188,12 @@ export interface Order_Line {
   /**
    * @generated from field: string sku = 1;
    */
-  sku?: string;
+  sku: string;
 
   /**
    * @generated from field: uint32 quantity = 2;
    */
-  quantity?: number;
+  quantity: number;
 
   /**
    * @generated from field: rich.common.v1.Money price = 3;
@@ -199,87 +210,87 @@ export interface Scalars {
   /**
    * @generated from field: double f_double = 1;
    */
-  fDouble?: wsgrpc.JsonFloat;
+  fDouble: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: float f_float = 2;
    */
-  fFloat?: wsgrpc.JsonFloat;
+  fFloat: wsgrpc.JsonFloat;
 
   /**
    * @generated from field: int32 f_int32 = 3;
    */
-  fInt32?: number;
+  fInt32: number;
 
   /**
    * @generated from field: int64 f_int64 = 4;
    */
-  fInt64?: string;
+  fInt64: string;
 
   /**
    * @generated from field: uint32 f_uint32 = 5;
    */
-  fUint32?: number;
+  fUint32: number;
 
   /**
    * @generated from field: uint64 f_uint64 = 6;
    */
-  fUint64?: string;
+  fUint64: string;
 
   /**
    * @generated from field: sint32 f_sint32 = 7;
    */
-  fSint32?: number;
+  fSint32: number;
 
   /**
    * @generated from field: sint64 f_sint64 = 8;
    */
-  fSint64?: string;
+  fSint64: string;
 
   /**
    * @generated from field: fixed32 f_fixed32 = 9;
    */
-  fFixed32?: number;
+  fFixed32: number;
 
   /**
    * @generated from field: fixed64 f_fixed64 = 10;
    */
-  fFixed64?: string;
+  fFixed64: string;
 
   /**
    * @generated from field: sfixed32 f_sfixed32 = 11;
    */
-  fSfixed32?: number;
+  fSfixed32: number;
 
   /**
    * @generated from field: sfixed64 f_sfixed64 = 12;
    */
-  fSfixed64?: string;
+  fSfixed64: string;
 
   /**
    * @generated from field: bool f_bool = 13;
    */
-  fBool?: boolean;
+  fBool: boolean;
 
   /**
    * @generated from field: string f_string = 14;
    */
-  fString?: string;
+  fString: string;
 
   /**
    * @generated from field: bytes f_bytes = 15;
    */
-  fBytes?: string;
+  fBytes: string;
 
   /**
    * @generated from field: repeated int64 r_int64 = 16;
    */
-  rInt64?: string[];
+  rInt64: string[];
 
   /**
    * @generated from field: repeated double r_double = 17;
    */
-  rDouble?: wsgrpc.JsonFloat[];
+  rDouble: wsgrpc.JsonFloat[];
 
   /**
    * @generated from field: optional uint64 o_uint64 = 18;
@@ -289,7 +300,7 @@ export interface Scalars {
   /**
    * @generated from field: map<bool, bytes> m_bool_bytes = 19;
    */
-  mBoolBytes?: { [key: string]: string };
+  mBoolBytes: { [key: string]: string };
 }
 
 /**
@@ -388,12 +399,12 @@ export interface WellKnown {
   /**
    * @generated from field: repeated google.protobuf.Value values = 18;
    */
-  values?: wsgrpc.JsonValue[];
+  values: wsgrpc.JsonValue[];
 
   /**
    * @generated from field: repeated google.protobuf.Timestamp history = 19;
    */
-  history?: string[];
+  history: string[];
 }
 
 /**
@@ -405,57 +416,57 @@ export interface Maps {
   /**
    * @generated from field: map<int32, string> by_int32 = 1;
    */
-  byInt32?: { [key: string]: string };
+  byInt32: { [key: string]: string };
 
   /**
    * @generated from field: map<uint32, double> by_uint32 = 2;
    */
-  byUint32?: { [key: string]: wsgrpc.JsonFloat };
+  byUint32: { [key: string]: wsgrpc.JsonFloat };
 
   /**
    * @generated from field: map<uint64, float> by_uint64 = 3;
    */
-  byUint64?: { [key: string]: wsgrpc.JsonFloat };
+  byUint64: { [key: string]: wsgrpc.JsonFloat };
 
   /**
    * @generated from field: map<sint32, rich.common.v1.Availability> by_sint32 = 4;
    */
-  bySint32?: { [key: string]: Availability };
+  bySint32: { [key: string]: Availability };
 
   /**
    * @generated from field: map<sint64, bytes> by_sint64 = 5;
    */
-  bySint64?: { [key: string]: string };
+  bySint64: { [key: string]: string };
 
   /**
    * @generated from field: map<fixed32, bool> by_fixed32 = 6;
    */
-  byFixed32?: { [key: string]: boolean };
+  byFixed32: { [key: string]: boolean };
 
   /**
    * @generated from field: map<fixed64, int64> by_fixed64 = 7;
    */
-  byFixed64?: { [key: string]: string };
+  byFixed64: { [key: string]: string };
 
   /**
    * @generated from field: map<sfixed32, uint64> by_sfixed32 = 8;
    */
-  bySfixed32?: { [key: string]: string };
+  bySfixed32: { [key: string]: string };
 
   /**
    * @generated from field: map<sfixed64, google.protobuf.Duration> by_sfixed64 = 9;
    */
-  bySfixed64?: { [key: string]: string };
+  bySfixed64: { [key: string]: string };
 
   /**
    * @generated from field: map<string, google.protobuf.Value> by_string = 10;
    */
-  byString?: { [key: string]: wsgrpc.JsonValue };
+  byString: { [key: string]: wsgrpc.JsonValue };
 
   /**
    * @generated from field: map<bool, rich.common.v1.Money> by_bool = 11;
    */
-  byBool?: { [key: string]: Money };
+  byBool: { [key: string]: Money };
 }
 
 /**
@@ -467,42 +478,42 @@ export interface Keywords {
   /**
    * @generated from field: string type = 1;
    */
-  type?: string;
+  type: string;
 
   /**
    * @generated from field: string fn = 2;
    */
-  fn?: string;
+  fn: string;
 
   /**
    * @generated from field: int32 self = 3;
    */
-  self?: number;
+  self: number;
 
   /**
    * @generated from field: bool async = 4;
    */
-  async?: boolean;
+  async: boolean;
 
   /**
    * @generated from field: string match = 5;
    */
-  match?: string;
+  match: string;
 
   /**
    * @generated from field: string function = 6;
    */
-  function?: string;
+  function: string;
 
   /**
    * @generated from field: string default = 7;
    */
-  default?: string;
+  default: string;
 
   /**
    * @generated from field: string constructor = 8;
    */
-  constructor?: string;
+  constructor: string;
 }
 
 /**
@@ -538,10 +549,10 @@ export type Order_State = (typeof Order_State)[keyof typeof Order_State];
 export const Shop = {
   typeName: "rich.shop.v1.Shop",
   methods: {
-    getOrder: { name: "GetOrder", path: "rich.shop.v1.Shop/GetOrder", kind: "unary" },
-    watchOrders: { name: "WatchOrders", path: "rich.shop.v1.Shop/WatchOrders", kind: "serverStreaming" },
-    uploadItems: { name: "UploadItems", path: "rich.shop.v1.Shop/UploadItems", kind: "clientStreaming" },
-    haggle: { name: "Haggle", path: "rich.shop.v1.Shop/Haggle", kind: "bidiStreaming" },
+    getOrder: wsgrpc.unaryMethod<GetOrderRequest, Order>("rich.shop.v1.Shop", "GetOrder"),
+    watchOrders: wsgrpc.serverStreamingMethod<WatchOrdersRequest, Order>("rich.shop.v1.Shop", "WatchOrders"),
+    uploadItems: wsgrpc.clientStreamingMethod<Item, UploadSummary>("rich.shop.v1.Shop", "UploadItems"),
+    haggle: wsgrpc.bidiStreamingMethod<Offer, Offer>("rich.shop.v1.Shop", "Haggle"),
   },
 } as const;
 
@@ -564,8 +575,8 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.GetOrder
    */
-  getOrder(request: GetOrderRequest, options?: wsgrpc.CallOptions): Promise<Order> {
-    return this.#transport.unary<GetOrderRequest, Order>("rich.shop.v1.Shop/GetOrder", request, options);
+  getOrder(request: wsgrpc.MessageInit<GetOrderRequest>, options?: wsgrpc.CallOptions): Promise<Order> {
+    return this.#transport.unary(Shop.methods.getOrder, request, options);
   }
 
   /**
@@ -573,8 +584,8 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.WatchOrders
    */
-  watchOrders(request: WatchOrdersRequest, options?: wsgrpc.CallOptions): AsyncIterable<Order> {
-    return this.#transport.serverStream<WatchOrdersRequest, Order>("rich.shop.v1.Shop/WatchOrders", request, options);
+  watchOrders(request: wsgrpc.MessageInit<WatchOrdersRequest>, options?: wsgrpc.CallOptions): AsyncIterable<Order> {
+    return this.#transport.serverStream(Shop.methods.watchOrders, request, options);
   }
 
   /**
@@ -582,8 +593,8 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.UploadItems
    */
-  uploadItems(requests: wsgrpc.StreamInput<Item>, options?: wsgrpc.CallOptions): Promise<UploadSummary> {
-    return this.#transport.clientStream<Item, UploadSummary>("rich.shop.v1.Shop/UploadItems", requests, options);
+  uploadItems(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<Item>>, options?: wsgrpc.CallOptions): Promise<UploadSummary> {
+    return this.#transport.clientStream(Shop.methods.uploadItems, requests, options);
   }
 
   /**
@@ -591,8 +602,8 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.Haggle
    */
-  haggle(requests: wsgrpc.StreamInput<Offer>, options?: wsgrpc.CallOptions): AsyncIterable<Offer> {
-    return this.#transport.bidiStream<Offer, Offer>("rich.shop.v1.Shop/Haggle", requests, options);
+  haggle(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<Offer>>, options?: wsgrpc.CallOptions): AsyncIterable<Offer> {
+    return this.#transport.bidiStream(Shop.methods.haggle, requests, options);
   }
 }
 
@@ -604,9 +615,9 @@ export class ShopClient {
 export const Catalog = {
   typeName: "rich.shop.v1.Catalog",
   methods: {
-    match: { name: "Match", path: "rich.shop.v1.Catalog/Match", kind: "unary" },
-    delete: { name: "Delete", path: "rich.shop.v1.Catalog/Delete", kind: "unary" },
-    serviceName: { name: "ServiceName", path: "rich.shop.v1.Catalog/ServiceName", kind: "unary" },
+    match: wsgrpc.unaryMethod<Self, rich_common_v1_Item>("rich.shop.v1.Catalog", "Match"),
+    delete: wsgrpc.unaryMethod<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog", "Delete"),
+    serviceName: wsgrpc.unaryMethod<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog", "ServiceName"),
   },
 } as const;
 
@@ -629,15 +640,15 @@ export class CatalogClient {
    *
    * @generated from rpc rich.shop.v1.Catalog.Match
    */
-  match(request: Self, options?: wsgrpc.CallOptions): Promise<rich_common_v1_Item> {
-    return this.#transport.unary<Self, rich_common_v1_Item>("rich.shop.v1.Catalog/Match", request, options);
+  match(request: wsgrpc.MessageInit<Self>, options?: wsgrpc.CallOptions): Promise<rich_common_v1_Item> {
+    return this.#transport.unary(Catalog.methods.match, request, options);
   }
 
   /**
    * @generated from rpc rich.shop.v1.Catalog.Delete
    */
-  delete(request: Record<string, never>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
-    return this.#transport.unary<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog/Delete", request, options);
+  delete(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
+    return this.#transport.unary(Catalog.methods.delete, request, options);
   }
 
   /**
@@ -645,7 +656,7 @@ export class CatalogClient {
    *
    * @generated from rpc rich.shop.v1.Catalog.ServiceName
    */
-  serviceName(request: Record<string, never>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
-    return this.#transport.unary<Record<string, never>, Record<string, never>>("rich.shop.v1.Catalog/ServiceName", request, options);
+  serviceName(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
+    return this.#transport.unary(Catalog.methods.serviceName, request, options);
   }
 }

@@ -15,33 +15,33 @@ export interface TestRequest {
   /**
    * @generated from field: string text = 1;
    */
-  text?: string;
+  text: string;
 
   /**
    * ServerStream and Bidi: how many responses to send.
    *
    * @generated from field: int32 count = 2;
    */
-  count?: number;
+  count: number;
 
   /**
    * Fail with this gRPC status code after the responses, where not 0.
    *
    * @generated from field: int32 fail_code = 3;
    */
-  failCode?: number;
+  failCode: number;
 
   /**
    * @generated from field: string fail_message = 4;
    */
-  failMessage?: string;
+  failMessage: string;
 
   /**
    * Wait this long before each response.
    *
    * @generated from field: int32 delay_ms = 5;
    */
-  delayMs?: number;
+  delayMs: number;
 
   /**
    * Copy the request metadata into the response, and send it back as
@@ -49,19 +49,19 @@ export interface TestRequest {
    *
    * @generated from field: bool echo_metadata = 6;
    */
-  echoMetadata?: boolean;
+  echoMetadata: boolean;
 
   /**
    * @generated from field: int64 big = 7;
    */
-  big?: string;
+  big: string;
 
   /**
    * Responses that are `{"end": true}` in JSON, like the legacy end marker.
    *
    * @generated from field: bool mark_end = 8;
    */
-  markEnd?: boolean;
+  markEnd: boolean;
 }
 
 /**
@@ -71,29 +71,29 @@ export interface TestResponse {
   /**
    * @generated from field: string text = 1;
    */
-  text?: string;
+  text: string;
 
   /**
    * @generated from field: int32 index = 2;
    */
-  index?: number;
+  index: number;
 
   /**
    * @generated from field: map<string, string> metadata = 3;
    */
-  metadata?: { [key: string]: string };
+  metadata: { [key: string]: string };
 
   /**
    * @generated from field: int64 sum = 4;
    */
-  sum?: string;
+  sum: string;
 
   /**
    * A field named like the legacy end marker.
    *
    * @generated from field: bool end = 5;
    */
-  end?: boolean;
+  end: boolean;
 }
 
 /**
@@ -105,14 +105,14 @@ export interface StatsResponse {
    *
    * @generated from field: uint64 cancelled = 1;
    */
-  cancelled?: string;
+  cancelled: string;
 
   /**
    * Calls running now.
    *
    * @generated from field: uint64 active = 2;
    */
-  active?: string;
+  active: string;
 
   /**
    * Stream responses (ServerStream, Bidi) handed to the transport, which
@@ -120,14 +120,14 @@ export interface StatsResponse {
    *
    * @generated from field: uint64 sent = 3;
    */
-  sent?: string;
+  sent: string;
 
   /**
    * Stream requests (ClientStream, Bidi) read from the transport.
    *
    * @generated from field: uint64 received = 4;
    */
-  received?: string;
+  received: string;
 }
 
 /**
@@ -139,12 +139,12 @@ export interface StatsResponse {
 export const TestService = {
   typeName: "wsgrpc.test.v1.TestService",
   methods: {
-    unary: { name: "Unary", path: "wsgrpc.test.v1.TestService/Unary", kind: "unary" },
-    serverStream: { name: "ServerStream", path: "wsgrpc.test.v1.TestService/ServerStream", kind: "serverStreaming" },
-    clientStream: { name: "ClientStream", path: "wsgrpc.test.v1.TestService/ClientStream", kind: "clientStreaming" },
-    bidi: { name: "Bidi", path: "wsgrpc.test.v1.TestService/Bidi", kind: "bidiStreaming" },
-    hang: { name: "Hang", path: "wsgrpc.test.v1.TestService/Hang", kind: "unary" },
-    stats: { name: "Stats", path: "wsgrpc.test.v1.TestService/Stats", kind: "unary" },
+    unary: wsgrpc.unaryMethod<TestRequest, TestResponse>("wsgrpc.test.v1.TestService", "Unary"),
+    serverStream: wsgrpc.serverStreamingMethod<TestRequest, TestResponse>("wsgrpc.test.v1.TestService", "ServerStream"),
+    clientStream: wsgrpc.clientStreamingMethod<TestRequest, TestResponse>("wsgrpc.test.v1.TestService", "ClientStream"),
+    bidi: wsgrpc.bidiStreamingMethod<TestRequest, TestResponse>("wsgrpc.test.v1.TestService", "Bidi"),
+    hang: wsgrpc.unaryMethod<TestRequest, TestResponse>("wsgrpc.test.v1.TestService", "Hang"),
+    stats: wsgrpc.unaryMethod<Record<string, never>, StatsResponse>("wsgrpc.test.v1.TestService", "Stats"),
   },
 } as const;
 
@@ -168,8 +168,8 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Unary
    */
-  unary(request: TestRequest, options?: wsgrpc.CallOptions): Promise<TestResponse> {
-    return this.#transport.unary<TestRequest, TestResponse>("wsgrpc.test.v1.TestService/Unary", request, options);
+  unary(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+    return this.#transport.unary(TestService.methods.unary, request, options);
   }
 
   /**
@@ -177,8 +177,8 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.ServerStream
    */
-  serverStream(request: TestRequest, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
-    return this.#transport.serverStream<TestRequest, TestResponse>("wsgrpc.test.v1.TestService/ServerStream", request, options);
+  serverStream(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
+    return this.#transport.serverStream(TestService.methods.serverStream, request, options);
   }
 
   /**
@@ -187,8 +187,8 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.ClientStream
    */
-  clientStream(requests: wsgrpc.StreamInput<TestRequest>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
-    return this.#transport.clientStream<TestRequest, TestResponse>("wsgrpc.test.v1.TestService/ClientStream", requests, options);
+  clientStream(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+    return this.#transport.clientStream(TestService.methods.clientStream, requests, options);
   }
 
   /**
@@ -196,8 +196,8 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Bidi
    */
-  bidi(requests: wsgrpc.StreamInput<TestRequest>, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
-    return this.#transport.bidiStream<TestRequest, TestResponse>("wsgrpc.test.v1.TestService/Bidi", requests, options);
+  bidi(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
+    return this.#transport.bidiStream(TestService.methods.bidi, requests, options);
   }
 
   /**
@@ -205,8 +205,8 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Hang
    */
-  hang(request: TestRequest, options?: wsgrpc.CallOptions): Promise<TestResponse> {
-    return this.#transport.unary<TestRequest, TestResponse>("wsgrpc.test.v1.TestService/Hang", request, options);
+  hang(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+    return this.#transport.unary(TestService.methods.hang, request, options);
   }
 
   /**
@@ -214,7 +214,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Stats
    */
-  stats(request: Record<string, never>, options?: wsgrpc.CallOptions): Promise<StatsResponse> {
-    return this.#transport.unary<Record<string, never>, StatsResponse>("wsgrpc.test.v1.TestService/Stats", request, options);
+  stats(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<StatsResponse> {
+    return this.#transport.unary(TestService.methods.stats, request, options);
   }
 }
