@@ -6,13 +6,16 @@ import { describe, expect, it } from "vitest";
 import { RpcError as OtherCopyRpcError } from "../../example/client/src/gen/wsgrpc_runtime.js";
 import { TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import {
+  type BidiStream,
   type CallOptions,
   Code,
   type MessageInit,
   type MethodDescriptor,
   RpcError,
+  type ServerStream,
   type StreamInput,
   type Transport,
+  type UnaryCall,
 } from "./gen/wsgrpc_runtime.js";
 
 describe("RpcError", () => {
@@ -54,29 +57,41 @@ describe("RpcError", () => {
 describe("a generated client", () => {
   it("calls through any Transport, such as a fake in a test", async () => {
     const calls: string[] = [];
+    // A fake's results carry headers and trailers as the real one's do.
+    const metadata = { headers: Promise.resolve({ "x-fake": "1" }), trailers: Promise.resolve({}) };
     const fake: Transport = {
-      async unary<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>, options?: CallOptions): Promise<O> {
+      unary<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>, options?: CallOptions): UnaryCall<O> {
         calls.push(`${method.path} ${JSON.stringify(request)} ${options?.timeoutMs ?? ""}`);
-        return { text: "faked" } as O;
+        return Object.assign(Promise.resolve({ text: "faked" } as O), metadata);
       },
-      async *serverStream<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>): AsyncIterable<O> {
+      serverStream<I, O>(method: MethodDescriptor<I, O>, request: MessageInit<I>): ServerStream<O> {
         calls.push(`${method.path} ${JSON.stringify(request)}`);
-        yield { index: 1 } as O;
+        return Object.assign(
+          (async function* () {
+            yield { index: 1 } as O;
+          })(),
+          metadata,
+        );
       },
-      async clientStream<I, O>(method: MethodDescriptor<I, O>, requests: StreamInput<MessageInit<I>>): Promise<O> {
-        const all: MessageInit<I>[] = [];
-        for await (const request of requests) {
-          all.push(request);
-        }
-        calls.push(`${method.path} ${all.length}`);
-        return {} as O;
+      clientStream<I, O>(method: MethodDescriptor<I, O>, requests: StreamInput<MessageInit<I>>): UnaryCall<O> {
+        const collected = (async () => {
+          const all: MessageInit<I>[] = [];
+          for await (const request of requests) {
+            all.push(request);
+          }
+          calls.push(`${method.path} ${all.length}`);
+          return {} as O;
+        })();
+        return Object.assign(collected, metadata);
       },
-      bidiStream<I, O>(method: MethodDescriptor<I, O>): AsyncIterable<O> {
+      bidiStream<I, O>(method: MethodDescriptor<I, O>): BidiStream<MessageInit<I>, O> {
         throw new RpcError(Code.UNIMPLEMENTED, `${method.path} is not faked`);
       },
     };
     const client = new TestServiceClient(fake);
-    await expect(client.unary({ text: "x" }, { timeoutMs: 5 })).resolves.toEqual({ text: "faked" });
+    const unary = client.unary({ text: "x" }, { timeoutMs: 5 });
+    await expect(unary).resolves.toEqual({ text: "faked" });
+    await expect(unary.headers).resolves.toEqual({ "x-fake": "1" });
     const streamed = [];
     for await (const message of client.serverStream({ count: 1 })) {
       streamed.push(message);

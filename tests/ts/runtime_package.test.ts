@@ -71,11 +71,13 @@ describe("@wsgrpc/runtime", () => {
       { cwd: repoRoot, encoding: "utf8" },
     );
     const generated = (await import(path.join(outDir, "example_wsgrpc.ts"))) as typeof import("./gen/example_wsgrpc.js");
+    const none = { headers: Promise.resolve({}), trailers: Promise.resolve({}) };
     const client = new generated.ExampleServiceClient({
-      unary: async <I, O>(method: { path: string }, request: I) => ({ message: `${method.path} ${JSON.stringify(request)}` }) as O,
-      serverStream: () => (async function* () {})(),
-      clientStream: async <O>() => ({}) as O,
-      bidiStream: () => (async function* () {})(),
+      unary: <I, O>(method: { path: string }, request: I) =>
+        Object.assign(Promise.resolve({ message: `${method.path} ${JSON.stringify(request)}` } as O), none),
+      serverStream: () => Object.assign((async function* () {})(), none),
+      clientStream: <O>() => Object.assign(Promise.resolve({} as O), none),
+      bidiStream: () => Object.assign((async function* () {})(), none, { send() {}, close() {} }),
     });
     await expect(client.sayHello({ name: "Ada" })).resolves.toEqual({
       message: 'example.ExampleService/SayHello {"name":"Ada"}',

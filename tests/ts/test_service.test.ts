@@ -151,6 +151,60 @@ describe("metadata", () => {
   });
 });
 
+describe("a call's result", () => {
+  it("carries its headers and trailers, for unary calls and streams", async () => {
+    const call = client.unary({ echoMetadata: true }, { metadata: { "x-user": "ada" } });
+    expect((await call).metadata["x-user"]).toBe("ada");
+    expect((await call.headers)["echo-x-user"]).toBe("ada");
+    expect(await call.trailers).toBeTypeOf("object");
+
+    const stream = client.serverStream({ text: "h", count: 2, echoMetadata: true }, { metadata: { "x-n": "2" } });
+    const read = collect(stream);
+    expect((await stream.headers)["echo-x-n"]).toBe("2");
+    expect(await read).toHaveLength(2);
+    expect(await stream.trailers).toBeTypeOf("object");
+  });
+
+  it("a failed call's trailers come; a call aborted before any answer rejects both", async () => {
+    const failed = client.unary({ failCode: 5, failMessage: "no such thing" });
+    await expect(failed).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    expect((await failed.trailers)["x-failed-by"]).toBe("test-backend");
+
+    const abort = new AbortController();
+    const aborted = client.unary({ delayMs: 5_000 }, { signal: abort.signal });
+    const { headers, trailers } = aborted;
+    abort.abort();
+    await expect(aborted).rejects.toMatchObject({ code: Code.CANCELLED });
+    await expect(headers).rejects.toMatchObject({ code: Code.CANCELLED });
+    await expect(trailers).rejects.toMatchObject({ code: Code.CANCELLED });
+  });
+});
+
+describe("a bidi call made without an iterable", () => {
+  it("takes its requests from send() as the answers come, and ends them with close()", async () => {
+    const chat = client.bidi();
+    chat.send({ text: "a" });
+    const answers: string[] = [];
+    for await (const answer of chat) {
+      answers.push(answer.text);
+      // Each answer asks the next request, as a conversation does.
+      if (answers.length === 1) {
+        chat.send({ text: "b", count: 2 });
+      } else if (answers.length === 3) {
+        chat.close();
+      }
+    }
+    expect(answers).toEqual(["a", "b", "b"]);
+    expect(() => chat.send({ text: "late" })).toThrow(RpcError);
+  });
+
+  it("given an iterable, has no send", async () => {
+    const chat = client.bidi([{ text: "x" }]);
+    expect(() => chat.send({ text: "y" })).toThrow(/iterable/);
+    expect((await collect(chat)).map((answer) => answer.text)).toEqual(["x"]);
+  });
+});
+
 describe("the end of a stream is the envelope's, never the payload's", () => {
   it("messages that are {\"end\": true} are delivered as messages", async () => {
     const responses = await collect(client.serverStream({ count: 3, markEnd: true }));

@@ -140,7 +140,7 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.SayHello
    */
-  sayHello(request: wsgrpc.MessageInit<HelloRequest>, options?: wsgrpc.CallOptions): Promise<HelloResponse> {
+  sayHello(request: wsgrpc.MessageInit<HelloRequest>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<HelloResponse> {
     return this.#transport.unary(ExampleService.methods.sayHello, request, options);
   }
 
@@ -149,7 +149,7 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.StreamMessages
    */
-  streamMessages(request: wsgrpc.MessageInit<StreamRequest>, options?: wsgrpc.CallOptions): AsyncIterable<StreamResponse> {
+  streamMessages(request: wsgrpc.MessageInit<StreamRequest>, options?: wsgrpc.CallOptions): wsgrpc.ServerStream<StreamResponse> {
     return this.#transport.serverStream(ExampleService.methods.streamMessages, request, options);
   }
 
@@ -158,7 +158,7 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.CollectMessages
    */
-  collectMessages(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<CollectRequest>>, options?: wsgrpc.CallOptions): Promise<CollectResponse> {
+  collectMessages(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<CollectRequest>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<CollectResponse> {
     return this.#transport.clientStream(ExampleService.methods.collectMessages, requests, options);
   }
 
@@ -167,7 +167,7 @@ export class ExampleServiceClient {
    *
    * @generated from rpc example.ExampleService.Chat
    */
-  chat(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<ChatMessage>>, options?: wsgrpc.CallOptions): AsyncIterable<ChatMessage> {
+  chat(requests?: wsgrpc.StreamInput<wsgrpc.MessageInit<ChatMessage>>, options?: wsgrpc.CallOptions): wsgrpc.BidiStream<wsgrpc.MessageInit<ChatMessage>, ChatMessage> {
     return this.#transport.bidiStream(ExampleService.methods.chat, requests, options);
   }
 }

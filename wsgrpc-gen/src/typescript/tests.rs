@@ -190,7 +190,7 @@ fn names_nested_types_and_escapes_reserved_names() {
     assert_contains(&ts, "  items?: Array$;\n");
     assert_contains(
         &ts,
-        "  constructor$(request: wsgrpc.MessageInit<Object$>, options?: wsgrpc.CallOptions): Promise<Promise$> {",
+        "  constructor$(request: wsgrpc.MessageInit<Object$>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<Promise$> {",
     );
 }
 
@@ -260,7 +260,7 @@ fn imports_other_files_by_relative_path_and_aliases_clashes() {
     assert_contains(ts, "  price?: Money;\n");
     assert_contains(
         ts,
-        "  buy(request: wsgrpc.MessageInit<common_v1_Item>, options?: wsgrpc.CallOptions): Promise<Item> {\n    return this.#transport.unary(Shop.methods.buy, request, options);",
+        "  buy(request: wsgrpc.MessageInit<common_v1_Item>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<Item> {\n    return this.#transport.unary(Shop.methods.buy, request, options);",
     );
 }
 
@@ -278,10 +278,10 @@ fn renders_each_method_kind() {
         message M {}"#,
     );
     for line in [
-        "  u(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.unary(S.methods.u, request, options);",
-        "  ss(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.serverStream(S.methods.ss, request, options);",
-        "  cs(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): Promise<M> {\n    return this.#transport.clientStream(S.methods.cs, requests, options);",
-        "  bidi(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): AsyncIterable<M> {\n    return this.#transport.bidiStream(S.methods.bidi, requests, options);",
+        "  u(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<M> {\n    return this.#transport.unary(S.methods.u, request, options);",
+        "  ss(request: wsgrpc.MessageInit<M>, options?: wsgrpc.CallOptions): wsgrpc.ServerStream<M> {\n    return this.#transport.serverStream(S.methods.ss, request, options);",
+        "  cs(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<M> {\n    return this.#transport.clientStream(S.methods.cs, requests, options);",
+        "  bidi(requests?: wsgrpc.StreamInput<wsgrpc.MessageInit<M>>, options?: wsgrpc.CallOptions): wsgrpc.BidiStream<wsgrpc.MessageInit<M>, M> {\n    return this.#transport.bidiStream(S.methods.bidi, requests, options);",
         "    u: wsgrpc.unaryMethod<M, M>(\"p.S\", \"U\"),",
         "    ss: wsgrpc.serverStreamingMethod<M, M>(\"p.S\", \"Ss\"),",
         "    cs: wsgrpc.clientStreamingMethod<M, M>(\"p.S\", \"Cs\"),",

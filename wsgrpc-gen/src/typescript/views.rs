@@ -202,21 +202,21 @@ fn method_view(
         MethodKind::ClientStreaming => ("clientStreaming", "clientStream"),
         MethodKind::BidiStreaming => ("bidiStreaming", "bidiStream"),
     };
-    let (parameter, argument) = if method.kind.client_streams() {
-        (
-            format!("requests: wsgrpc.StreamInput<wsgrpc.MessageInit<{input_type}>>"),
-            "requests",
-        )
-    } else {
-        (
-            format!("request: wsgrpc.MessageInit<{input_type}>"),
-            "request",
-        )
+    let init = format!("wsgrpc.MessageInit<{input_type}>");
+    let (parameter, argument) = match method.kind {
+        // Without an iterable, the result's `send` gives the requests.
+        MethodKind::BidiStreaming => (format!("requests?: wsgrpc.StreamInput<{init}>"), "requests"),
+        MethodKind::ClientStreaming => {
+            (format!("requests: wsgrpc.StreamInput<{init}>"), "requests")
+        }
+        MethodKind::Unary | MethodKind::ServerStreaming => (format!("request: {init}"), "request"),
     };
-    let return_type = if method.kind.server_streams() {
-        format!("AsyncIterable<{output_type}>")
-    } else {
-        format!("Promise<{output_type}>")
+    let return_type = match method.kind {
+        MethodKind::Unary | MethodKind::ClientStreaming => {
+            format!("wsgrpc.UnaryCall<{output_type}>")
+        }
+        MethodKind::ServerStreaming => format!("wsgrpc.ServerStream<{output_type}>"),
+        MethodKind::BidiStreaming => format!("wsgrpc.BidiStream<{init}, {output_type}>"),
     };
     let declaration = format!("rpc {}.{}", service.full_name, method.name);
     Ok(MethodView {

@@ -356,6 +356,43 @@ export type MessageInit<T> = T extends readonly (infer E)[]
     ? { [K in keyof T]?: MessageInit<T[K]> }
     : T;
 
+/** What a call gives beside its messages, as it arrives. */
+export interface CallMetadata {
+  /**
+   * The response headers, with the call's first answer (an error's too).
+   * Rejects with the call's error where it fails before any answer: an
+   * abort, a lost socket.
+   */
+  readonly headers: Promise<Metadata>;
+  /**
+   * The trailers, when the call ends, failed or not. Rejects with the
+   * call's error where it ends without them (an abort, a lost socket, a
+   * stream left early).
+   */
+  readonly trailers: Promise<Metadata>;
+}
+
+/** A unary or client-streaming call: its response, with its headers and trailers. */
+export type UnaryCall<O> = Promise<O> & CallMetadata;
+
+/**
+ * A server-streaming call: its responses as they come, with its headers
+ * and trailers. The call starts with the first read; leaving a `for await`
+ * early cancels it.
+ */
+export interface ServerStream<O> extends AsyncIterable<O>, CallMetadata {}
+
+/**
+ * A bidi-streaming call. Its input is the iterable it was given or, made
+ * without one, what `send` gives until `close`.
+ */
+export interface BidiStream<I, O> extends ServerStream<O> {
+  /** Sends a request; throws where the input is an iterable, or after `close`. */
+  send(request: I): void;
+  /** Ends the input: the bridge half-closes the call. */
+  close(): void;
+}
+
 /**
  * The JSON form the client asks the bridge to write (v2): fields at their
  * defaults too, so that the generated types can say a field without
@@ -412,25 +449,25 @@ const TOKEN_RETRY_MS = 250;
  */
 export interface Transport {
   /** One request, one response. */
-  unary<I, O>(method: MethodDescriptor<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): Promise<O>;
+  unary<I, O>(method: MethodDescriptor<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): UnaryCall<O>;
   /** One request, the responses as they come. */
   serverStream<I, O>(
     method: MethodDescriptor<I, O, "serverStreaming">,
     request: MessageInit<I>,
     options?: CallOptions,
-  ): AsyncIterable<O>;
+  ): ServerStream<O>;
   /** The requests, then one response. */
   clientStream<I, O>(
     method: MethodDescriptor<I, O, "clientStreaming">,
     requests: StreamInput<MessageInit<I>>,
     options?: CallOptions,
-  ): Promise<O>;
-  /** Requests and responses at once. */
+  ): UnaryCall<O>;
+  /** Requests and responses at once; without `requests`, what the result's `send` gives. */
   bidiStream<I, O>(
     method: MethodDescriptor<I, O, "bidiStreaming">,
-    requests: StreamInput<MessageInit<I>>,
+    requests?: StreamInput<MessageInit<I>>,
     options?: CallOptions,
-  ): AsyncIterable<O>;
+  ): BidiStream<MessageInit<I>, O>;
 }
 
 /** A method named by its path alone (`pkg.Service/Method`): its messages are whatever the caller says. */
@@ -598,24 +635,34 @@ export class WebSocketGRPCClient implements Transport {
   }
 
   /** Calls a unary method: one request, one response. */
-  unary<I, O>(method: MethodOrPath<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): Promise<O> {
-    return new Promise<O>((resolve, reject) => {
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "unary", options, {
+  unary<I, O>(method: MethodOrPath<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): UnaryCall<O> {
+    const metadata = new ArrivingMetadata();
+    const response = new Promise<O>((resolve, reject) => {
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "unary", metadata.watch(options), {
         messages: () => {},
         end: resolve,
-        fail: reject,
+        fail: (error) => {
+          metadata.fail(error);
+          reject(error);
+        },
       }).start({ request });
     });
+    return metadata.onto(response);
   }
 
-  /** Calls a server-streaming method: one request, the responses as they come. */
+  /** Calls a server-streaming method: iterate the result for the responses. */
   serverStream<I, O>(
     method: MethodOrPath<I, O, "serverStreaming">,
     request: MessageInit<I>,
     options?: CallOptions,
-  ): AsyncIterable<O> {
-    return new ResponseStream<O>((sink) =>
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "serverStreaming", options, sink).start({ request }),
+  ): ServerStream<O> {
+    const metadata = new ArrivingMetadata();
+    return new ResponseStream<O>(
+      (sink) =>
+        new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "serverStreaming", metadata.watch(options), sink).start({
+          request,
+        }),
+      metadata,
     );
   }
 
@@ -624,24 +671,40 @@ export class WebSocketGRPCClient implements Transport {
     method: MethodOrPath<I, O, "clientStreaming">,
     requests: StreamInput<MessageInit<I>>,
     options?: CallOptions,
-  ): Promise<O> {
-    return new Promise<O>((resolve, reject) => {
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "clientStreaming", options, {
+  ): UnaryCall<O> {
+    const metadata = new ArrivingMetadata();
+    const response = new Promise<O>((resolve, reject) => {
+      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "clientStreaming", metadata.watch(options), {
         messages: () => {},
         end: resolve,
-        fail: reject,
+        fail: (error) => {
+          metadata.fail(error);
+          reject(error);
+        },
       }).start({ requests });
     });
+    return metadata.onto(response);
   }
 
-  /** Calls a bidi-streaming method: requests and responses flow at once. */
+  /**
+   * Calls a bidi-streaming method: the requests as `requests` gives them
+   * or, without it, as the result's `send` does until its `close`; iterate
+   * the result for the responses.
+   */
   bidiStream<I, O>(
     method: MethodOrPath<I, O, "bidiStreaming">,
-    requests: StreamInput<MessageInit<I>>,
+    requests?: StreamInput<MessageInit<I>>,
     options?: CallOptions,
-  ): AsyncIterable<O> {
-    return new ResponseStream<O>((sink) =>
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "bidiStreaming", options, sink).start({ requests }),
+  ): BidiStream<MessageInit<I>, O> {
+    const metadata = new ArrivingMetadata();
+    const input = requests ?? new InputQueue<MessageInit<I>>();
+    return new BidiResponseStream<MessageInit<I>, O>(
+      (sink) =>
+        new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "bidiStreaming", metadata.watch(options), sink).start({
+          requests: input,
+        }),
+      metadata,
+      input instanceof InputQueue ? input : null,
     );
   }
 
@@ -2924,8 +2987,9 @@ const NO_MESSAGES: never[] = [];
  * and read in place, and the call hears of a run once it is read, so
  * that a message costs the reader what `for await` costs and little more.
  */
-class ResponseStream<O> implements AsyncIterableIterator<O> {
+class ResponseStream<O> implements AsyncIterableIterator<O>, ServerStream<O> {
   readonly #startCall: (sink: CallSink<O>) => StreamCall;
+  readonly #metadata: ArrivingMetadata;
   #call: StreamCall | null = null;
   // The run being read, from #index on, and the bytes it counts; the runs
   // after it wait in #later from #laterHead on (read ones are dropped in
@@ -2939,12 +3003,21 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
   #ended = false;
   #failure: { error: unknown } | null = null;
 
-  constructor(startCall: (sink: CallSink<O>) => StreamCall) {
+  constructor(startCall: (sink: CallSink<O>) => StreamCall, metadata: ArrivingMetadata) {
     this.#startCall = startCall;
+    this.#metadata = metadata;
   }
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  get headers(): Promise<Metadata> {
+    return this.#metadata.headers;
+  }
+
+  get trailers(): Promise<Metadata> {
+    return this.#metadata.trailers;
   }
 
   next(): Promise<IteratorResult<O>> {
@@ -2979,6 +3052,7 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
     this.#failure = null;
     if (!this.#ended) {
       this.#ended = true;
+      this.#metadata.fail(new RpcError(Code.CANCELLED, "the stream was left before its end"));
       this.#call?.abandon();
       for (const waiter of this.#waiting.splice(0)) {
         waiter.resolve({ value: undefined, done: true });
@@ -3040,6 +3114,9 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
       return;
     }
     this.#ended = true;
+    if (failure !== null) {
+      this.#metadata.fail(failure.error);
+    }
     // A failure reaches the first waiting reader, or the next to come.
     const waiters = this.#waiting.splice(0);
     const first = waiters.shift();
@@ -3055,5 +3132,176 @@ class ResponseStream<O> implements AsyncIterableIterator<O> {
     for (const waiter of waiters) {
       waiter.resolve({ value: undefined, done: true });
     }
+  }
+}
+
+/**
+ * A call's headers and trailers as they arrive: each a promise made only
+ * when asked for, so that a call nobody asks costs nothing more, and no
+ * failure goes unhandled that nobody asked about.
+ */
+class ArrivingMetadata implements CallMetadata {
+  readonly #headers = new Arriving<Metadata>();
+  readonly #trailers = new Arriving<Metadata>();
+
+  get headers(): Promise<Metadata> {
+    return this.#headers.promise;
+  }
+
+  get trailers(): Promise<Metadata> {
+    return this.#trailers.promise;
+  }
+
+  /** `options` with hooks that take the headers and trailers as they come. */
+  watch(options: CallOptions | undefined): CallOptions {
+    const onHeader = options?.onHeader;
+    const onTrailer = options?.onTrailer;
+    return {
+      ...options,
+      onHeader: (headers) => {
+        this.#headers.resolve(headers);
+        onHeader?.(headers);
+      },
+      onTrailer: (trailers) => {
+        this.#trailers.resolve(trailers);
+        onTrailer?.(trailers);
+      },
+    };
+  }
+
+  /** The call failed: what has not come never will. */
+  fail(error: unknown): void {
+    this.#headers.reject(error);
+    this.#trailers.reject(error);
+  }
+
+  /** `response` with the headers and trailers beside it. */
+  onto<O>(response: Promise<O>): UnaryCall<O> {
+    const metadata = this;
+    return Object.defineProperties(response, {
+      headers: { get: () => metadata.headers },
+      trailers: { get: () => metadata.trailers },
+    }) as UnaryCall<O>;
+  }
+}
+
+/** A value that arrives once, or an error; its promise is made when asked for. */
+class Arriving<T> {
+  #settled: { value: T } | { error: unknown } | null = null;
+  #promise: Promise<T> | null = null;
+  #resolve: ((value: T) => void) | null = null;
+  #reject: ((error: unknown) => void) | null = null;
+
+  get promise(): Promise<T> {
+    if (this.#promise === null) {
+      const settled = this.#settled;
+      this.#promise =
+        settled === null
+          ? new Promise<T>((resolve, reject) => {
+              this.#resolve = resolve;
+              this.#reject = reject;
+            })
+          : "value" in settled
+            ? Promise.resolve(settled.value)
+            : Promise.reject(settled.error);
+    }
+    return this.#promise;
+  }
+
+  resolve(value: T): void {
+    if (this.#settled === null) {
+      this.#settled = { value };
+      this.#resolve?.(value);
+    }
+  }
+
+  reject(error: unknown): void {
+    if (this.#settled === null) {
+      this.#settled = { error };
+      this.#reject?.(error);
+    }
+  }
+}
+
+/** The input of a bidi call made without an iterable: what `send` gives, until `close`. */
+class InputQueue<I> implements AsyncIterableIterator<I> {
+  #items: I[] = [];
+  #head = 0;
+  #closed = false;
+  #waiting: ((result: IteratorResult<I>) => void) | null = null;
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  send(item: I): void {
+    if (this.#closed) {
+      throw new RpcError(Code.FAILED_PRECONDITION, "send() after close(), or after the call ended");
+    }
+    const waiting = this.#waiting;
+    if (waiting !== null) {
+      this.#waiting = null;
+      waiting({ value: item, done: false });
+    } else {
+      this.#items.push(item);
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#head === this.#items.length) {
+      this.#waiting?.({ value: undefined, done: true });
+      this.#waiting = null;
+    }
+  }
+
+  next(): Promise<IteratorResult<I>> {
+    if (this.#head < this.#items.length) {
+      const value = this.#items[this.#head] as I;
+      this.#head += 1;
+      if (this.#head === this.#items.length) {
+        this.#items = [];
+        this.#head = 0;
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.#closed) {
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve) => (this.#waiting = resolve));
+  }
+
+  /** The call is over: what was sent and not taken goes nowhere. */
+  return(): Promise<IteratorResult<I>> {
+    this.#closed = true;
+    this.#items = [];
+    this.#head = 0;
+    this.#waiting?.({ value: undefined, done: true });
+    this.#waiting = null;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+}
+
+/** A bidi call's responses, and its input where `send` gives it. */
+class BidiResponseStream<I, O> extends ResponseStream<O> implements BidiStream<I, O> {
+  readonly #input: InputQueue<I> | null;
+
+  constructor(startCall: (sink: CallSink<O>) => StreamCall, metadata: ArrivingMetadata, input: InputQueue<I> | null) {
+    super(startCall, metadata);
+    this.#input = input;
+  }
+
+  send(request: I): void {
+    if (this.#input === null) {
+      throw new RpcError(Code.FAILED_PRECONDITION, "this call takes its requests from the iterable it was given");
+    }
+    this.#input.send(request);
+  }
+
+  close(): void {
+    if (this.#input === null) {
+      throw new RpcError(Code.FAILED_PRECONDITION, "this call takes its requests from the iterable it was given");
+    }
+    this.#input.close();
   }
 }

@@ -575,7 +575,7 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.GetOrder
    */
-  getOrder(request: wsgrpc.MessageInit<GetOrderRequest>, options?: wsgrpc.CallOptions): Promise<Order> {
+  getOrder(request: wsgrpc.MessageInit<GetOrderRequest>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<Order> {
     return this.#transport.unary(Shop.methods.getOrder, request, options);
   }
 
@@ -584,7 +584,7 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.WatchOrders
    */
-  watchOrders(request: wsgrpc.MessageInit<WatchOrdersRequest>, options?: wsgrpc.CallOptions): AsyncIterable<Order> {
+  watchOrders(request: wsgrpc.MessageInit<WatchOrdersRequest>, options?: wsgrpc.CallOptions): wsgrpc.ServerStream<Order> {
     return this.#transport.serverStream(Shop.methods.watchOrders, request, options);
   }
 
@@ -593,7 +593,7 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.UploadItems
    */
-  uploadItems(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<Item>>, options?: wsgrpc.CallOptions): Promise<UploadSummary> {
+  uploadItems(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<Item>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<UploadSummary> {
     return this.#transport.clientStream(Shop.methods.uploadItems, requests, options);
   }
 
@@ -602,7 +602,7 @@ export class ShopClient {
    *
    * @generated from rpc rich.shop.v1.Shop.Haggle
    */
-  haggle(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<Offer>>, options?: wsgrpc.CallOptions): AsyncIterable<Offer> {
+  haggle(requests?: wsgrpc.StreamInput<wsgrpc.MessageInit<Offer>>, options?: wsgrpc.CallOptions): wsgrpc.BidiStream<wsgrpc.MessageInit<Offer>, Offer> {
     return this.#transport.bidiStream(Shop.methods.haggle, requests, options);
   }
 }
@@ -640,14 +640,14 @@ export class CatalogClient {
    *
    * @generated from rpc rich.shop.v1.Catalog.Match
    */
-  match(request: wsgrpc.MessageInit<Self>, options?: wsgrpc.CallOptions): Promise<rich_common_v1_Item> {
+  match(request: wsgrpc.MessageInit<Self>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<rich_common_v1_Item> {
     return this.#transport.unary(Catalog.methods.match, request, options);
   }
 
   /**
    * @generated from rpc rich.shop.v1.Catalog.Delete
    */
-  delete(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
+  delete(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<Record<string, never>> {
     return this.#transport.unary(Catalog.methods.delete, request, options);
   }
 
@@ -656,7 +656,7 @@ export class CatalogClient {
    *
    * @generated from rpc rich.shop.v1.Catalog.ServiceName
    */
-  serviceName(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<Record<string, never>> {
+  serviceName(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<Record<string, never>> {
     return this.#transport.unary(Catalog.methods.serviceName, request, options);
   }
 }

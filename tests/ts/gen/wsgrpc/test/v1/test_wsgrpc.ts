@@ -168,7 +168,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Unary
    */
-  unary(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+  unary(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<TestResponse> {
     return this.#transport.unary(TestService.methods.unary, request, options);
   }
 
@@ -177,7 +177,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.ServerStream
    */
-  serverStream(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
+  serverStream(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): wsgrpc.ServerStream<TestResponse> {
     return this.#transport.serverStream(TestService.methods.serverStream, request, options);
   }
 
@@ -187,7 +187,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.ClientStream
    */
-  clientStream(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+  clientStream(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<TestResponse> {
     return this.#transport.clientStream(TestService.methods.clientStream, requests, options);
   }
 
@@ -196,7 +196,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Bidi
    */
-  bidi(requests: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): AsyncIterable<TestResponse> {
+  bidi(requests?: wsgrpc.StreamInput<wsgrpc.MessageInit<TestRequest>>, options?: wsgrpc.CallOptions): wsgrpc.BidiStream<wsgrpc.MessageInit<TestRequest>, TestResponse> {
     return this.#transport.bidiStream(TestService.methods.bidi, requests, options);
   }
 
@@ -205,7 +205,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Hang
    */
-  hang(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): Promise<TestResponse> {
+  hang(request: wsgrpc.MessageInit<TestRequest>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<TestResponse> {
     return this.#transport.unary(TestService.methods.hang, request, options);
   }
 
@@ -214,7 +214,7 @@ export class TestServiceClient {
    *
    * @generated from rpc wsgrpc.test.v1.TestService.Stats
    */
-  stats(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): Promise<StatsResponse> {
+  stats(request: wsgrpc.MessageInit<Record<string, never>>, options?: wsgrpc.CallOptions): wsgrpc.UnaryCall<StatsResponse> {
     return this.#transport.unary(TestService.methods.stats, request, options);
   }
 }
