@@ -13,6 +13,7 @@ import {
   type JsonWriteOptions,
   type MessageInitShape,
   type MessageShape,
+  create,
   fromJson,
   toJson,
 } from "@bufbuild/protobuf";
@@ -28,7 +29,13 @@ import {
   type UnaryResponse,
   createContextValues,
 } from "@connectrpc/connect";
-import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import {
+  createDeadlineSignal,
+  createLinkedAbortController,
+  createMethodUrl,
+  getAbortSignalReason,
+  runUnaryCall,
+} from "@connectrpc/connect/protocol";
 import {
   type CallOptions,
   type ClientOptions,
@@ -120,6 +127,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     ignoreUnknownFields: true,
     ...options.jsonOptions,
   };
+  const readerOf = jsonReaders(jsonOptions);
   const defaultTimeoutMs = options.defaultTimeoutMs;
 
   function deadlineOf(timeoutMs: number | undefined): number | undefined {
@@ -169,7 +177,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             method,
             header: response.header,
             trailer: response.trailer,
-            message: parse(method.output, payload, jsonOptions),
+            message: readerOf(method.output)(payload),
           };
         },
       });
@@ -184,7 +192,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
       const deadline = new Deadline(deadlineOf(timeoutMs));
-      return runStreamingCall<I, O>({
+      return runStream<I, O>({
         interceptors,
         ...definedProps({ signal, timeoutMs: deadline.timeoutMs }),
         req: {
@@ -197,7 +205,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
           contextValues: contextValues ?? createContextValues(),
           message: input,
         },
-        next: async (req: StreamRequest<I, O>): Promise<StreamResponse<I, O>> => {
+        next: async (req: StreamRequest<I, O>, call: CallEnd): Promise<StreamResponse<I, O>> => {
           const response = new ResponseMetadata();
           const options = response.callOptions(req, deadline);
           let responses: AsyncIterator<JsonValue>;
@@ -239,7 +247,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             method,
             header: response.header,
             trailer: response.trailer,
-            message: parsedMessages(method.output, first, responses, jsonOptions),
+            message: parsedMessages(readerOf(method.output), first, responses, call),
           };
         },
       });
@@ -259,7 +267,6 @@ function clientOptions(options: UrlTransportOptions): ClientOptions {
   return rest;
 }
 
-/** `package.Service/Method`, as the bridge takes it. */
 /** The method as the bridge names it, its messages as proto3 JSON. */
 function bridgeMethod<K extends MethodKind>(
   method: DescMethodUnary | DescMethodStreaming,
@@ -370,17 +377,19 @@ function write<Desc extends DescMessage>(
   }
 }
 
-/** A response from proto3 JSON; what does not read as the type fails as INTERNAL. */
-function parse<Desc extends DescMessage>(
-  schema: Desc,
-  payload: JsonValue,
-  options: Partial<JsonReadOptions>,
-): MessageShape<Desc> {
-  try {
-    return fromJson(schema, payload, options);
-  } catch (error) {
-    throw ConnectError.from(error, Code.Internal);
-  }
+/** Reads one response from proto3 JSON; what does not read as the type fails as INTERNAL. */
+type JsonReader<Desc extends DescMessage> = (payload: JsonValue) => MessageShape<Desc>;
+
+/** The readers of responses for a transport's JSON options: protobuf-es's `fromJson`, its errors as INTERNAL. */
+function jsonReaders(options: Partial<JsonReadOptions>): <Desc extends DescMessage>(schema: Desc) => JsonReader<Desc> {
+  return <Desc extends DescMessage>(schema: Desc): JsonReader<Desc> =>
+    (payload) => {
+      try {
+        return fromJson(schema, payload, options);
+      } catch (error) {
+        throw ConnectError.from(error, Code.Internal);
+      }
+    };
 }
 
 /** The request messages in proto3 JSON, each written as the runtime takes it. */
@@ -421,29 +430,47 @@ function single<T>(response: Promise<T>): AsyncIterator<T> {
 /**
  * The responses as protobuf-es messages, from the first read (already
  * started) on; failures as ConnectError. Leaving early cancels the call.
+ * Each read is one reaction on the runtime's read, which resolves at once
+ * while its frame's batch lasts: no async function, no race per message.
+ * Once the call has ended (abort, deadline, a failure), reads end as
+ * `call` says; the runtime settles a pending read when the call's signal
+ * aborts, and `return()` (which runStream calls then too) settles it
+ * whatever the signal.
  */
 function parsedMessages<Desc extends DescMessage>(
-  schema: Desc,
+  parse: JsonReader<Desc>,
   first: Promise<IteratorResult<JsonValue>>,
   responses: AsyncIterator<JsonValue>,
-  options: Partial<JsonReadOptions>,
+  call: CallEnd,
 ): AsyncIterable<MessageShape<Desc>> {
   let pending: Promise<IteratorResult<JsonValue>> | undefined = first;
+  const read = (
+    result: IteratorResult<JsonValue>,
+  ): IteratorResult<MessageShape<Desc>> | Promise<IteratorResult<MessageShape<Desc>>> => {
+    if (result.done === true) {
+      if (call.signal.aborted) {
+        return call.ended();
+      }
+      call.finished();
+      return { done: true, value: undefined };
+    }
+    try {
+      return { done: false, value: parse(result.value) };
+    } catch (error) {
+      return call.failed(error);
+    }
+  };
+  const fail = (error: unknown): Promise<IteratorResult<MessageShape<Desc>>> =>
+    call.signal.aborted ? call.ended() : call.failed(toConnectError(error));
   return {
     [Symbol.asyncIterator]: () => ({
-      async next(): Promise<IteratorResult<MessageShape<Desc>>> {
+      next(): Promise<IteratorResult<MessageShape<Desc>>> {
+        if (call.signal.aborted) {
+          return call.ended();
+        }
         const step = pending ?? responses.next();
         pending = undefined;
-        let result: IteratorResult<JsonValue>;
-        try {
-          result = await step;
-        } catch (error) {
-          throw toConnectError(error);
-        }
-        if (result.done === true) {
-          return { done: true, value: undefined };
-        }
-        return { done: false, value: parse(schema, result.value, options) };
+        return step.then(read, fail);
       },
       async return(): Promise<IteratorResult<MessageShape<Desc>>> {
         pending = undefined;
@@ -451,5 +478,179 @@ function parsedMessages<Desc extends DescMessage>(
         return { done: true, value: undefined };
       },
     }),
+  };
+}
+
+/** How the reads of a call's responses end, and end the call. */
+interface CallEnd {
+  /** Aborts when the call ends: abort, deadline, failure, or done. */
+  readonly signal: AbortSignal;
+  /** What a read gives after that: done if the call finished, else its error. */
+  ended(): Promise<IteratorReturnResult<undefined>>;
+  /** The responses ended. */
+  finished(): void;
+  /** A read failed with `error`: the rejection to answer. */
+  failed(error: unknown): Promise<never>;
+}
+
+/**
+ * A streaming call through the interceptors, with connect-es's semantics
+ * (those of `runStreamingCall` from `@connectrpc/connect/protocol`): the
+ * call's signal links the caller's and the deadline's and aborts when the
+ * call ends; the request stream is normalized, and thrown into and
+ * returned when the call ends; once the call has ended, the interceptors'
+ * response stream is read to its end, so each sees the outcome; failures
+ * are ConnectError, Canceled after an abort. What differs is the cost per
+ * message: connect-es races each read against the signal, which costs an
+ * async function, a Promise.race and a reaction on a promise that only
+ * settles at the end of the call, kept until then (garbage that survives
+ * into the old generation on a long stream). Here the reads of the
+ * transport end with the call themselves (`parsedMessages`), and the
+ * outer reads are plain reactions.
+ */
+function runStream<I extends DescMessage, O extends DescMessage>(opt: {
+  interceptors: Interceptor[];
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  req: Omit<StreamRequest<I, O>, "signal" | "message"> & { message: AsyncIterable<MessageInitShape<I>> };
+  next: (req: StreamRequest<I, O>, call: CallEnd) => Promise<StreamResponse<I, O>>;
+}): Promise<StreamResponse<I, O>> {
+  const deadline = createDeadlineSignal(opt.timeoutMs);
+  const controller = createLinkedAbortController(opt.signal, deadline.signal);
+  const signal = controller.signal;
+  let finished = false;
+  function abort(reason: unknown): Promise<never> {
+    // After an abort, the abort's reason is the call's error, whatever a
+    // read failed with on the way.
+    const error = signal.aborted
+      ? ConnectError.from(getAbortSignalReason(signal), Code.Canceled)
+      : ConnectError.from(reason);
+    controller.abort(error);
+    deadline.cleanup();
+    return Promise.reject(error);
+  }
+  function done(): void {
+    finished = true;
+    deadline.cleanup();
+    controller.abort();
+  }
+  // With no interceptors, the caller reads the transport's stream itself,
+  // and its reads end the call: one reaction per message, not two.
+  const direct = opt.interceptors.length === 0;
+  const call: CallEnd = {
+    signal,
+    ended: () => (finished ? Promise.resolve({ done: true, value: undefined }) : abort(getAbortSignalReason(signal))),
+    finished: direct ? done : noop,
+    failed: direct ? abort : (error) => Promise.reject(error),
+  };
+  const aborted = new Promise<void>((resolve) => {
+    if (signal.aborted) {
+      resolve();
+    } else {
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    }
+  });
+  // When the call ends, the request stream hears why (unless it finished)
+  // and is returned, so that it can let go of what it holds.
+  void aborted.then(() => {
+    const requests = opt.req.message[Symbol.asyncIterator]();
+    if (!finished) {
+      requests.throw?.(ConnectError.from(getAbortSignalReason(signal), Code.Canceled)).catch(noop);
+    }
+    requests.return?.().catch(noop);
+  });
+  const toTransport = async (req: StreamRequest<I, O>): Promise<StreamResponse<I, O>> => {
+    const res = await opt.next(req, call);
+    const responses = res.message[Symbol.asyncIterator]();
+    void aborted.then(() => responses.return?.().catch(noop));
+    return res;
+  };
+  type Next = (req: StreamRequest<I, O>) => Promise<StreamResponse<I, O>>;
+  // The last interceptor is closest to the transport, as in connect-es.
+  const intercepted = opt.interceptors.reduceRight(
+    (next: Next, interceptor) => interceptor(next as unknown as Parameters<Interceptor>[0]) as unknown as Next,
+    toTransport,
+  );
+  const req: StreamRequest<I, O> = {
+    ...opt.req,
+    message: normalized(opt.req.method.input, opt.req.message),
+    signal,
+  };
+  return intercepted(req).then((res) => {
+    const responses = res.message[Symbol.asyncIterator]();
+    // Once the call has ended, the interceptors' stream is read to its end,
+    // so that each sees the outcome and cleans up; next() goes through every
+    // interceptor, where return() or throw() might not.
+    const drained = aborted.then(async () => {
+      try {
+        while ((await responses.next()).done !== true) {
+          // Nothing to do with what is left.
+        }
+      } catch {
+        // The outcome is the call's, not this read's.
+      }
+    });
+    const settle = (result: IteratorResult<MessageShape<O>>): IteratorResult<MessageShape<O>> => {
+      if (result.done === true) {
+        done();
+      }
+      return result;
+    };
+    return {
+      ...res,
+      message: {
+        [Symbol.asyncIterator]: () => ({
+          next(): Promise<IteratorResult<MessageShape<O>>> {
+            if (signal.aborted) {
+              return drained.then(call.ended);
+            }
+            try {
+              return direct ? responses.next() : responses.next().then(settle, abort);
+            } catch (error) {
+              return abort(error);
+            }
+          },
+          async return(value?: unknown): Promise<IteratorResult<MessageShape<O>>> {
+            if (!signal.aborted) {
+              done();
+            }
+            await drained;
+            return { done: true, value };
+          },
+          async throw(reason?: unknown): Promise<IteratorResult<MessageShape<O>>> {
+            if (finished) {
+              throw ConnectError.from(reason);
+            }
+            try {
+              return await abort(reason);
+            } finally {
+              await drained;
+            }
+          },
+        }),
+      },
+    };
+  }, abort);
+}
+
+/** The request messages as full protobuf-es messages, as connect-es hands them to interceptors. */
+function normalized<Desc extends DescMessage>(
+  schema: Desc,
+  messages: AsyncIterable<MessageInitShape<Desc>>,
+): AsyncIterable<MessageShape<Desc>> {
+  const full = (result: IteratorResult<MessageInitShape<Desc>>): IteratorResult<MessageShape<Desc>> =>
+    result.done === true ? result : { done: false, value: create(schema, result.value) };
+  return {
+    [Symbol.asyncIterator]() {
+      const iterator = messages[Symbol.asyncIterator]();
+      const normalizing: AsyncIterator<MessageShape<Desc>> = { next: () => iterator.next().then(full) };
+      if (iterator.throw !== undefined) {
+        normalizing.throw = (error?: unknown) => iterator.throw!(error).then(full);
+      }
+      if (iterator.return !== undefined) {
+        normalizing.return = (value?: unknown) => iterator.return!(value).then(full);
+      }
+      return normalizing;
+    },
   };
 }
