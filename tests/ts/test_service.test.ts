@@ -165,6 +165,19 @@ describe("a call's result", () => {
     expect(await stream.trailers).toBeTypeOf("object");
   });
 
+  it("a stream's headers come as soon as the backend answers, before its first message", async () => {
+    const { sent: before } = await client.stats({});
+    const stream = client.serverStream(
+      { text: "slow", count: 1, delayMs: 1_000, echoMetadata: true },
+      { metadata: { "x-n": "3" } },
+    );
+    const first = stream[Symbol.asyncIterator]().next();
+    expect((await stream.headers)["echo-x-n"]).toBe("3");
+    // The backend has sent no message of the stream yet.
+    expect((await client.stats({})).sent).toBe(before);
+    expect((await first).value?.text).toBe("slow");
+  });
+
   it("a failed call's trailers come; a call aborted before any answer rejects both", async () => {
     const failed = client.unary({ failCode: 5, failMessage: "no such thing" });
     await expect(failed).rejects.toMatchObject({ code: Code.NOT_FOUND });

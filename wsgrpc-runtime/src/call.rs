@@ -311,6 +311,16 @@ impl Exchange<'_> {
         let mut single = None;
         // A message that was already there when the last one was handled.
         let mut ready = None;
+        if spec.protocol == Protocol::V2 && kind.server_streams() {
+            ready = stream.message().now_or_never();
+            if ready.is_none() {
+                // The backend answered but has no message yet: its headers
+                // go now, in a run of none, so that the client knows the
+                // call is up without waiting for the first message.
+                self.open_run();
+                self.flush_run().await?;
+            }
+        }
         loop {
             let next = match ready.take() {
                 Some(next) => next,
