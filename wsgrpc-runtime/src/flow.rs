@@ -408,7 +408,7 @@ impl CallRequests {
 /// "BDP estimator"): a ping goes out with the first bytes after the last
 /// answer, and when its pong comes back, the bytes counted in between are
 /// what the path carried in one round trip. When they come near the window
-/// (two thirds) and the bandwidth they show is the best yet, the window was
+/// (half of it) and the bandwidth they show is the best yet, the window was
 /// what held the client back: it doubles. (Without the second condition,
 /// bytes queued on the way, which lengthen the measured round trip, would
 /// make every sample look full.)
@@ -421,7 +421,8 @@ pub(crate) struct Estimator {
     /// The best bandwidth a grown window was sized to, bytes per second.
     best_bandwidth: f64,
     /// Until then no ping: one round trip at the least, so that a client
-    /// that sends a little at a time costs few pings.
+    /// that sends a little at a time costs few pings; half of one after a
+    /// window grew.
     quiet_until: Option<Instant>,
 }
 
@@ -445,13 +446,20 @@ impl Estimator {
     pub(crate) fn answered(&mut self, window: u64, now: Instant) -> Option<u64> {
         let sent = self.sent.take()?;
         let round_trip = now.saturating_duration_since(sent);
-        self.quiet_until = Some(now + round_trip.max(Duration::from_millis(1)));
+        let round_trip_or_1ms = round_trip.max(Duration::from_millis(1));
+        self.quiet_until = Some(now + round_trip_or_1ms);
         let sample = std::mem::take(&mut self.sample);
         let bandwidth = sample as f64 / round_trip.as_secs_f64().max(1e-6);
-        if sample * 3 < window * 2 || bandwidth <= self.best_bandwidth {
+        // Half the window counts as near it: credit goes back in parts, once
+        // a backend took the bytes, so a client held by its window often
+        // has little more than half of it on the way in a round trip.
+        if sample * 2 < window || bandwidth <= self.best_bandwidth {
             return None;
         }
         self.best_bandwidth = bandwidth;
+        // The grown window's bytes arrive a round trip from now: the next
+        // sample starts half-way, so that it holds them.
+        self.quiet_until = Some(now + round_trip_or_1ms / 2);
         Some(sample.saturating_mul(2).max(window * 2))
     }
 }
@@ -532,7 +540,7 @@ mod tests {
         );
         assert!(
             !estimator.received(10, start + rtt),
-            "quiet for a round trip"
+            "quiet for half a round trip after it grew"
         );
         assert!(estimator.received(10, start + rtt * 3));
         assert_eq!(
@@ -551,6 +559,26 @@ mod tests {
         assert_eq!(estimator.answered(300_000, start + rtt * 10), None);
         assert!(estimator.received(300_000, start + rtt * 20));
         assert_eq!(estimator.answered(300_000, start + rtt * 21), Some(600_000));
+        assert!(
+            estimator.received(10, start + rtt * 21 + rtt / 2),
+            "half a round trip later, the next sample"
+        );
+        // Half the window in a round trip, at a better bandwidth, is near it.
+        estimator.received(319_990, start + rtt * 21 + rtt / 2);
+        assert_eq!(
+            estimator.answered(600_000, start + rtt * 22 + rtt / 2),
+            Some(1_200_000)
+        );
+        assert!(estimator.received(10, start + rtt * 23));
+        assert_eq!(
+            estimator.answered(1_200_000, start + rtt * 24),
+            None,
+            "a trickle grows nothing"
+        );
+        assert!(
+            !estimator.received(10, start + rtt * 24 + rtt / 2),
+            "and then it is quiet for a whole round trip"
+        );
     }
 
     #[test]

@@ -192,7 +192,8 @@ export interface SessionOptions {
    * The bytes of envelopes sent and not yet acknowledged by the bridge
    * that the client keeps (to send again after a drop) before a client
    * stream's input waits for acknowledgements; default twice the socket's
-   * request window from the bridge's settings, from 4 to 64 MiB.
+   * request window from the bridge's settings, from 4 to 64 MiB, and twice
+   * that window as the bridge grows it (64 MiB at most).
    */
   maxUnacknowledgedBytes?: number;
 }
@@ -2109,6 +2110,11 @@ class Connection {
       if (bytes > 0) {
         // The socket's window.
         this.#sendWindow += bytes;
+        if (this.#counting && this.#sessionOptions?.maxKeptBytes === undefined) {
+          // What is kept follows the window as the bridge grows it: else a
+          // grown window over a long round trip waits on acknowledgements.
+          this.#keptLimit = Math.max(this.#keptLimit, Math.min(MAX_KEPT_BYTES, 2 * this.#sendWindow));
+        }
         if (this.#sendWindow > 0) {
           this.#wakeSenders();
         }
