@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64_STANDARD;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use http_body::Body;
@@ -143,7 +145,11 @@ fn echoed(metadata: &MetadataMap) -> std::collections::HashMap<String, String> {
                     )
                 })
             }
-            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            // Binary values come back as the base64 of what arrived.
+            tonic::metadata::KeyAndValueRef::Binary(key, value) => value
+                .to_bytes()
+                .ok()
+                .map(|bytes| (key.as_str().to_owned(), BASE64_STANDARD.encode(bytes))),
         })
         .collect()
 }

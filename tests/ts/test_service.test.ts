@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 
 import { type TestResponse, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, RpcError } from "./gen/wsgrpc_runtime.js";
+import { Code, decodeBinaryMetadata, RpcError } from "./gen/wsgrpc_runtime.js";
 import { sharedServer } from "./support/harness.js";
 import { testResponse } from "./support/responses.js";
 
@@ -137,6 +137,16 @@ describe("metadata", () => {
     expect(headers).toHaveLength(1);
     expect(headers[0]?.["echo-x-user"]).toBe("ada");
     expect(trailers).toHaveLength(1);
+  });
+
+  it("takes -bin values as bytes, and gives them back with decodeBinaryMetadata", async () => {
+    const bytes = new Uint8Array([0, 1, 2, 250, 251, 255]);
+    const response = await client.unary({ echoMetadata: true }, { metadata: { "x-trace-bin": bytes } });
+    // The backend echoes what it received as base64.
+    expect(decodeBinaryMetadata(response.metadata["x-trace-bin"])).toEqual(bytes);
+    const error = await client.unary({}, { metadata: { "x-user": new Uint8Array([1]) } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RpcError);
+    expect((error as RpcError).code).toBe(Code.INVALID_ARGUMENT);
   });
 
   it("headers arrive with the first message of a stream", async () => {

@@ -64,8 +64,46 @@ export function codeNameOf(code: number): CodeName {
   return codeNames.get(code) ?? "UNKNOWN";
 }
 
-/** Headers or trailers: lower-case keys; `-bin` keys carry base64. */
+/**
+ * Headers or trailers: lower-case keys; `-bin` keys carry base64, which
+ * {@link decodeBinaryMetadata} turns into bytes.
+ */
 export type Metadata = Record<string, string>;
+
+/** Request metadata: a `-bin` key's value may be the bytes themselves. */
+export type MetadataInit = Record<string, string | Uint8Array>;
+
+/** The bytes of a `-bin` value, from its base64 (padded or not); undefined for none. */
+export function decodeBinaryMetadata(value: string | undefined): Uint8Array | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  const binary = atob(value.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, ""));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) {
+    bytes[i] = binary.charCodeAt(i);
+  }
+  return bytes;
+}
+
+/** Request metadata as the envelope carries it: bytes in base64, under `-bin` keys only. */
+function wireMetadata(metadata: MetadataInit): Metadata | RpcError {
+  const wire: Metadata = {};
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value === "string") {
+      wire[key] = value;
+    } else if (key.endsWith("-bin")) {
+      let binary = "";
+      for (let i = 0; i < value.length; i += 0x8000) {
+        binary += String.fromCharCode(...value.subarray(i, i + 0x8000));
+      }
+      wire[key] = btoa(binary).replace(/=+$/, "");
+    } else {
+      return new RpcError(Code.INVALID_ARGUMENT, `metadata ${JSON.stringify(key)} takes text; only keys ending in -bin take bytes`);
+    }
+  }
+  return wire;
+}
 
 // Marks every RpcError, so that `instanceof` holds across two copies of
 // this file (two generated outputs in one app, say).
@@ -151,8 +189,11 @@ export interface CallOptions {
    * not come, the call fails here shortly after with `DEADLINE_EXCEEDED`.
    */
   timeoutMs?: number;
-  /** Request metadata: lower-case keys; keys ending in `-bin` take base64. */
-  metadata?: Metadata;
+  /**
+   * Request metadata: lower-case keys; keys ending in `-bin` take bytes, as
+   * a `Uint8Array` (or already in base64).
+   */
+  metadata?: MetadataInit;
   /** Called once with the response headers, when the first frame arrives. */
   onHeader?: (headers: Metadata) => void;
   /** Called once with the trailers, when the call ends. */
@@ -2493,7 +2534,12 @@ class Call<I, O> implements CallHandle {
       request.timeoutMs = remaining;
     }
     if (this.#options.metadata !== undefined) {
-      request.metadata = this.#options.metadata;
+      const metadata = wireMetadata(this.#options.metadata);
+      if (metadata instanceof RpcError) {
+        this.#finish(metadata);
+        return;
+      }
+      request.metadata = metadata;
     }
     if ("request" in input) {
       request.payload = input.request;
