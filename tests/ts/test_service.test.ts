@@ -4,14 +4,16 @@
 
 import { describe, expect, it } from "vitest";
 
-import { type TestResponse, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
-import { Code, decodeBinaryMetadata, RpcError } from "./gen/wsgrpc_runtime.js";
+import { type TestResponse, TestService, TestServiceClient } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
+import { Code, createClient, decodeBinaryMetadata, RpcError, type Transport } from "./gen/wsgrpc_runtime.js";
 import { sharedServer } from "./support/harness.js";
 import { testResponse } from "./support/responses.js";
 
 let client: TestServiceClient;
-sharedServer((transport) => {
-  client = new TestServiceClient(transport);
+let transport: Transport;
+sharedServer((shared) => {
+  transport = shared;
+  client = new TestServiceClient(shared);
 });
 
 async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
@@ -200,6 +202,16 @@ describe("a call's result", () => {
     await expect(aborted).rejects.toMatchObject({ code: Code.CANCELLED });
     await expect(headers).rejects.toMatchObject({ code: Code.CANCELLED });
     await expect(trailers).rejects.toMatchObject({ code: Code.CANCELLED });
+  });
+});
+
+describe("a client made from the service descriptor", () => {
+  it("calls every kind as the generated class does", async () => {
+    const made = createClient(TestService, transport);
+    expect(await made.unary({ text: "u" })).toEqual(testResponse({ text: "u" }));
+    expect((await collect(made.serverStream({ text: "s", count: 2 }))).map((r) => r.index)).toEqual([0, 1]);
+    expect((await made.clientStream([{ text: "a", big: "1" }, { text: "b", big: "2" }])).sum).toBe("3");
+    expect((await collect(made.bidi([{ text: "x" }]))).map((r) => r.text)).toEqual(["x"]);
   });
 });
 

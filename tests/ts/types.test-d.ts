@@ -7,12 +7,15 @@ import { type Order, Order_State, type Scalars, ShopClient, type WellKnown } fro
 import { Availability, type Item as CommonItem } from "./gen/rich/common/v1/common_wsgrpc.js";
 import { TestService, TestServiceClient, type TestRequest, type TestResponse } from "./gen/wsgrpc/test/v1/test_wsgrpc.js";
 import {
+  type BidiStream,
   Code,
+  createClient,
   type CallOptions,
   type JsonValue,
   type MessageInit,
   type MethodDescriptor,
   RpcError,
+  type ServerStream,
   type Transport,
   WebSocketGRPCClient,
 } from "./gen/wsgrpc_runtime.js";
@@ -185,6 +188,18 @@ export async function descriptorsAndErrors(error: unknown, transport: Transport)
   await transport.unary(TestService.methods.serverStream, {});
   // @ts-expect-error a path alone says nothing of the messages
   await transport.unary("wsgrpc.test.v1.TestService/Unary", {});
+
+  // A client made from the descriptor alone has the generated class's shape.
+  const made = createClient(TestService, transport);
+  assertType<Equal<Awaited<ReturnType<typeof made.unary>>, TestResponse>>();
+  assertType<Equal<ReturnType<typeof made.serverStream>, ServerStream<TestResponse>>>();
+  assertType<Equal<ReturnType<typeof made.bidi>, BidiStream<MessageInit<TestRequest>, TestResponse>>>();
+  const handle = made.bidi();
+  handle.send({ text: "x" });
+  // @ts-expect-error a request of the method's type only
+  handle.send({ txet: "x" });
+  // @ts-expect-error no such method
+  made.nothing;
   if (error instanceof RpcError && error.code === Code.NOT_FOUND) {
     const name: string = error.codeName;
     const details: string | undefined = error.details;

@@ -388,6 +388,52 @@ export function bidiStreamingMethod<I, O>(service: string, name: string): Method
   return methodOf("bidiStreaming", service, name);
 }
 
+/** A client of a service: one method per RPC, as the generated client class has them. */
+export type Client<S extends ServiceDescriptor> = {
+  readonly [K in keyof S["methods"]]: ClientMethod<S["methods"][K]>;
+};
+
+/** The client method that calls `M`. */
+export type ClientMethod<M> =
+  M extends MethodDescriptor<infer I, infer O, "unary">
+    ? (request: MessageInit<I>, options?: CallOptions) => UnaryCall<O>
+    : M extends MethodDescriptor<infer I, infer O, "serverStreaming">
+      ? (request: MessageInit<I>, options?: CallOptions) => ServerStream<O>
+      : M extends MethodDescriptor<infer I, infer O, "clientStreaming">
+        ? (requests: StreamInput<MessageInit<I>>, options?: CallOptions) => UnaryCall<O>
+        : M extends MethodDescriptor<infer I, infer O, "bidiStreaming">
+          ? (requests?: StreamInput<MessageInit<I>>, options?: CallOptions) => BidiStream<MessageInit<I>, O>
+          : never;
+
+/**
+ * A client of `service` over `transport`, made from the descriptor alone,
+ * as connect-es's `createClient` is: `createClient(ExampleService, transport)`.
+ */
+export function createClient<S extends ServiceDescriptor>(service: S, transport: Transport): Client<S> {
+  const client: Record<string, unknown> = {};
+  for (const [name, described] of Object.entries(service.methods)) {
+    // A union, so that the kind narrows the descriptor.
+    const method = described as { [K in MethodKind]: MethodDescriptor<unknown, unknown, K> }[MethodKind];
+    switch (method.kind) {
+      case "unary":
+        client[name] = (request: unknown, options?: CallOptions) => transport.unary(method, request, options);
+        break;
+      case "serverStreaming":
+        client[name] = (request: unknown, options?: CallOptions) => transport.serverStream(method, request, options);
+        break;
+      case "clientStreaming":
+        client[name] = (requests: StreamInput<unknown>, options?: CallOptions) =>
+          transport.clientStream(method, requests, options);
+        break;
+      case "bidiStreaming":
+        client[name] = (requests?: StreamInput<unknown>, options?: CallOptions) =>
+          transport.bidiStream(method, requests, options);
+        break;
+    }
+  }
+  return client as Client<S>;
+}
+
 /**
  * What a request may be: the message with every field optional, all the
  * way down, as proto3 JSON allows; a oneof still takes one member at most.
