@@ -19,7 +19,9 @@
 // writes that section of BENCHMARKS.md too. `--rtt LIST` runs only this
 // part, at those RTTs (ms), and writes only its section; `--mbit N` caps
 // the proxy's link at N Mbit/s each way (RTT 0 then gets a proxy too),
-// and such a run prints its tables and writes nothing.
+// and such a run prints its tables and writes nothing; so does one with
+// `--proxy-at-0`, where RTT 0 goes through the proxy with no delay, so
+// that the rows differ by the delay alone, not by the proxy's own work.
 //
 // `--slow-reader` runs only slow_reader.ts: a page that reads a stream of
 // 1 MiB messages one every 50 ms, its JS heap against the window in bytes
@@ -99,6 +101,8 @@ interface Options {
   rtts: number[] | undefined;
   /** The proxy's bandwidth cap, Mbit/s each way; such a run writes nothing. */
   mbit: number | undefined;
+  /** RTT 0 through the proxy too, with no delay; such a run writes nothing. */
+  proxyAtZero: boolean;
   /** Only the compression measurements (compression.ts). */
   compression: boolean;
   /** Only the slow reader (slow_reader.ts). */
@@ -106,7 +110,7 @@ interface Options {
 }
 
 const USAGE =
-  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--slow-reader] [--compression]";
+  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--proxy-at-0] [--slow-reader] [--compression]";
 
 function parseArgs(args: string[]): Options {
   const options: Options = {
@@ -116,6 +120,7 @@ function parseArgs(args: string[]): Options {
     batchLingerUs: undefined,
     rtts: undefined,
     mbit: undefined,
+    proxyAtZero: false,
     compression: false,
     slowReader: false,
   };
@@ -147,6 +152,8 @@ function parseArgs(args: string[]): Options {
       options.slowReader = true;
     } else if (arg === "--compression") {
       options.compression = true;
+    } else if (arg === "--proxy-at-0") {
+      options.proxyAtZero = true;
     } else if (arg === "--mbit" && args[i + 1] !== undefined) {
       const mbit = Number(args[++i]);
       if (!(Number.isFinite(mbit) && mbit > 0)) {
@@ -577,6 +584,7 @@ async function roundTripPart(page: Page, chromiumVersion: string, bridge: string
     bridge,
     rtts: withBaseline,
     mbit: options.mbit,
+    proxyAtZero: options.proxyAtZero,
     sizes,
     runInPage,
     timeoutMs: options.smoke ? 30_000 : 120_000,
@@ -595,7 +603,7 @@ async function roundTripPart(page: Page, chromiumVersion: string, bridge: string
   if (failures.length > 0) {
     console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
   }
-  if (options.smoke || options.batchLingerUs !== undefined || options.mbit !== undefined) {
+  if (options.smoke || options.batchLingerUs !== undefined || options.mbit !== undefined || options.proxyAtZero) {
     return failures.length > 0;
   }
   mkdirSync(targetDir, { recursive: true });

@@ -24,9 +24,10 @@ export const RTT_SMOKE_DEFAULT = [0, 20];
 /** StreamMessages' count for a stream that runs for a time: int32's largest, never reached. */
 const ENDLESS = 2 ** 31 - 1;
 /**
- * Most messages a client stream sends in its time: CollectMessages answers
- * with all of them joined, 2.7 MB for 400,000 numbered ones, and gRPC's
- * default limit on a message is 4 MiB.
+ * Most messages one CollectMessages call takes: it answers with all of them
+ * joined, 2.7 MB for 400,000 numbered ones, and gRPC's default limit on a
+ * message is 4 MiB. The client stream runs such calls back to back for its
+ * time.
  */
 const CLIENT_STREAM_MOST = 400_000;
 
@@ -111,6 +112,8 @@ export interface RttRun {
   bridge: string;
   rtts: number[];
   mbit: number | undefined;
+  /** RTT 0 through the proxy too (with no delay), so that the rows differ by the delay alone. */
+  proxyAtZero?: boolean;
   sizes: RttSizes;
   /** Runs one spec in the page, within `timeoutMs`. */
   runInPage(page: Page, spec: RunSpec, timeoutMs: number): Promise<RunResult>;
@@ -145,7 +148,7 @@ export async function measureRtt(run: RttRun): Promise<Pick<RttReport, "rows" | 
   const lateness = new Map<number, Lateness>();
   try {
     for (const rttMs of run.rtts) {
-      if (rttMs > 0 || run.mbit !== undefined) {
+      if (rttMs > 0 || run.mbit !== undefined || run.proxyAtZero === true) {
         proxies.set(rttMs, await startDelayProxy(run.bridge, { rttMs, mbit: run.mbit }));
         lateness.set(rttMs, { pieces: 0, totalMs: 0, maxMs: 0 });
       }
@@ -290,7 +293,9 @@ function markdown(report: RttReport): string {
       "between Chromium and the bridge that holds each direction's bytes for half the round trip, in " +
       `order, from when they arrived (${linkText(report)}); RTT 0 is no proxy. Each workload runs for ` +
       `${number(report.durationMs / 1000, 1)} s at each RTT, after one warm-up at RTT 0; the streams ` +
-      "end by time (the page leaves the server stream, the client stream's requests stop), so a slow " +
+      "end by time (the page leaves the server stream; the client stream, CollectMessages calls of at most " +
+      "400,000 messages back to back, each started once the last has handed over its requests, stops " +
+      "its requests), so a slow " +
       `figure still comes out. ${report.machine}; one run, ratios from that run.`,
     "",
     "Each rate as a share of its own rate at RTT 0:",
