@@ -127,6 +127,12 @@ pub struct Options {
     #[arg(long, value_name = "BYTES")]
     pub max_unfinished_frame_bytes: Option<usize>,
 
+    /// Bytes the v2 sessions of all sockets may keep together for their
+    /// clients to acknowledge; past it a session keeping more than 64 KiB
+    /// waits for its client's acknowledgements [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub max_session_kept_bytes: Option<usize>,
+
     /// Largest frame a client may send, in bytes [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_size: Option<usize>,

@@ -27,6 +27,7 @@ use crate::json::{JsonOptions, JsonRules};
 use crate::metrics::{Metrics, Rejection};
 use crate::receive::{ReceiveBudget, Unfinished};
 use crate::service::{Service, ServiceTable};
+use crate::session::KeptBudget;
 use crate::shared::Shared;
 use crate::{accept, backend, connection};
 
@@ -105,6 +106,7 @@ impl BridgeBuilder {
         header_read_timeout: Duration,
         max_pending_connections: usize,
         max_unfinished_frame_bytes: usize,
+        max_session_kept_bytes: usize,
         max_metadata_entries: usize,
         max_metadata_bytes: usize,
         backend_keepalive_interval: Option<Duration>,
@@ -264,6 +266,7 @@ impl BridgeBuilder {
                 }
             }
         };
+        let max_session_kept_bytes = config.max_session_kept_bytes;
         Ok(Bridge {
             shared: Arc::new(Shared {
                 services,
@@ -277,6 +280,7 @@ impl BridgeBuilder {
                 connections: TaskTracker::new(),
                 open_connections: AtomicUsize::new(0),
                 sessions: Default::default(),
+                kept_budget: KeptBudget::new(max_session_kept_bytes),
             }),
         })
     }

@@ -119,6 +119,12 @@ pub struct BridgeConfig {
     /// that holds 256 KiB or more of an unfinished frame is closed with
     /// 1008 when it reads more.
     pub max_unfinished_frame_bytes: usize,
+    /// Bytes that the v2 sessions of all sockets together may keep for
+    /// their clients to acknowledge. Past it, a session keeping more than
+    /// 64 KiB sends no more until its client acknowledges what it has: a
+    /// client that never does holds back its own calls, and the others
+    /// only down to that share.
+    pub max_session_kept_bytes: usize,
     /// Metadata entries one call may carry; more ends the call with
     /// `RESOURCE_EXHAUSTED`.
     pub max_metadata_entries: usize,
@@ -174,6 +180,7 @@ impl Default for BridgeConfig {
             header_read_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
             max_unfinished_frame_bytes: 256 << 20,
+            max_session_kept_bytes: 256 << 20,
             max_metadata_entries: 64,
             max_metadata_bytes: 8 << 10,
             backend_keepalive_interval: Some(Duration::from_secs(20)),

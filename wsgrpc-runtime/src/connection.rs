@@ -35,7 +35,7 @@ use crate::metadata::Metadata;
 use crate::metrics::Rejection;
 use crate::outbox::{self, Framing, Inbox, Outbox, Outgoing, WriterEnd};
 use crate::receive::{self, Unfinished};
-use crate::session::Retained;
+use crate::session::{KeptBudget, Retained};
 use crate::shared::Shared;
 
 use calls::OpenCall;
@@ -118,7 +118,7 @@ where
                 Claim::Fresh { reason, registered } => {
                     let mut connection = Connection::new(&shared, identity, protocol, &framing);
                     if registered {
-                        connection.session = Some(SessionState::new(&hold));
+                        connection.session = Some(SessionState::new(shared.kept_budget.clone()));
                     }
                     (
                         connection,
@@ -585,9 +585,9 @@ struct SessionState {
 }
 
 impl SessionState {
-    fn new(_hold: &Hold) -> Self {
+    fn new(budget: Arc<KeptBudget>) -> Self {
         Self {
-            retained: Arc::new(Retained::new(MIN_KEPT_BYTES)),
+            retained: Arc::new(Retained::new(MIN_KEPT_BYTES, budget)),
             received: 0,
             acknowledged: 0,
             unacknowledged_bytes: 0,

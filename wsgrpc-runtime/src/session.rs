@@ -7,8 +7,8 @@
 //! which to send again. docs/PROTOCOL.md, "Sessions".
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,56 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
+/// What the sessions of a bridge keep together, against a bound: past it, a
+/// session that keeps more than [`FAIR_SHARE`] waits for its client's
+/// acknowledgements before its writer sends more. A client that never
+/// acknowledges so holds back its own session, and others only down to
+/// their fair share, however many sessions it opens.
+#[derive(Debug)]
+pub(crate) struct KeptBudget {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Told when acknowledgements free bytes while over the bound.
+    room: Notify,
+}
+
+/// What a session may keep whatever the others keep.
+pub(crate) const FAIR_SHARE: usize = 64 << 10;
+
+impl KeptBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+            room: Notify::new(),
+        })
+    }
+
+    fn add(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn remove(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let before = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if before > self.limit {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) > self.limit
+    }
+
+    /// What every session keeps together.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+}
+
 /// The envelopes the bridge sent on a session and the client has not
 /// acknowledged, shared by the socket's writer (which keeps them as it
 /// writes) and its reader (which drops them as acknowledgements come).
@@ -34,6 +84,8 @@ pub(crate) struct Retained {
     room: Notify,
     /// Past this many bytes kept, the writer waits for acknowledgements.
     limit: AtomicUsize,
+    /// What every session of the bridge keeps.
+    budget: Arc<KeptBudget>,
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +113,7 @@ pub(crate) struct Overacknowledged {
 }
 
 impl Retained {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, budget: Arc<KeptBudget>) -> Self {
         Self {
             inner: Mutex::new(Kept {
                 first: 1,
@@ -69,6 +121,7 @@ impl Retained {
             }),
             room: Notify::new(),
             limit: AtomicUsize::new(limit),
+            budget,
         }
     }
 
@@ -98,6 +151,7 @@ impl Retained {
         if kept.active {
             kept.bytes += envelope.len();
             kept.envelopes.push_back(envelope.to_owned());
+            self.budget.add(envelope.len());
         }
     }
 
@@ -107,6 +161,7 @@ impl Retained {
         if received > kept.sent() {
             return Err(Overacknowledged { sent: kept.sent() });
         }
+        let before = kept.bytes;
         while kept.first <= received {
             let Some(envelope) = kept.envelopes.pop_front() else {
                 break;
@@ -114,7 +169,9 @@ impl Retained {
             kept.bytes -= envelope.len();
             kept.first += 1;
         }
+        let freed = before - kept.bytes;
         drop(kept);
+        self.budget.remove(freed);
         self.room.notify_waiters();
         Ok(())
     }
@@ -126,14 +183,22 @@ impl Retained {
         Ok(self.lock().envelopes.iter().cloned().collect())
     }
 
-    /// Waits while more than the limit is kept.
+    /// Waits while more than the limit is kept, or, while the bridge's
+    /// sessions together keep more than their bound, more than a fair share.
     pub(crate) async fn room(&self) {
         loop {
             let room = self.room.notified();
-            if self.lock().bytes <= self.limit.load(Ordering::Acquire) {
+            let shared_room = self.budget.room.notified();
+            let bytes = self.lock().bytes;
+            if bytes <= self.limit.load(Ordering::Acquire)
+                && (bytes <= FAIR_SHARE || !self.budget.is_over())
+            {
                 return;
             }
-            room.await;
+            tokio::select! {
+                () = room => {}
+                () = shared_room => {}
+            }
         }
     }
 
@@ -145,9 +210,20 @@ impl Retained {
     }
 }
 
+impl Drop for Retained {
+    fn drop(&mut self) {
+        let bytes = self.lock().bytes;
+        self.budget.remove(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unbounded() -> Arc<KeptBudget> {
+        KeptBudget::new(usize::MAX)
+    }
 
     #[test]
     fn keys_are_22_to_64_characters_of_base64url() {
@@ -161,7 +237,7 @@ mod tests {
 
     #[test]
     fn kept_envelopes_go_as_they_are_acknowledged_and_the_rest_is_sent_again() {
-        let retained = Retained::new(1 << 20);
+        let retained = Retained::new(1 << 20, unbounded());
         retained.keep("ignored: not yet active");
         retained.activate(1 << 20);
         for n in 1..=5 {
@@ -181,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_waits_while_too_much_is_kept() {
-        let retained = std::sync::Arc::new(Retained::new(1 << 20));
+        let retained = std::sync::Arc::new(Retained::new(1 << 20, unbounded()));
         retained.activate(4);
         retained.keep("12345");
         let waiting = tokio::spawn({
@@ -195,5 +271,50 @@ mod tests {
             .await
             .expect("room made")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn past_the_bridges_bound_a_session_keeps_no_more_than_its_fair_share() {
+        let budget = KeptBudget::new(100 << 10);
+        let hoarder = Arc::new(Retained::new(16 << 20, budget.clone()));
+        let modest = Arc::new(Retained::new(16 << 20, budget.clone()));
+        hoarder.activate(16 << 20);
+        modest.activate(16 << 20);
+        let big = "x".repeat(80 << 10);
+        hoarder.keep(&big);
+        // Under the bound, a session keeps up to its own limit.
+        tokio::time::timeout(std::time::Duration::from_secs(1), hoarder.room())
+            .await
+            .expect("room under the bound");
+        hoarder.keep(&big);
+        assert!(budget.is_over());
+        let waiting = tokio::spawn({
+            let hoarder = hoarder.clone();
+            async move { hoarder.room().await }
+        });
+        // The others keep their fair share still.
+        modest.keep(&"y".repeat(FAIR_SHARE));
+        tokio::time::timeout(std::time::Duration::from_secs(1), modest.room())
+            .await
+            .expect("a fair share goes on");
+        modest.keep("z");
+        let modest_waits = tokio::spawn({
+            let modest = modest.clone();
+            async move { modest.room().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the hoarder waits");
+        assert!(!modest_waits.is_finished(), "past its share, so does it");
+        // The hoarder's client acknowledges: both go on.
+        hoarder.acknowledge(2).unwrap();
+        for task in [waiting, modest_waits] {
+            tokio::time::timeout(std::time::Duration::from_secs(5), task)
+                .await
+                .expect("room made")
+                .unwrap();
+        }
+        // What a session kept goes from the bound with it.
+        drop(modest);
+        assert_eq!(budget.bytes(), 0);
     }
 }

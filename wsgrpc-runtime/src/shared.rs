@@ -14,6 +14,7 @@ use crate::connection::Sessions;
 use crate::metrics::Metrics;
 use crate::receive::ReceiveBudget;
 use crate::service::ServiceTable;
+use crate::session::KeptBudget;
 
 /// What every connection of a bridge shares.
 pub(crate) struct Shared {
@@ -35,4 +36,7 @@ pub(crate) struct Shared {
     pub open_connections: AtomicUsize,
     /// v2 sessions, by key.
     pub sessions: Sessions,
+    /// What the sessions keep together, bounded by
+    /// `config.max_session_kept_bytes`.
+    pub kept_budget: Arc<KeptBudget>,
 }

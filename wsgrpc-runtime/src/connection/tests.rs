@@ -255,6 +255,7 @@ pub(super) fn shared_with(
         config,
         origins: AllowedOrigins::default(),
         receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
+        kept_budget: crate::session::KeptBudget::new(usize::MAX),
         authenticator,
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
