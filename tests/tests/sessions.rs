@@ -34,7 +34,12 @@ struct SessionClient {
 impl SessionClient {
     /// A socket of session `KEY`; the bridge's `resume` envelope.
     async fn open(url: &str) -> (Socket, Value) {
-        let mut request = format!("{url}?session={KEY}")
+        Self::open_keyed(url, KEY).await
+    }
+
+    /// A socket of session `key`; the bridge's `resume` envelope.
+    async fn open_keyed(url: &str, key: &str) -> (Socket, Value) {
+        let mut request = format!("{url}?session={key}")
             .into_client_request()
             .unwrap();
         request
@@ -48,7 +53,11 @@ impl SessionClient {
     }
 
     async fn start(url: &str) -> Self {
-        let (mut socket, resume) = Self::open(url).await;
+        Self::start_keyed(url, KEY).await
+    }
+
+    async fn start_keyed(url: &str, key: &str) -> Self {
+        let (mut socket, resume) = Self::open_keyed(url, key).await;
         assert_eq!(resume["received"], Value::Null);
         send(
             &mut socket,
@@ -213,3 +222,81 @@ async fn a_unary_answer_that_came_while_the_socket_was_down_is_delivered() {
     assert_eq!(answer["payload"]["text"], "late", "{answer}");
     assert_eq!(answer["end"], true, "{answer}");
 }
+
+/// The JSON bytes of the payloads in `envelopes`.
+fn payload_bytes(envelopes: &[Value]) -> usize {
+    envelopes
+        .iter()
+        .flat_map(|envelope| envelope["payloads"].as_array().into_iter().flatten())
+        .map(|payload| payload.to_string().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn clients_that_never_acknowledge_hold_back_only_their_own_calls() {
+    const BUDGET: usize = 1 << 20;
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let builder = test_bridge(&backend.uri())
+        .session_grace(Some(Duration::from_secs(10)))
+        .max_session_kept_bytes(BUDGET);
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    let url = bridge.url();
+    let text = "h".repeat(16 << 10);
+    // Four sessions read streams of 16 KiB messages, as wide as the
+    // protocol allows, and acknowledge nothing: alone, each could make the
+    // bridge keep 16 MiB.
+    let mut hoarded = 0;
+    let mut hoarders = Vec::new();
+    for n in 0..4 {
+        let mut hoarder = SessionClient::start_keyed(&url, &format!("{KEY}-hoarder-{n}")).await;
+        hoarder
+            .send(vec![
+                json!({"type": "request", "method": SERVER_STREAM, "id": "h",
+                       "windowBytes": WIDE, "payload": {"text": text, "count": 2_000}}),
+            ])
+            .await;
+        hoarders.push(hoarder);
+    }
+    for hoarder in &mut hoarders {
+        while let Ok(envelopes) = tokio::time::timeout(QUIET, hoarder.next()).await {
+            hoarded += payload_bytes(&envelopes);
+        }
+    }
+    println!(
+        "four sessions that acknowledge nothing got {hoarded} bytes, against a budget of {BUDGET}"
+    );
+    // The budget and, past it, a frame or so each: not 4 × 16 MiB.
+    assert!(
+        hoarded < BUDGET + 4 * (256 << 10),
+        "the hoarders got {hoarded} bytes unacknowledged"
+    );
+    // A session that acknowledges what it reads goes on, a share at a time.
+    let mut reader = SessionClient::start_keyed(&url, &format!("{KEY}-reader")).await;
+    reader
+        .send(vec![
+            json!({"type": "request", "method": SERVER_STREAM, "id": "r",
+                   "windowBytes": WIDE, "payload": {"text": text, "count": 200}}),
+        ])
+        .await;
+    let mut messages = 0;
+    let mut ended = false;
+    while !ended {
+        let envelopes = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("the reader's stream goes on");
+        for envelope in &envelopes {
+            messages += envelope["payloads"].as_array().map_or(0, Vec::len);
+            ended |= envelope["end"] == true;
+            assert!(envelope.get("error").is_none(), "{envelope}");
+        }
+        let ack = json!([{"type": "ack", "received": reader.received}]);
+        send(&mut reader.socket, ack).await;
+    }
+    assert_eq!(messages, 200);
+}
+
+/// How long a socket goes without a frame before its stream is taken to
+/// be held back.
+const QUIET: Duration = Duration::from_millis(500);

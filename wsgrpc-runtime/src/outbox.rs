@@ -388,7 +388,9 @@ where
                 return end;
             }
             frames += 1;
-            if frames < MAX_FRAMES_PER_FLUSH {
+            // With a session, a frame at a time while there is room: what
+            // it keeps goes past its limit by one frame at most.
+            if frames < MAX_FRAMES_PER_FLUSH && session.is_none_or(Retained::has_room) {
                 next = inbox.try_recv();
             }
         }

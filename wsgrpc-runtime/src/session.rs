@@ -189,10 +189,7 @@ impl Retained {
         loop {
             let room = self.room.notified();
             let shared_room = self.budget.room.notified();
-            let bytes = self.lock().bytes;
-            if bytes <= self.limit.load(Ordering::Acquire)
-                && (bytes <= FAIR_SHARE || !self.budget.is_over())
-            {
+            if self.has_room() {
                 return;
             }
             tokio::select! {
@@ -200,6 +197,14 @@ impl Retained {
                 () = shared_room => {}
             }
         }
+    }
+
+    /// Whether the writer may send more now: what [`room`](Self::room)
+    /// waits for.
+    pub(crate) fn has_room(&self) -> bool {
+        let bytes = self.lock().bytes;
+        bytes <= self.limit.load(Ordering::Acquire)
+            && (bytes <= FAIR_SHARE || !self.budget.is_over())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
