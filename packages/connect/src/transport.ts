@@ -127,7 +127,6 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     ignoreUnknownFields: true,
     ...options.jsonOptions,
   };
-  const readerOf = jsonReaders(jsonOptions);
   const defaultTimeoutMs = options.defaultTimeoutMs;
 
   function deadlineOf(timeoutMs: number | undefined): number | undefined {
@@ -177,7 +176,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             method,
             header: response.header,
             trailer: response.trailer,
-            message: readerOf(method.output)(payload),
+            message: parse(method.output, payload, jsonOptions),
           };
         },
       });
@@ -247,7 +246,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             method,
             header: response.header,
             trailer: response.trailer,
-            message: parsedMessages(readerOf(method.output), first, responses, call),
+            message: parsedMessages((payload) => parse(method.output, payload, jsonOptions), first, responses, call),
           };
         },
       });
@@ -377,19 +376,17 @@ function write<Desc extends DescMessage>(
   }
 }
 
-/** Reads one response from proto3 JSON; what does not read as the type fails as INTERNAL. */
-type JsonReader<Desc extends DescMessage> = (payload: JsonValue) => MessageShape<Desc>;
-
-/** The readers of responses for a transport's JSON options: protobuf-es's `fromJson`, its errors as INTERNAL. */
-function jsonReaders(options: Partial<JsonReadOptions>): <Desc extends DescMessage>(schema: Desc) => JsonReader<Desc> {
-  return <Desc extends DescMessage>(schema: Desc): JsonReader<Desc> =>
-    (payload) => {
-      try {
-        return fromJson(schema, payload, options);
-      } catch (error) {
-        throw ConnectError.from(error, Code.Internal);
-      }
-    };
+/** A response from proto3 JSON; what does not read as the type fails as INTERNAL. */
+function parse<Desc extends DescMessage>(
+  schema: Desc,
+  payload: JsonValue,
+  options: Partial<JsonReadOptions>,
+): MessageShape<Desc> {
+  try {
+    return fromJson(schema, payload, options);
+  } catch (error) {
+    throw ConnectError.from(error, Code.Internal);
+  }
 }
 
 /** The request messages in proto3 JSON, each written as the runtime takes it. */
@@ -438,7 +435,7 @@ function single<T>(response: Promise<T>): AsyncIterator<T> {
  * whatever the signal.
  */
 function parsedMessages<Desc extends DescMessage>(
-  parse: JsonReader<Desc>,
+  message: (payload: JsonValue) => MessageShape<Desc>,
   first: Promise<IteratorResult<JsonValue>>,
   responses: AsyncIterator<JsonValue>,
   call: CallEnd,
@@ -455,7 +452,7 @@ function parsedMessages<Desc extends DescMessage>(
       return { done: true, value: undefined };
     }
     try {
-      return { done: false, value: parse(result.value) };
+      return { done: false, value: message(result.value) };
     } catch (error) {
       return call.failed(error);
     }

@@ -88,6 +88,16 @@ export function decodeBinaryMetadata(value: string | undefined): Uint8Array | un
   return bytes;
 }
 
+/** `bytes` in base64, without padding. */
+function unpaddedBase64(bytes: Uint8Array): string {
+  let binary = "";
+  // In slices: a spread argument list has a limit.
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary).replace(/=+$/, "");
+}
+
 /** Request metadata as the envelope carries it: bytes in base64, under `-bin` keys only. */
 function wireMetadata(metadata: MetadataInit): Metadata | RpcError {
   const wire: Metadata = {};
@@ -95,11 +105,7 @@ function wireMetadata(metadata: MetadataInit): Metadata | RpcError {
     if (typeof value === "string") {
       wire[key] = value;
     } else if (key.endsWith("-bin")) {
-      let binary = "";
-      for (let i = 0; i < value.length; i += 0x8000) {
-        binary += String.fromCharCode(...value.subarray(i, i + 0x8000));
-      }
-      wire[key] = btoa(binary).replace(/=+$/, "");
+      wire[key] = unpaddedBase64(value);
     } else {
       return new RpcError(Code.INVALID_ARGUMENT, `metadata ${JSON.stringify(key)} takes text; only keys ending in -bin take bytes`);
     }
@@ -724,18 +730,7 @@ export class WebSocketGRPCClient implements Transport {
 
   /** Calls a unary method: one request, one response. */
   unary<I, O>(method: MethodOrPath<I, O, "unary">, request: MessageInit<I>, options?: CallOptions): UnaryCall<O> {
-    const metadata = new ArrivingMetadata();
-    const response = new Promise<O>((resolve, reject) => {
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "unary", metadata.watch(options), {
-        messages: () => {},
-        end: resolve,
-        fail: (error) => {
-          metadata.fail(error);
-          reject(error);
-        },
-      }).start({ request });
-    });
-    return metadata.onto(response);
+    return this.#oneResponse(pathOf(method), "unary", { request }, options);
   }
 
   /** Calls a server-streaming method: iterate the result for the responses. */
@@ -760,18 +755,7 @@ export class WebSocketGRPCClient implements Transport {
     requests: StreamInput<MessageInit<I>>,
     options?: CallOptions,
   ): UnaryCall<O> {
-    const metadata = new ArrivingMetadata();
-    const response = new Promise<O>((resolve, reject) => {
-      new Call<MessageInit<I>, O>(this.#context(), pathOf(method), "clientStreaming", metadata.watch(options), {
-        messages: () => {},
-        end: resolve,
-        fail: (error) => {
-          metadata.fail(error);
-          reject(error);
-        },
-      }).start({ requests });
-    });
-    return metadata.onto(response);
+    return this.#oneResponse(pathOf(method), "clientStreaming", { requests }, options);
   }
 
   /**
@@ -794,6 +778,27 @@ export class WebSocketGRPCClient implements Transport {
       metadata,
       input instanceof InputQueue ? input : null,
     );
+  }
+
+  /** A unary or client-streaming call: its response, with its headers and trailers beside it. */
+  #oneResponse<I, O>(
+    path: string,
+    kind: "unary" | "clientStreaming",
+    input: { request: I } | { requests: StreamInput<I> },
+    options: CallOptions | undefined,
+  ): UnaryCall<O> {
+    const metadata = new ArrivingMetadata();
+    const response = new Promise<O>((resolve, reject) => {
+      new Call<I, O>(this.#context(), path, kind, metadata.watch(options), {
+        messages: () => {},
+        end: resolve,
+        fail: (error) => {
+          metadata.fail(error);
+          reject(error);
+        },
+      }).start(input);
+    });
+    return metadata.onto(response);
   }
 
   #context(): CallContext {
@@ -1166,11 +1171,7 @@ interface Opened {
 function newSessionKey(): string {
   const bytes = new Uint8Array(16);
   (globalThis as unknown as { crypto: { getRandomValues(array: Uint8Array): Uint8Array } }).crypto.getRandomValues(bytes);
-  let binary = "";
-  for (const byte of bytes) {
-    binary += String.fromCharCode(byte);
-  }
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return unpaddedBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_");
 }
 
 /** A window size from an option: a whole number from 1 to 2^31 − 1. */
