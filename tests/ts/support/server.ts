@@ -116,16 +116,47 @@ export async function rssKib(pid: number): Promise<number> {
   return Number.parseInt(line.slice("VmRSS:".length), 10);
 }
 
-/** A loopback port that was free a moment ago. */
+/**
+ * A loopback port that was free a moment ago, for a process that must be
+ * started (or restarted) on a known port.
+ *
+ * It is drawn at random from below the kernel's ephemeral range: a port the
+ * kernel handed out for `listen(0)` and that was then closed may be handed out
+ * again at once, to a parallel test's server or as the local port of a client
+ * connection, and the process started on it would fail with `EADDRINUSE`.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") {
-    throw new Error("no port");
+  const [ephemeralStart] = await ephemeralRange();
+  const low = 10_000;
+  const high = Math.max(low + 1_000, ephemeralStart);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await canListen(port)) {
+      return port;
+    }
   }
-  return address.port;
+  throw new Error(`no free loopback port in ${low}..${high}`);
+}
+
+async function ephemeralRange(): Promise<[number, number]> {
+  try {
+    const text = await readFile("/proc/sys/net/ipv4/ip_local_port_range", "utf8");
+    const [start, end] = text.trim().split(/\s+/).map(Number);
+    if (start !== undefined && end !== undefined && start > 0 && end >= start) {
+      return [start, end];
+    }
+  } catch {
+    // Not Linux: the IANA range.
+  }
+  return [49_152, 65_535];
+}
+
+function canListen(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 /** Polls `check` until it returns true, or fails after `timeoutMs`. */
