@@ -263,11 +263,25 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
             None,
         );
 
-        let cpu_before = procfs::cpu_seconds(bridge.pid());
+        // What a call costs each process, through the bridge and direct:
+        // the bridge is a tonic client and a WebSocket server in one, so
+        // the direct load generator (a tonic client) and the backend (a
+        // tonic server) give its cost a scale in the same run.
+        let processes = [
+            ("bridge", bridge.pid()),
+            ("backend", backend.pid()),
+            ("load generator", std::process::id()),
+        ];
+        let cpu_before = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
         let mut ws = load::ws_unary(&url, 32, t).await;
-        let bridge_cpu = procfs::cpu_seconds(bridge.pid()) - cpu_before;
+        let cpu_bridged = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
         let mut direct = load::grpc_unary(grpc.clone(), 32, t).await;
-        let cpu_per_call_us = bridge_cpu * 1e6 / ws.count().max(1) as f64;
+        let cpu_direct = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
+        let per_call_us = |before: [f64; 3], after: [f64; 3], index: usize, calls: usize| {
+            (after[index] - before[index]) * 1e6 / calls.max(1) as f64
+        };
+        let (bridged_calls, direct_calls) = (ws.count(), direct.count());
+        let cpu_per_call_us = per_call_us(cpu_before, cpu_bridged, 0, bridged_calls);
         report.unary(
             "W1 unary, 32 in flight on 1 connection",
             &mut ws,
@@ -281,6 +295,15 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
             "µs",
             Some(("≤ 100 µs", cpu_per_call_us <= 100.0)),
         ));
+        for (index, (name, _)) in processes.iter().enumerate().skip(1) {
+            let label = format!("W1 32 in flight: CPU of the {name} per call");
+            report.push(Row::cost(
+                &label,
+                per_call_us(cpu_before, cpu_bridged, index, bridged_calls),
+                per_call_us(cpu_bridged, cpu_direct, index, direct_calls),
+                "µs",
+            ));
+        }
 
         let shards: Vec<_> = (0..32)
             .map(|_| {

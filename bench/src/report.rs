@@ -45,6 +45,17 @@ impl Row {
         }
     }
 
+    /// A cost through the bridge beside the same cost direct.
+    pub fn cost(name: &str, bridge: f64, direct: f64, unit: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            bridge,
+            direct: Some(direct),
+            unit,
+            target: None,
+        }
+    }
+
     pub fn single(
         name: &str,
         value: f64,
