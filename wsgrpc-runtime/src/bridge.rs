@@ -267,6 +267,8 @@ impl BridgeBuilder {
             }
         };
         let max_session_kept_bytes = config.max_session_kept_bytes;
+        let metrics = Metrics::default();
+        let sessions = connection::Sessions::new(metrics.sessions_parked.clone());
         Ok(Bridge {
             shared: Arc::new(Shared {
                 services,
@@ -275,11 +277,11 @@ impl BridgeBuilder {
                 receive_budget: ReceiveBudget::new(config.max_unfinished_frame_bytes),
                 config,
                 authenticator: self.authenticator,
-                metrics: Metrics::default(),
+                metrics,
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 open_connections: AtomicUsize::new(0),
-                sessions: Default::default(),
+                sessions,
                 kept_budget: KeptBudget::new(max_session_kept_bytes),
             }),
         })

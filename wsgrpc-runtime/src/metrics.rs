@@ -77,6 +77,8 @@ pub(crate) struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
     pub pending_connections: Gauge,
+    /// v2 sessions whose socket dropped, waiting for a new one.
+    pub sessions_parked: Gauge,
     calls_in_flight: Family<MethodLabels, Gauge>,
     calls: Family<CallLabels, Counter>,
     pub bytes_received: Counter,
@@ -89,6 +91,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("wsgrpc");
         let connections_open = Gauge::default();
         let pending_connections = Gauge::default();
+        let sessions_parked = Gauge::default();
         let calls_in_flight = Family::<MethodLabels, Gauge>::default();
         let calls = Family::<CallLabels, Counter>::default();
         let bytes_received = Counter::default();
@@ -103,6 +106,11 @@ impl Default for Metrics {
             "pending_connections",
             "HTTP connections not (yet) upgraded to a WebSocket",
             pending_connections.clone(),
+        );
+        registry.register(
+            "sessions_parked",
+            "Sessions whose socket dropped, waiting for a client to resume them",
+            sessions_parked.clone(),
         );
         registry.register(
             "calls_in_flight",
@@ -133,6 +141,7 @@ impl Default for Metrics {
             registry,
             connections_open,
             pending_connections,
+            sessions_parked,
             calls_in_flight,
             calls,
             bytes_received,

@@ -2,11 +2,12 @@
 //! connections of those whose socket dropped, waiting out their grace
 //! period for a new socket to take them over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,15 +24,27 @@ use crate::shared::Shared;
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Every session of a bridge.
-#[derive(Default)]
 pub(crate) struct Sessions {
-    entries: Mutex<HashMap<String, Entry>>,
+    table: Mutex<Table>,
     /// The newest socket waiting to claim each key: an older one gives up,
     /// as its client has moved on to the newer (a socket cut during its
     /// handshake would otherwise go on taking the session from the live
     /// one).
     newest_claim: Mutex<HashMap<String, u64>>,
     next_generation: AtomicU64,
+}
+
+/// The sessions by key, and the parked ones in the order they parked, so
+/// that neither counting them nor finding the oldest looks at every
+/// session (a bridge may hold tens of thousands, under one lock).
+struct Table {
+    entries: HashMap<String, Entry>,
+    /// Key and generation of each session as it parked, oldest first. A
+    /// session resumed or ended since is skipped when met, and the queue
+    /// is compacted before such leftovers outnumber the parked.
+    parked_order: VecDeque<(String, u64)>,
+    /// Sessions parked now, also shown as a metric.
+    parked: Gauge,
 }
 
 enum Entry {
@@ -47,7 +60,6 @@ enum Entry {
         identity: Metadata,
         generation: u64,
         connection: Box<Connection>,
-        since: Instant,
     },
 }
 
@@ -71,6 +83,19 @@ pub(super) struct Hold {
 }
 
 impl Sessions {
+    /// No sessions yet; `parked` counts those waiting for a socket.
+    pub(crate) fn new(parked: Gauge) -> Self {
+        Self {
+            table: Mutex::new(Table {
+                entries: HashMap::new(),
+                parked_order: VecDeque::new(),
+                parked,
+            }),
+            newest_claim: Mutex::default(),
+            next_generation: AtomicU64::default(),
+        }
+    }
+
     /// Claims the session `key` for a socket of `identity`, taking it over
     /// from a socket that dropped or still holds it. `kick` is the new
     /// socket's, for whoever takes the session from it in turn.
@@ -129,15 +154,15 @@ impl Sessions {
         generation: u64,
         kick: &CancellationToken,
     ) -> Option<Claim> {
-        let mut entries = self.lock();
+        let mut table = self.lock();
         let live = Entry::Live {
             identity: identity.clone(),
             generation,
             kick: kick.clone(),
         };
-        match entries.remove(key) {
+        match table.entries.get(key) {
             None => {
-                entries.insert(key.to_owned(), live);
+                table.insert(key.to_owned(), live);
                 let reason = "the bridge has no session with this key: its grace period ran \
                               out, the bridge restarted, or this is another bridge";
                 Some(Claim::Fresh {
@@ -145,26 +170,20 @@ impl Sessions {
                     registered: true,
                 })
             }
-            Some(entry) if entry.identity() != identity => {
-                entries.insert(key.to_owned(), entry);
-                Some(Claim::Fresh {
-                    reason: "the session belongs to another identity",
-                    registered: false,
-                })
-            }
-            Some(Entry::Parked { connection, .. }) => {
-                entries.insert(key.to_owned(), live);
-                Some(Claim::Resumed(connection))
-            }
-            Some(entry @ Entry::Live { .. }) => {
+            Some(entry) if entry.identity() != identity => Some(Claim::Fresh {
+                reason: "the session belongs to another identity",
+                registered: false,
+            }),
+            Some(Entry::Live { kick, .. }) => {
                 // Its socket may be half open (a laptop that slept): ask it
                 // to let go, and look again.
-                if let Entry::Live { kick, .. } = &entry {
-                    kick.cancel();
-                }
-                entries.insert(key.to_owned(), entry);
+                kick.cancel();
                 None
             }
+            Some(Entry::Parked { .. }) => match table.insert(key.to_owned(), live) {
+                Some(Entry::Parked { connection, .. }) => Some(Claim::Resumed(connection)),
+                _ => None,
+            },
         }
     }
 
@@ -178,28 +197,27 @@ impl Sessions {
         connection: Box<Connection>,
         grace: Duration,
     ) {
-        let mut entries = self.lock();
+        let mut table = self.lock();
         let ours = matches!(
-            entries.get(&hold.key),
+            table.entries.get(&hold.key),
             Some(Entry::Live { generation, .. }) if *generation == hold.generation
         );
         if !ours {
-            drop(entries);
+            drop(table);
             connection.end();
             return;
         }
         let identity = connection.identity.clone();
-        entries.insert(
+        table.insert(
             hold.key.clone(),
             Entry::Parked {
                 identity,
                 generation: hold.generation,
                 connection,
-                since: Instant::now(),
             },
         );
-        let evicted = evict_beyond(&mut entries, shared.config.max_connections);
-        drop(entries);
+        let evicted = table.evict_beyond(shared.config.max_connections);
+        drop(table);
         if let Some(connection) = evicted {
             connection.end();
         }
@@ -214,29 +232,29 @@ impl Sessions {
 
     /// The socket that held the session ended it.
     pub(super) fn release(&self, hold: &Hold) {
-        let mut entries = self.lock();
+        let mut table = self.lock();
         if matches!(
-            entries.get(&hold.key),
+            table.entries.get(&hold.key),
             Some(Entry::Live { generation, .. }) if *generation == hold.generation
         ) {
-            entries.remove(&hold.key);
+            table.remove(&hold.key);
         }
     }
 
     /// The grace period of a parked session is over: its calls end.
     fn expire(&self, hold: &Hold) {
-        let mut entries = self.lock();
+        let mut table = self.lock();
         let expired = matches!(
-            entries.get(&hold.key),
+            table.entries.get(&hold.key),
             Some(Entry::Parked { generation, .. }) if *generation == hold.generation
         );
         if !expired {
             return;
         }
-        let Some(Entry::Parked { connection, .. }) = entries.remove(&hold.key) else {
+        let Some(Entry::Parked { connection, .. }) = table.remove(&hold.key) else {
             return;
         };
-        drop(entries);
+        drop(table);
         tracing::debug!("session ended: no socket took it over in time");
         connection.end();
     }
@@ -244,14 +262,15 @@ impl Sessions {
     /// Ends every parked session: the bridge is shutting down.
     pub(crate) fn end_all(&self) {
         let parked: Vec<Box<Connection>> = {
-            let mut entries = self.lock();
-            let keys: Vec<String> = entries
+            let mut table = self.lock();
+            let keys: Vec<String> = table
+                .entries
                 .iter()
                 .filter(|(_, entry)| matches!(entry, Entry::Parked { .. }))
                 .map(|(key, _)| key.clone())
                 .collect();
             keys.into_iter()
-                .filter_map(|key| match entries.remove(&key) {
+                .filter_map(|key| match table.remove(&key) {
                     Some(Entry::Parked { connection, .. }) => Some(connection),
                     _ => None,
                 })
@@ -265,17 +284,73 @@ impl Sessions {
     /// Sessions waiting for a socket.
     #[cfg(test)]
     pub(crate) fn parked(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|entry| matches!(entry, Entry::Parked { .. }))
-            .count()
+        self.lock().parked_count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+impl Table {
+    /// Puts `entry` under `key`, returning what was there.
+    fn insert(&mut self, key: String, entry: Entry) -> Option<Entry> {
+        if let Entry::Parked { generation, .. } = &entry {
+            self.parked_order.push_back((key.clone(), *generation));
+            self.parked.inc();
+        }
+        let old = self.entries.insert(key, entry);
+        self.left(old.as_ref());
+        old
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let old = self.entries.remove(key);
+        self.left(old.as_ref());
+        old
+    }
+
+    /// Accounts for an entry taken out of the table.
+    fn left(&mut self, entry: Option<&Entry>) {
+        if !matches!(entry, Some(Entry::Parked { .. })) {
+            return;
+        }
+        self.parked.dec();
+        if self.parked_order.len() > 2 * self.parked_count() + 64 {
+            let entries = &self.entries;
+            self.parked_order
+                .retain(|(key, generation)| is_parked(entries, key, *generation));
+        }
+    }
+
+    fn parked_count(&self) -> usize {
+        usize::try_from(self.parked.get()).unwrap_or(0)
+    }
+
+    /// Takes out the session that has waited longest, where more than
+    /// `limit` wait.
+    fn evict_beyond(&mut self, limit: usize) -> Option<Box<Connection>> {
+        if self.parked_count() <= limit {
+            return None;
+        }
+        while let Some((key, generation)) = self.parked_order.pop_front() {
+            if is_parked(&self.entries, &key, generation)
+                && let Some(Entry::Parked { connection, .. }) = self.remove(&key)
+            {
+                return Some(connection);
+            }
+        }
+        None
+    }
+}
+
+fn is_parked(entries: &HashMap<String, Entry>, key: &str, generation: u64) -> bool {
+    matches!(
+        entries.get(key),
+        Some(Entry::Parked { generation: parked, .. }) if *parked == generation
+    )
 }
 
 impl Entry {
@@ -283,30 +358,6 @@ impl Entry {
         match self {
             Self::Live { identity, .. } | Self::Parked { identity, .. } => identity,
         }
-    }
-}
-
-/// Takes out the session that has waited longest, where more than `limit`
-/// wait.
-fn evict_beyond(entries: &mut HashMap<String, Entry>, limit: usize) -> Option<Box<Connection>> {
-    let parked = entries
-        .values()
-        .filter(|entry| matches!(entry, Entry::Parked { .. }))
-        .count();
-    if parked <= limit {
-        return None;
-    }
-    let oldest = entries
-        .iter()
-        .filter_map(|(key, entry)| match entry {
-            Entry::Parked { since, .. } => Some((key.clone(), *since)),
-            Entry::Live { .. } => None,
-        })
-        .min_by_key(|(_, since)| *since)?
-        .0;
-    match entries.remove(&oldest) {
-        Some(Entry::Parked { connection, .. }) => Some(connection),
-        _ => None,
     }
 }
 

@@ -249,6 +249,8 @@ pub(super) fn shared_with(
     );
     let services = ServiceTable::new();
     services.configure(JsonRules::default(), &[service]);
+    let metrics = Metrics::default();
+    let sessions = super::Sessions::new(metrics.sessions_parked.clone());
     Arc::new(Shared {
         services,
         channel,
@@ -257,11 +259,11 @@ pub(super) fn shared_with(
         receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
         kept_budget: crate::session::KeptBudget::new(usize::MAX),
         authenticator,
-        metrics: Metrics::default(),
+        metrics,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
         open_connections: AtomicUsize::new(0),
-        sessions: Default::default(),
+        sessions,
     })
 }
 
@@ -689,7 +691,16 @@ fn silent_bridge() -> (Arc<Shared>, Option<TcpListener>) {
 /// Opens a socket of session `SESSION` and takes byte windows; the
 /// bridge's `resume` envelope.
 async fn session_socket(shared: &Arc<Shared>, identity: Metadata) -> (Client, Value) {
-    let mut client = Client::connect_as(shared, Protocol::V2, Some(SESSION), identity);
+    keyed_session_socket(shared, SESSION, identity).await
+}
+
+/// `session_socket` for the session `key`.
+async fn keyed_session_socket(
+    shared: &Arc<Shared>,
+    key: &str,
+    identity: Metadata,
+) -> (Client, Value) {
+    let mut client = Client::connect_as(shared, Protocol::V2, Some(key), identity);
     assert_eq!(client.next().await["type"], "settings");
     let resume = client.next().await;
     assert_eq!(resume["type"], "resume", "{resume}");
@@ -746,6 +757,48 @@ async fn a_new_socket_resumes_the_session_and_gets_again_what_it_missed() {
     assert_eq!(duplicate["code"], Code::AlreadyExists as i32);
     second.send(json!({"type": "cancel", "id": "s"}));
     assert_ended(&second.next().await, "s", Code::Cancelled);
+}
+
+#[tokio::test]
+async fn past_its_socket_limit_the_bridge_ends_the_session_that_waited_longest() {
+    let (channel, _listener) = backend_channel(Backend::Silent);
+    let config = BridgeConfig {
+        max_connections: 2,
+        ..BridgeConfig::default()
+    };
+    let shared = shared_with(channel, config, None);
+    let keys = ["A", "B", "C"].map(|letter| letter.repeat(22));
+    for (index, key) in keys.iter().enumerate() {
+        let (client, _) = keyed_session_socket(&shared, key, Metadata::new()).await;
+        client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+        client.open("s", CLIENT_STREAM);
+        drop(client.to_bridge);
+        tokio::time::timeout(PATIENCE, client.served)
+            .await
+            .expect("the socket ends in time")
+            .unwrap();
+        assert_eq!(shared.sessions.parked(), (index + 1).min(2));
+    }
+    assert!(
+        shared.metrics.render().contains("wsgrpc_sessions_parked 2"),
+        "{}",
+        shared.metrics.render()
+    );
+
+    let (first, resume) = keyed_session_socket(&shared, &keys[0], Metadata::new()).await;
+    assert_eq!(
+        resume["received"],
+        Value::Null,
+        "the first to park was ended: {resume}"
+    );
+    let mut resumed = vec![first];
+    for key in &keys[1..] {
+        let (client, resume) = keyed_session_socket(&shared, key, Metadata::new()).await;
+        assert_eq!(resume["received"], 1, "{key} resumes: {resume}");
+        resumed.push(client);
+    }
+    assert_eq!(shared.sessions.parked(), 0);
+    assert!(shared.metrics.render().contains("wsgrpc_sessions_parked 0"));
 }
 
 #[tokio::test]
