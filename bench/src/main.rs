@@ -8,6 +8,7 @@
 //! generated code), beside the generated bridge.
 //! `--smoke` runs each workload for a moment, to keep the benchmark working.
 
+mod echo;
 mod load;
 mod procfs;
 mod report;
@@ -26,7 +27,8 @@ use wsgrpc_runtime::{AllowedOrigins, Bridge};
 const USAGE: &str = "\
 Usage: wsgrpc-bench [--smoke] [--only W1,W2,W3,W4] [--out DIR]
        wsgrpc-bench backend --addr ADDR
-       wsgrpc-bench bridge --addr ADDR --backend URI";
+       wsgrpc-bench bridge --addr ADDR --backend URI
+       wsgrpc-bench ws-echo --addr ADDR";
 
 struct Settings {
     /// Run only these workloads (W1…W4, comma-separated); figures are then
@@ -91,6 +93,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let addr: SocketAddr = flag("--addr")?.parse()?;
             let backend = flag("--backend")?;
             runtime.block_on(serve_bridge(addr, backend))
+        }
+        Some("ws-echo") => {
+            let addr: SocketAddr = flag("--addr")?.parse()?;
+            runtime.block_on(echo::serve(addr))
         }
         Some("dynamic-bridge") => {
             let addr: SocketAddr = flag("--addr")?.parse()?;
@@ -262,6 +268,20 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
             secs,
             None,
         );
+        // One WebSocket round trip with nothing behind it: the bridge's
+        // floor is this plus a direct call.
+        let echo = Process::start(&["ws-echo", "--addr", "127.0.0.1:0"])?;
+        let echo_url = format!("ws://{}/", echo.addr);
+        load::ws_unary(&echo_url, 1, Duration::from_millis(300)).await;
+        let mut floor = load::ws_unary(&echo_url, 1, t).await;
+        report.unary(
+            "W1 floor: a WebSocket echo, no backend, 1 at a time",
+            &mut floor,
+            &mut direct,
+            secs,
+            None,
+        );
+        drop(echo);
 
         // What a call costs each process, through the bridge and direct:
         // the bridge is a tonic client and a WebSocket server in one, so
