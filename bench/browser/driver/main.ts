@@ -1,5 +1,5 @@
 // `npm run bench:browser [-- --smoke] [-- --protocols v1,v2] [-- --binary PATH] [-- --batch-linger-us N]
-//   [-- --rtt 0,20,50,100] [-- --mbit N] [-- --slow-reader] [-- --compression]`
+//   [-- --rtt 0,20,50,100] [-- --mbit N] [-- --slow-reader] [-- --compression] [-- --connect]`
 //
 // What a page sees: headless Chromium runs the generated client against the
 // real example binary (its bridge and its tonic backend), every workload
@@ -10,6 +10,9 @@
 // run also writes target/bench-browser.json, its section of BENCHMARKS.md
 // and docs/benchmarks-browser.svg. `--smoke` runs each workload for a
 // moment and fails unless each produced a sane figure; it writes nothing.
+// `--connect` runs only the pairs that connect-es ÷ generated client
+// compares (the stream and unary calls through both clients), to try a
+// change to @wsgrpc/connect or the runtime; it prints and writes nothing.
 // `--batch-linger-us` starts the bridge with that linger, to try one; such
 // a run prints its table and writes nothing either.
 //
@@ -43,7 +46,7 @@ import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { build, preview } from "vite";
 import { freePort, repoRoot, run, start, targetDir } from "../../../example/client/e2e/support.js";
-import { STREAM_TEXT, type BenchPage, type Protocol, type RunResult, type RunSpec, type Workload } from "../shared/spec.js";
+import { STREAM_TEXT, V1_CALL_MESSAGES, type BenchPage, type Protocol, type RunResult, type RunSpec, type Workload } from "../shared/spec.js";
 import { startCeiling, type Ceiling } from "./ceiling.js";
 import { deflateTable, measureOverLink } from "./compression.js";
 import { chart, table, writeMarkdown, type Report, type Row, type Unit } from "./report.js";
@@ -84,11 +87,7 @@ const FULL: Sizes = { streamCount: 300_000, unaryMs: 3_000, clientStreamCount: 1
 // Enough to warm the JIT and the connection paths, little enough to keep
 // the run short.
 const WARM_UP: Sizes = { streamCount: 20_000, unaryMs: 500, clientStreamCount: 10_000, pingPongMs: 500 };
-// The bridge fails a client stream that gets more than 64 messages (its
-// call queue) ahead of the backend, and a page that sends as fast as it can
-// gets there: the full run shows it. The smoke run keeps to what the bridge
-// always takes, so that it checks the benchmark, not that limit.
-const SMOKE: Sizes = { streamCount: 3_000, unaryMs: 200, clientStreamCount: 64, pingPongMs: 200 };
+const SMOKE: Sizes = { streamCount: 3_000, unaryMs: 200, clientStreamCount: 2_000, pingPongMs: 200 };
 
 interface Options {
   smoke: boolean;
@@ -107,10 +106,12 @@ interface Options {
   compression: boolean;
   /** Only the slow reader (slow_reader.ts). */
   slowReader: boolean;
+  /** Only the measures of connect-es ÷ generated client; such a run writes nothing. */
+  connect: boolean;
 }
 
 const USAGE =
-  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--proxy-at-0] [--slow-reader] [--compression]";
+  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--proxy-at-0] [--slow-reader] [--compression] [--connect]";
 
 function parseArgs(args: string[]): Options {
   const options: Options = {
@@ -123,6 +124,7 @@ function parseArgs(args: string[]): Options {
     proxyAtZero: false,
     compression: false,
     slowReader: false,
+    connect: false,
   };
   for (let i = 0; i < args.length; i += 1) {
     const arg = args[i];
@@ -152,6 +154,8 @@ function parseArgs(args: string[]): Options {
       options.slowReader = true;
     } else if (arg === "--compression") {
       options.compression = true;
+    } else if (arg === "--connect") {
+      options.connect = true;
     } else if (arg === "--proxy-at-0") {
       options.proxyAtZero = true;
     } else if (arg === "--mbit" && args[i + 1] !== undefined) {
@@ -173,6 +177,8 @@ interface Measure {
   workload(sizes: Sizes): Workload;
   /** The ceiling server instead of the bridge. */
   ceiling?: boolean;
+  /** One side of a pair that connect-es ÷ generated client compares. */
+  connectPair?: boolean;
   /** Its rows, from its result for each protocol that ran. */
   rows(results: Results): Row[];
 }
@@ -228,6 +234,7 @@ function measures(sizes: Sizes): Measure[] {
   return [
     {
       label: "stream",
+      connectPair: true,
       workload: (s) => ({ kind: "stream", count: s.streamCount, reader: "client" }),
       rows: (results) => streamRows(stream, results),
     },
@@ -236,6 +243,7 @@ function measures(sizes: Sizes): Measure[] {
       // connection engine: what connect-es and protobuf-es cost beside the
       // generated client.
       label: "stream, connect-es",
+      connectPair: true,
       workload: (s) => ({ kind: "stream", count: s.streamCount, reader: "connect" }),
       rows: (results) => streamRows(`${stream}, ${CONNECT}`, results),
     },
@@ -260,29 +268,40 @@ function measures(sizes: Sizes): Measure[] {
     },
     {
       label: "unary, 1 in flight",
+      connectPair: true,
       workload: (s) => ({ kind: "unary", inFlight: 1, durationMs: s.unaryMs, reader: "client" }),
       rows: (results) => rateRows(UNARY_1, "calls", results, true),
     },
     {
       label: "unary, 1 in flight, connect-es",
+      connectPair: true,
       workload: (s) => ({ kind: "unary", inFlight: 1, durationMs: s.unaryMs, reader: "connect" }),
       rows: (results) => rateRows(`${UNARY_1}, ${CONNECT}`, "calls", results, true),
     },
     {
       label: "unary, 32 in flight",
+      connectPair: true,
       workload: (s) => ({ kind: "unary", inFlight: 32, durationMs: s.unaryMs, reader: "client" }),
       rows: (results) => rateRows(UNARY_32, "calls", results, true),
     },
     {
       label: "unary, 32 in flight, connect-es",
+      connectPair: true,
       workload: (s) => ({ kind: "unary", inFlight: 32, durationMs: s.unaryMs, reader: "connect" }),
       rows: (results) => rateRows(`${UNARY_32}, ${CONNECT}`, "calls", results, true),
     },
     {
       label: "client stream",
       workload: (s) => ({ kind: "clientStream", count: s.clientStreamCount }),
+      // Over v1, which has no flow control, in calls of at most
+      // V1_CALL_MESSAGES, each answered before the next (page/client_stream.ts).
       rows: (results) =>
-        rateRows(`client stream of ${count(sizes.clientStreamCount)} messages`, "messages", results, false),
+        rateRows(
+          `client stream of ${count(sizes.clientStreamCount)} messages (v1: calls of ${V1_CALL_MESSAGES})`,
+          "messages",
+          results,
+          false,
+        ),
     },
     {
       label: "bidi ping-pong",
@@ -354,14 +373,18 @@ interface Measured {
 /** Every measure, once per protocol, each after a warm-up unless smoke. */
 async function measureAll(
   page: Page,
-  urls: { bridge: string; ceiling: string },
+  urls: { bridge: string; ceiling: string | undefined },
   options: Options,
   sizes: Sizes,
 ): Promise<Measured> {
   const measured: Measured = { rows: [], failures: [], runs: [] };
   const timeoutMs = options.smoke ? 30_000 : 600_000;
-  for (const [index, measure] of measures(sizes).entries()) {
+  const selected = measures(sizes).filter((measure) => !options.connect || measure.connectPair === true);
+  for (const [index, measure] of selected.entries()) {
     const url = measure.ceiling === true ? urls.ceiling : urls.bridge;
+    if (url === undefined) {
+      throw new Error(`${measure.label} needs the ceiling server, which this run did not start`);
+    }
     // Alternating which protocol goes first spreads the machine's drift
     // over both.
     const order = index % 2 === 0 ? options.protocols : [...options.protocols].reverse();
@@ -459,8 +482,9 @@ async function main(): Promise<number> {
       throw new Error("the example binary named no address");
     }
     const bridgeUrl = `ws://${address}/ws`;
-    // The round-trip part alone needs no ceiling, nor compression, nor the slow reader.
-    if (options.rtts === undefined && !options.compression && !options.slowReader) {
+    // The round-trip part alone needs no ceiling, nor compression, nor the
+    // slow reader, nor the connect-es pairs.
+    if (options.rtts === undefined && !options.compression && !options.slowReader && !options.connect) {
       ceiling = await startCeiling();
       // Each run has a connection of its own, whose first call is "1".
       for (const protocol of options.protocols) {
@@ -491,6 +515,10 @@ async function main(): Promise<number> {
     if (options.slowReader) {
       return (await slowReaderPart(browser, chromiumVersion, pageOrigin, address, options)) ? 1 : 0;
     }
+    if (options.connect) {
+      const urls = { bridge: bridgeUrl, ceiling: undefined };
+      return (await protocolsPart(page, chromiumVersion, urls, options, sizes)) ? 1 : 0;
+    }
     const protocolsFailed =
       ceiling === undefined
         ? false
@@ -516,7 +544,7 @@ async function main(): Promise<number> {
 async function protocolsPart(
   page: Page,
   chromiumVersion: string,
-  urls: { bridge: string; ceiling: string },
+  urls: { bridge: string; ceiling: string | undefined },
   options: Options,
   sizes: Sizes,
 ): Promise<boolean> {
@@ -535,8 +563,8 @@ async function protocolsPart(
   if (options.smoke) {
     return failures.length > 0;
   }
-  if (options.batchLingerUs !== undefined || options.mbit !== undefined) {
-    console.log("a run with a linger or a bandwidth cap tried: nothing written");
+  if (options.batchLingerUs !== undefined || options.mbit !== undefined || options.connect) {
+    console.log("a run with a linger or a bandwidth cap tried, or of the connect-es pairs alone: nothing written");
     return failures.length > 0;
   }
   mkdirSync(targetDir, { recursive: true });

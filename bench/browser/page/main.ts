@@ -19,12 +19,11 @@ import {
   type RunSpec,
   type Workload,
 } from "../shared/spec.js";
+import { CLOCK_EVERY, clientStream, type Measured } from "./client_stream.js";
 import { connectCalls } from "./connect.js";
 import { countFrames, rawStream } from "./raw.js";
 import { slowStream } from "./slow_reader.js";
 import { checkStreamItem } from "./stream_check.js";
-
-type Measured = Omit<RunResult, "negotiated" | "frames">;
 
 // The sockets the transport opens, so that a run reports the subprotocol the
 // server selected rather than the one it asked for, and the frames it
@@ -62,9 +61,6 @@ export interface Calls {
   sayHello(request: { name: string }): Promise<{ message?: string }>;
   streamMessages(request: { message: string; count: number }): AsyncIterable<StreamResponse>;
 }
-
-/** Messages between two looks at the clock in a stream that runs for a time. */
-const CLOCK_EVERY = 64;
 
 async function stream(client: Calls, count: number, durationMs: number | undefined): Promise<Measured> {
   let received = 0;
@@ -108,69 +104,6 @@ async function unary(client: Calls, inFlight: number, durationMs: number): Promi
   return { count: latencies.length, elapsedMs, latencyUs: latencyUs(latencies), ...(error === undefined ? {} : { error }) };
 }
 
-/** Why CollectMessages's answer is not that of `sent` numbered messages in order; undefined where it is. */
-function collectError(response: { count: number; joined: string }, sent: number): string | undefined {
-  if (response.count !== sent) {
-    return `CollectMessages counted ${response.count} of ${sent}`;
-  }
-  const expected = Array.from({ length: sent }, (_, index) => String(index)).join(" ");
-  return response.joined !== expected ? "CollectMessages joined the messages out of order" : undefined;
-}
-
-/**
- * A client stream of numbered messages into CollectMessages, whose answer
- * shows their order. `count` of them in one call; or, with `durationMs`,
- * calls of at most `count` one after another until the deadline (one call
- * answers with every message joined, within gRPC's 4 MiB), as one long
- * stream would: the next starts as soon as the last has handed over its
- * requests, not after its answer, and the windows the socket grew carry
- * over. The requests come from a plain generator, taken as an array is
- * (an async one costs the transport a turn per message, which is not what
- * this measures), that stops at the deadline, so the transport's flow
- * control sets the pace.
- */
-async function clientStream(client: ExampleServiceClient, count: number, durationMs: number | undefined): Promise<Measured> {
-  if (durationMs === undefined) {
-    // Built before the clock starts: the run measures sending, not building.
-    const requests = Array.from({ length: count }, (_, index) => ({ message: String(index) }));
-    const start = performance.now();
-    const response = await client.collectMessages(requests);
-    const elapsedMs = performance.now() - start;
-    const error = collectError(response, count);
-    return { count: response.count, elapsedMs, ...(error === undefined ? {} : { error }) };
-  }
-  const start = performance.now();
-  const deadline = start + durationMs;
-  const answers: Promise<{ sent: number; error: string | undefined }>[] = [];
-  let failed = false;
-  while (!failed && performance.now() < deadline) {
-    let sent = 0;
-    let handedOver = () => {};
-    const allHandedOver = new Promise<void>((resolve) => (handedOver = resolve));
-    const requests = (function* () {
-      while (sent < count && (sent % CLOCK_EVERY !== 0 || performance.now() < deadline)) {
-        yield { message: String(sent) };
-        sent += 1;
-      }
-      handedOver();
-    })();
-    const answer = client.collectMessages(requests).then(
-      (response) => ({ sent, error: collectError(response, sent) }),
-      (error: unknown) => {
-        failed = true;
-        return { sent, error: String(error) };
-      },
-    );
-    answers.push(answer);
-    await Promise.race([allHandedOver, answer]);
-  }
-  const results = await Promise.all(answers);
-  const elapsedMs = performance.now() - start;
-  const error = results.find((result) => result.error !== undefined)?.error;
-  const total = results.reduce((sum, result) => sum + result.sent, 0);
-  return { count: total, elapsedMs, ...(error === undefined ? {} : { error }) };
-}
-
 /**
  * Chat as a ping-pong: the request stream yields the next message only once
  * the echo of the previous one has arrived, so one message is in flight.
@@ -208,7 +141,8 @@ async function pingPong(client: ExampleServiceClient, durationMs: number): Promi
   return { count: latencies.length, elapsedMs, latencyUs: latencyUs(latencies), ...(error === undefined ? {} : { error }) };
 }
 
-function measure(transport: WebSocketGRPCClient, workload: Workload): Promise<Measured> {
+/** `workload` on `transport`, whose socket took the subprotocol `negotiated`. */
+function measure(transport: WebSocketGRPCClient, workload: Workload, negotiated: string): Promise<Measured> {
   const client = new ExampleServiceClient(transport);
   // The stream and unary calls through connect-es where the workload says so.
   const calls = (reader: Reader): Calls => (reader === "connect" ? connectCalls(transport) : client);
@@ -218,7 +152,7 @@ function measure(transport: WebSocketGRPCClient, workload: Workload): Promise<Me
     case "unary":
       return unary(calls(workload.reader), workload.inFlight, workload.durationMs);
     case "clientStream":
-      return clientStream(client, workload.count, workload.durationMs);
+      return clientStream(client, workload.count, workload.durationMs, negotiated);
     case "pingPong":
       return pingPong(client, workload.durationMs);
     case "slowStream":
@@ -242,7 +176,7 @@ async function withClient(spec: RunSpec): Promise<RunResult> {
     negotiated = opened.at(-1)?.protocol ?? "";
     collectGarbage();
     received.count = received.chars = 0;
-    const measured = await measure(transport, spec.workload);
+    const measured = await measure(transport, spec.workload, negotiated);
     return { negotiated, frames: { ...received }, ...measured };
   } catch (error) {
     return { negotiated, frames: { ...received }, count: 0, elapsedMs: 0, error: String(error) };

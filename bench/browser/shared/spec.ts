@@ -5,6 +5,16 @@
 /** The text of every StreamMessages message: small, so framing dominates. */
 export const STREAM_TEXT = "x";
 
+/**
+ * Messages a client-stream call carries at most over protocol v1, the
+ * bridge's call queue (64 by default): v1 has no flow control, and the
+ * bridge fails a call that gets more than its queue ahead of the backend
+ * without telling the client how far the backend is. A page that sends
+ * as fast as it can gets there at once, so over v1 the client-stream
+ * workload sends its messages in calls of at most this, one after another.
+ */
+export const V1_CALL_MESSAGES = 64;
+
 /** The wire protocol the page's client asks for. */
 export type Protocol = "v1" | "v2";
 
