@@ -241,6 +241,40 @@ describe("the end of a call", () => {
   });
 });
 
+describe("reading what has arrived", () => {
+  it("readArrived takes the responses that are there, in order and without a promise; next() waits for the rest", async () => {
+    let end = () => {};
+    bridge.script = (frame, reply) => {
+      if (frame["method"] === "p.S/Stream") {
+        for (let n = 0; n < 3; n++) {
+          reply(response(frame, { payload: { n } }));
+        }
+        end = () => {
+          reply(response(frame, { payload: { n: 3 } }));
+          reply(response(frame, { end: true }));
+        };
+      } else if (frame["method"] === "p.S/U") {
+        reply(response(frame, { payload: {}, end: true }));
+      }
+    };
+    const stream = transport.serverStream<object, { n: number }>("p.S/Stream", {});
+    const iterator = stream[Symbol.asyncIterator]();
+    // The call starts with the first read: nothing has arrived before.
+    expect(stream.readArrived?.()).toBeUndefined();
+    expect(await iterator.next()).toEqual({ value: { n: 0 }, done: false });
+    // The socket keeps order: once this answer is in, so are the stream's first three.
+    await transport.unary("p.S/U", {});
+    expect(stream.readArrived?.()).toEqual({ n: 1 });
+    expect(stream.readArrived?.()).toEqual({ n: 2 });
+    expect(stream.readArrived?.()).toBeUndefined();
+    const last = iterator.next();
+    end();
+    expect(await last).toEqual({ value: { n: 3 }, done: false });
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+    expect(stream.readArrived?.()).toBeUndefined();
+  });
+});
+
 describe("ending a call from the client", () => {
   it("aborting sends cancel and fails with CANCELLED", async () => {
     const controller = new AbortController();

@@ -472,7 +472,18 @@ export type UnaryCall<O> = Promise<O> & CallMetadata;
  * and trailers. The call starts with the first read; leaving a `for await`
  * early cancels it.
  */
-export interface ServerStream<O> extends AsyncIterable<O>, CallMetadata {}
+export interface ServerStream<O> extends AsyncIterable<O>, CallMetadata {
+  /**
+   * The next response if it has arrived and is unread, taken as a read of
+   * the stream takes it, without a promise; undefined if none is there yet
+   * (then a read waits for it, or ends the stream). For code that hands
+   * the responses on through an iterator of its own, such as
+   * `@wsgrpc/connect`: a response read this way costs it no promise step.
+   * The streams of `WebSocketGRPCClient` have it; a `Transport` of other
+   * making may leave it out.
+   */
+  readArrived?(): O | undefined;
+}
 
 /**
  * A bidi-streaming call. Its input is the iterable it was given or, made
@@ -3138,6 +3149,10 @@ class ResponseStream<O> implements AsyncIterableIterator<O>, ServerStream<O> {
       return Promise.resolve({ value: undefined, done: true });
     }
     return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  readArrived(): O | undefined {
+    return this.#index < this.#run.length ? this.#take() : undefined;
   }
 
   /** Called when a `for await` loop is left early: cancels the call. */

@@ -43,6 +43,7 @@ import {
   type Metadata,
   type MethodDescriptor,
   type MethodKind,
+  type ServerStream,
   type Transport as RuntimeTransport,
   WebSocketGRPCClient,
 } from "@wsgrpc/runtime";
@@ -207,24 +208,27 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
         next: async (req: StreamRequest<I, O>, call: CallEnd): Promise<StreamResponse<I, O>> => {
           const response = new ResponseMetadata();
           const options = response.callOptions(req, deadline);
-          let responses: AsyncIterator<JsonValue>;
+          let responses: Responses;
           switch (method.methodKind) {
             case "server_streaming": {
               const first = await firstOf(req.message);
-              responses = client
-                .serverStream(bridgeMethod(method, "serverStreaming"), write(method.input, first, jsonOptions), options)
-                [Symbol.asyncIterator]();
+              responses = responsesOf(
+                client.serverStream(bridgeMethod(method, "serverStreaming"), write(method.input, first, jsonOptions), options),
+              );
               break;
             }
             case "client_streaming":
-              responses = single(
-                client.clientStream(bridgeMethod(method, "clientStreaming"), jsonMessages(method.input, req.message, jsonOptions), options),
-              );
+              responses = {
+                iterator: single(
+                  client.clientStream(bridgeMethod(method, "clientStreaming"), jsonMessages(method.input, req.message, jsonOptions), options),
+                ),
+                readArrived: noArrived,
+              };
               break;
             case "bidi_streaming":
-              responses = client
-                .bidiStream(bridgeMethod(method, "bidiStreaming"), jsonMessages(method.input, req.message, jsonOptions), options)
-                [Symbol.asyncIterator]();
+              responses = responsesOf(
+                client.bidiStream(bridgeMethod(method, "bidiStreaming"), jsonMessages(method.input, req.message, jsonOptions), options),
+              );
               break;
           }
           // The call starts with the first read. As connect-es's transports
@@ -232,7 +236,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
           // with the bridge's first frame for the call), so that an
           // interceptor and `onHeader` see them; a call that fails before
           // any frame arrives fails here.
-          const first = responses.next();
+          const first = responses.iterator.next();
           first.catch(() => {});
           await Promise.race([response.headerArrived, first.then(noop, noop)]);
           if (!response.hasHeader) {
@@ -410,6 +414,21 @@ async function firstOf<T>(messages: AsyncIterable<T>): Promise<T> {
   return step.value;
 }
 
+/** A call's responses: their iterator, and the one that has arrived unread, if any, without a promise. */
+interface Responses {
+  iterator: AsyncIterator<JsonValue>;
+  readArrived: () => JsonValue | undefined;
+}
+
+/** The responses of a streaming call; a runtime without `readArrived` (an older copy) has every read wait. */
+function responsesOf(stream: ServerStream<JsonValue>): Responses {
+  return { iterator: stream[Symbol.asyncIterator](), readArrived: stream.readArrived?.bind(stream) ?? noArrived };
+}
+
+function noArrived(): undefined {
+  return undefined;
+}
+
 /** The one response of a client-streaming call, as a stream of one. */
 function single<T>(response: Promise<T>): AsyncIterator<T> {
   let read = false;
@@ -427,35 +446,38 @@ function single<T>(response: Promise<T>): AsyncIterator<T> {
 /**
  * The responses as protobuf-es messages, from the first read (already
  * started) on; failures as ConnectError. Leaving early cancels the call.
- * Each read is one reaction on the runtime's read, which resolves at once
- * while its frame's batch lasts: no async function, no race per message.
- * Once the call has ended (abort, deadline, a failure), reads end as
- * `call` says; the runtime settles a pending read when the call's signal
- * aborts, and `return()` (which runStream calls then too) settles it
- * whatever the signal.
+ * A response that has arrived (the rest of its frame's batch) is read at
+ * once, and the read's promise is resolved already: no promise step of
+ * its own, no async function, no race per message. Else a read is one
+ * reaction on the runtime's read. Once the call has ended (abort,
+ * deadline, a failure), reads end as `call` says; the runtime settles a
+ * pending read when the call's signal aborts, and `return()` (which
+ * runStream calls then too) settles it whatever the signal.
  */
 function parsedMessages<Desc extends DescMessage>(
   message: (payload: JsonValue) => MessageShape<Desc>,
   first: Promise<IteratorResult<JsonValue>>,
-  responses: AsyncIterator<JsonValue>,
+  responses: Responses,
   call: CallEnd,
 ): AsyncIterable<MessageShape<Desc>> {
+  type Read = IteratorResult<MessageShape<Desc>> | Promise<IteratorResult<MessageShape<Desc>>>;
   let pending: Promise<IteratorResult<JsonValue>> | undefined = first;
-  const read = (
-    result: IteratorResult<JsonValue>,
-  ): IteratorResult<MessageShape<Desc>> | Promise<IteratorResult<MessageShape<Desc>>> => {
-    if (result.done === true) {
-      if (call.signal.aborted) {
-        return call.ended();
-      }
-      call.finished();
-      return { done: true, value: undefined };
-    }
+  const parsed = (payload: JsonValue): Read => {
     try {
-      return { done: false, value: message(result.value) };
+      return { done: false, value: message(payload) };
     } catch (error) {
       return call.failed(error);
     }
+  };
+  const read = (result: IteratorResult<JsonValue>): Read => {
+    if (result.done !== true) {
+      return parsed(result.value);
+    }
+    if (call.signal.aborted) {
+      return call.ended();
+    }
+    call.finished();
+    return { done: true, value: undefined };
   };
   const fail = (error: unknown): Promise<IteratorResult<MessageShape<Desc>>> =>
     call.signal.aborted ? call.ended() : call.failed(toConnectError(error));
@@ -465,13 +487,19 @@ function parsedMessages<Desc extends DescMessage>(
         if (call.signal.aborted) {
           return call.ended();
         }
-        const step = pending ?? responses.next();
+        if (pending === undefined) {
+          const arrived = responses.readArrived();
+          if (arrived !== undefined) {
+            return Promise.resolve(parsed(arrived));
+          }
+        }
+        const step = pending ?? responses.iterator.next();
         pending = undefined;
         return step.then(read, fail);
       },
       async return(): Promise<IteratorResult<MessageShape<Desc>>> {
         pending = undefined;
-        await responses.return?.();
+        await responses.iterator.return?.();
         return { done: true, value: undefined };
       },
     }),
