@@ -12,6 +12,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
+import { streamMessageJson } from "../shared/spec.js";
 
 export const STREAM_METHOD = "example.ExampleService/StreamMessages";
 
@@ -31,11 +32,6 @@ export const RUN_BYTES = BATCH_BYTES / 2 - 1024;
 
 type Version = "v1" | "v2";
 
-/** StreamMessages message `index` as the bridge writes it: proto3 JSON leaves out a zero index. */
-function messageJson(message: string, index: number): string {
-  return JSON.stringify(index === 0 ? { message } : { message, index });
-}
-
 /**
  * v2: the stream's messages in runs of about RUN_BYTES, one envelope each,
  * the last one carrying the end; the envelopes packed into as few frames of
@@ -48,7 +44,7 @@ export function v2StreamFrames(id: string, message: string, count: number): stri
   const envelopes: string[] = [];
   let run = "";
   for (let index = 0; index < count; index += 1) {
-    run += (run === "" ? head : ",") + messageJson(message, index);
+    run += (run === "" ? head : ",") + streamMessageJson(message, index);
     if (run.length >= RUN_BYTES) {
       envelopes.push(`${run}]}`);
       run = "";
@@ -76,7 +72,7 @@ export function v2StreamFrames(id: string, message: string, count: number): stri
 /** v1: one envelope per frame, the method echoed, the legacy end marker last. */
 export function v1StreamFrames(id: string, message: string, count: number): string[] {
   const head = `{"type":"response","method":${JSON.stringify(STREAM_METHOD)},"id":${JSON.stringify(id)},"payload":`;
-  const frames = Array.from({ length: count }, (_, index) => `${head}${messageJson(message, index)}}`);
+  const frames = Array.from({ length: count }, (_, index) => `${head}${streamMessageJson(message, index)}}`);
   frames.push(`${head}{"end":true},"end":true}`);
   return frames;
 }

@@ -21,6 +21,7 @@ import {
 } from "../shared/spec.js";
 import { CLOCK_EVERY, clientStream, type Measured } from "./client_stream.js";
 import { connectCalls } from "./connect.js";
+import { fromJsonAlone, streamPayloads } from "./from_json.js";
 import { countFrames, rawStream } from "./raw.js";
 import { slowStream } from "./slow_reader.js";
 import { checkStreamItem } from "./stream_check.js";
@@ -157,6 +158,8 @@ function measure(transport: WebSocketGRPCClient, workload: Workload, negotiated:
       return pingPong(client, workload.durationMs);
     case "slowStream":
       throw new Error("a slow reader runs on a client of its own (slow_reader.ts)");
+    case "fromJson":
+      throw new Error("protobuf-es's fromJson alone makes no call (from_json.ts)");
   }
 }
 
@@ -192,6 +195,12 @@ const bench: BenchPage = {
     if (workload.kind === "stream" && workload.reader === "raw") {
       collectGarbage();
       return rawStream(spec.url, spec.protocol, workload.count);
+    }
+    if (workload.kind === "fromJson") {
+      // No socket: the payloads are built, and their garbage collected, before the clock starts.
+      const payloads = streamPayloads(workload.count);
+      collectGarbage();
+      return Promise.resolve(fromJsonAlone(payloads));
     }
     if (workload.kind === "slowStream") {
       // Its own client and socket, which watch the windows go by.

@@ -1,9 +1,19 @@
 // What the driver asks the page to run and what the page answers: the
-// contract between driver/ (Node) and page/ (Chromium). Types, and the one
-// value both sides must agree on.
+// contract between driver/ (Node) and page/ (Chromium). Types, and what
+// both sides must agree on.
 
 /** The text of every StreamMessages message: small, so framing dominates. */
 export const STREAM_TEXT = "x";
+
+/**
+ * StreamMessages message `index` of `message` as the bridge writes it:
+ * canonical proto3 JSON leaves out a zero index, unless the client's v2
+ * settings ask for fields at their defaults too (`emitDefaults`, as the
+ * generated runtime's do; a bare WebSocket sends no settings).
+ */
+export function streamMessageJson(message: string, index: number, emitDefaults = false): string {
+  return JSON.stringify(index === 0 && !emitDefaults ? { message } : { message, index });
+}
 
 /**
  * Messages a client-stream call carries at most over protocol v1, the
@@ -50,6 +60,12 @@ export type Workload =
   | { kind: "clientStream"; count: number; durationMs?: number }
   /** Chat for `durationMs`: one message out, then wait for its echo. */
   | { kind: "pingPong"; durationMs: number }
+  /**
+   * No call: protobuf-es's `fromJson` alone, as @wsgrpc/connect's transport
+   * calls it, over the payloads of a stream of `count` messages of
+   * STREAM_TEXT, parsed before the clock starts.
+   */
+  | { kind: "fromJson"; count: number }
   /** A slow reader of large messages, its heap sampled: see SlowReader. */
   | SlowReader;
 
