@@ -25,10 +25,10 @@
 // RTT 0, 20, 50 and 100 ms (a smoke run: 0 and 20, briefly); a full run
 // writes that section of BENCHMARKS.md too. `--rtt LIST` runs only this
 // part, at those RTTs (ms), and writes only its section; `--mbit N` caps
-// the proxy's link at N Mbit/s each way (RTT 0 then gets a proxy too),
-// and such a run prints its tables and writes nothing; so does one with
-// `--proxy-at-0`, where RTT 0 goes through the proxy with no delay, so
-// that the rows differ by the delay alone, not by the proxy's own work.
+// the proxy's link at N Mbit/s each way, and such a run prints its tables
+// and writes nothing. RTT 0 goes through the proxy with no delay, so that
+// the shares differ by the delay alone; a run with no proxy shows what the
+// proxy itself costs.
 //
 // `--slow-reader` runs only slow_reader.ts: a page that reads a stream of
 // 1 MiB messages one every 50 ms, its JS heap against the window in bytes
@@ -105,7 +105,6 @@ interface Options {
   /** The proxy's bandwidth cap, Mbit/s each way; such a run writes nothing. */
   mbit: number | undefined;
   /** RTT 0 through the proxy too, with no delay; such a run writes nothing. */
-  proxyAtZero: boolean;
   /** Only the compression measurements (compression.ts). */
   compression: boolean;
   /** Only the slow reader (slow_reader.ts). */
@@ -115,7 +114,7 @@ interface Options {
 }
 
 const USAGE =
-  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--proxy-at-0] [--slow-reader] [--compression] [--connect]";
+  "usage: bench:browser [--smoke] [--protocols v1,v2] [--binary PATH] [--batch-linger-us N] [--rtt 0,20,50,100] [--mbit N] [--slow-reader] [--compression] [--connect]";
 
 function parseArgs(args: string[]): Options {
   const options: Options = {
@@ -125,7 +124,6 @@ function parseArgs(args: string[]): Options {
     batchLingerUs: undefined,
     rtts: undefined,
     mbit: undefined,
-    proxyAtZero: false,
     compression: false,
     slowReader: false,
     connect: false,
@@ -160,8 +158,6 @@ function parseArgs(args: string[]): Options {
       options.compression = true;
     } else if (arg === "--connect") {
       options.connect = true;
-    } else if (arg === "--proxy-at-0") {
-      options.proxyAtZero = true;
     } else if (arg === "--mbit" && args[i + 1] !== undefined) {
       const mbit = Number(args[++i]);
       if (!(Number.isFinite(mbit) && mbit > 0)) {
@@ -640,7 +636,6 @@ async function roundTripPart(page: Page, chromiumVersion: string, bridge: string
     bridge,
     rtts: withBaseline,
     mbit: options.mbit,
-    proxyAtZero: options.proxyAtZero,
     sizes,
     runInPage,
     timeoutMs: options.smoke ? 30_000 : 120_000,
@@ -659,7 +654,7 @@ async function roundTripPart(page: Page, chromiumVersion: string, bridge: string
   if (failures.length > 0) {
     console.error(`${failures.length} problem(s):\n  ${failures.join("\n  ")}`);
   }
-  if (options.smoke || options.batchLingerUs !== undefined || options.mbit !== undefined || options.proxyAtZero) {
+  if (options.smoke || options.batchLingerUs !== undefined || options.mbit !== undefined) {
     return failures.length > 0;
   }
   mkdirSync(targetDir, { recursive: true });

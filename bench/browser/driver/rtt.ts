@@ -1,8 +1,10 @@
 // Over real round trips: the same page and bridge with a delaying proxy
-// (delay_proxy.ts) between them, one per round-trip time, RTT 0 being no
-// proxy at all. Every workload runs for a fixed time at every RTT, so the
-// slowest still gives a figure; each is reported as its rate and as a share
-// of its own rate at RTT 0.
+// (delay_proxy.ts) between them, one per round-trip time, RTT 0 being the
+// proxy with no delay; and once with no proxy at all. Every workload runs
+// for a fixed time at each, so the slowest still gives a figure; each is
+// reported as its rate and as a share of its own rate at RTT 0 through the
+// proxy, so that the shares differ by the delay alone (the proxy is a Node
+// process forwarding every byte on the page's and the bridge's cores).
 
 import type { Page } from "playwright-core";
 import type { RunResult, RunSpec, Workload } from "../shared/spec.js";
@@ -78,6 +80,8 @@ const WORKLOADS: RttWorkload[] = [
 
 export interface RttPoint {
   rttMs: number;
+  /** Straight from page to bridge, with no proxy in the way. */
+  direct?: boolean;
   /** Per second; undefined where the run failed. */
   rate?: number;
   /** Where the workload times single calls, µs. */
@@ -112,8 +116,6 @@ export interface RttRun {
   bridge: string;
   rtts: number[];
   mbit: number | undefined;
-  /** RTT 0 through the proxy too (with no delay), so that the rows differ by the delay alone. */
-  proxyAtZero?: boolean;
   sizes: RttSizes;
   /** Runs one spec in the page, within `timeoutMs`. */
   runInPage(page: Page, spec: RunSpec, timeoutMs: number): Promise<RunResult>;
@@ -148,24 +150,26 @@ export async function measureRtt(run: RttRun): Promise<Pick<RttReport, "rows" | 
   const lateness = new Map<number, Lateness>();
   try {
     for (const rttMs of run.rtts) {
-      if (rttMs > 0 || run.mbit !== undefined || run.proxyAtZero === true) {
-        proxies.set(rttMs, await startDelayProxy(run.bridge, { rttMs, mbit: run.mbit }));
-        lateness.set(rttMs, { pieces: 0, totalMs: 0, maxMs: 0 });
-      }
+      proxies.set(rttMs, await startDelayProxy(run.bridge, { rttMs, mbit: run.mbit }));
+      lateness.set(rttMs, { pieces: 0, totalMs: 0, maxMs: 0 });
     }
-    const url = (rttMs: number) => `ws://${proxies.get(rttMs)?.address ?? run.bridge}/ws`;
+    // No proxy first, then each RTT through its proxy.
+    const stations: RttPoint[] = [{ rttMs: 0, direct: true }, ...run.rtts.map((rttMs) => ({ rttMs }))];
+    const url = (station: RttPoint) =>
+      `ws://${station.direct === true ? run.bridge : proxies.get(station.rttMs)!.address}/ws`;
     const rows: RttRow[] = [];
     const failures: string[] = [];
     for (const workload of WORKLOADS) {
       if (run.sizes.warmUpMs > 0) {
-        const spec: RunSpec = { url: url(0), protocol: "v2", workload: workload.workload(run.sizes.warmUpMs) };
+        const spec: RunSpec = { url: url(stations[0]!), protocol: "v2", workload: workload.workload(run.sizes.warmUpMs) };
         await run.runInPage(run.page, spec, run.timeoutMs);
       }
       const row: RttRow = { label: workload.label, unit: workload.unit, points: [] };
-      for (const rttMs of run.rtts) {
-        const proxy = proxies.get(rttMs);
+      for (const station of stations) {
+        const { rttMs } = station;
+        const proxy = station.direct === true ? undefined : proxies.get(rttMs);
         proxy?.resetLateness();
-        const spec: RunSpec = { url: url(rttMs), protocol: "v2", workload: workload.workload(run.sizes.durationMs) };
+        const spec: RunSpec = { url: url(station), protocol: "v2", workload: workload.workload(run.sizes.durationMs) };
         const result = await run.runInPage(run.page, spec, run.timeoutMs);
         if (proxy !== undefined) {
           const total = lateness.get(rttMs)!;
@@ -175,7 +179,7 @@ export async function measureRtt(run: RttRun): Promise<Pick<RttReport, "rows" | 
         }
         const found = problems(workload, rttMs, result);
         failures.push(...found.map((problem) => `${workload.label}, RTT ${rttMs} ms: ${problem}`));
-        const point: RttPoint = { rttMs };
+        const point: RttPoint = { ...station };
         if (found.length === 0) {
           point.rate = rate(result);
           point.perFrame = result.count / Math.max(1, result.frames.count);
@@ -185,7 +189,7 @@ export async function measureRtt(run: RttRun): Promise<Pick<RttReport, "rows" | 
         }
         row.points.push(point);
         console.log(
-          `${workload.label}, RTT ${rttMs} ms: ${result.count} in ${result.elapsedMs.toFixed(1)} ms, ` +
+          `${workload.label}, ${stationName(point)}: ${result.count} in ${result.elapsedMs.toFixed(1)} ms, ` +
             `${result.frames.count} frames` +
             (result.latencyUs === undefined ? "" : `, p50 ${result.latencyUs.p50.toFixed(0)} µs`) +
             (found.length > 0 ? ` — ${found.join("; ")}` : ""),
@@ -207,9 +211,19 @@ export async function measureRtt(run: RttRun): Promise<Pick<RttReport, "rows" | 
   }
 }
 
-/** The rate at `rttMs` ÷ the rate at RTT 0, where both came out. */
+/** "no proxy", or the round trip. */
+function stationName(point: RttPoint): string {
+  return point.direct === true ? "no proxy" : `RTT ${point.rttMs} ms`;
+}
+
+/** The point every share is of: RTT 0 through the proxy. */
+function isBase(point: RttPoint): boolean {
+  return point.rttMs === 0 && point.direct !== true;
+}
+
+/** The point's rate ÷ the rate at RTT 0 through the proxy, where both came out. */
 function share(row: RttRow, point: RttPoint): number | undefined {
-  const base = row.points.find((p) => p.rttMs === 0)?.rate;
+  const base = row.points.find(isBase)?.rate;
   return base === undefined || point.rate === undefined || base === 0 ? undefined : point.rate / base;
 }
 
@@ -235,12 +249,12 @@ export function rttTable(report: RttReport): string {
     lines.push(
       "",
       `${row.label}: ${row.unit}/s`,
-      `${"RTT".padStart(8)} ${"rate".padStart(14)} ${"÷ RTT 0".padStart(8)} ${"p50".padStart(10)} ${"per frame".padStart(10)}`,
+      `${"".padStart(10)} ${"rate".padStart(14)} ${"÷ RTT 0".padStart(8)} ${"p50".padStart(10)} ${"per frame".padStart(10)}`,
     );
     for (const point of row.points) {
       const s = share(row, point);
       lines.push(
-        `${`${point.rttMs} ms`.padStart(8)} ${rateText(point).padStart(14)} ${(s === undefined ? "" : s.toFixed(2)).padStart(8)} ` +
+        `${(point.direct === true ? "no proxy" : `${point.rttMs} ms`).padStart(10)} ${rateText(point).padStart(14)} ${(s === undefined ? "" : s.toFixed(2)).padStart(8)} ` +
           `${latencyText(point).padStart(10)} ${(point.perFrame === undefined ? "" : number(point.perFrame, 1)).padStart(10)}`,
       );
     }
@@ -272,7 +286,7 @@ export function rttChart(report: RttReport): string {
       const s = share(row, point);
       const name = index === 0 ? row.label.padEnd(width) : "".padEnd(width);
       const shown = s === undefined ? "failed" : `${bar(s).padEnd(BAR_WIDTH)} ${s.toFixed(2)}`;
-      lines.push(`${name}  ${`${point.rttMs} ms`.padStart(6)}  ${shown}`);
+      lines.push(`${name}  ${(point.direct === true ? "no proxy" : `${point.rttMs} ms`).padStart(8)}  ${shown}`);
     });
   }
   return lines.join("\n");
@@ -282,7 +296,7 @@ const START_MARKER = "<!-- browser-rtt:start -->";
 const END_MARKER = "<!-- browser-rtt:end -->";
 
 function markdown(report: RttReport): string {
-  const rtts = report.rows[0]?.points.map((p) => p.rttMs) ?? [];
+  const stations = report.rows[0]?.points ?? [];
   const lines = [
     START_MARKER,
     "## Over real round trips",
@@ -291,26 +305,29 @@ function markdown(report: RttReport): string {
       `the section above in headless ${report.chromium}, wire protocol v2 through the generated client, ` +
       "against the example binary, with a delaying TCP proxy (bench/browser/driver/delay_proxy.ts) " +
       "between Chromium and the bridge that holds each direction's bytes for half the round trip, in " +
-      `order, from when they arrived (${linkText(report)}); RTT 0 is no proxy. Each workload runs for ` +
-      `${number(report.durationMs / 1000, 1)} s at each RTT, after one warm-up at RTT 0; the streams ` +
+      `order, from when they arrived (${linkText(report)}). RTT 0 is the proxy with no delay, and every share is ` +
+      "of the rate there, so that the shares differ by the delay alone; \"no proxy\" is the page straight " +
+      "to the bridge, and its share is what the proxy itself costs (a Node process forwarding every byte " +
+      "on the same cores). Each workload runs for " +
+      `${number(report.durationMs / 1000, 1)} s at each, after one warm-up with no proxy; the streams ` +
       "end by time (the page leaves the server stream; the client stream, CollectMessages calls of at most " +
       "400,000 messages back to back, each started once the last has handed over its requests, stops " +
       "its requests), so a slow " +
       `figure still comes out. ${report.machine}; one run, ratios from that run.`,
     "",
-    "Each rate as a share of its own rate at RTT 0:",
+    "Each rate as a share of its own rate at RTT 0 through the proxy:",
     "",
     "```text",
     rttChart(report),
     "```",
     "",
-    `| workload | ${rtts.map((rtt) => `RTT ${rtt} ms`).join(" | ")} |`,
-    `|---|${rtts.map(() => "---:").join("|")}|`,
+    `| workload | ${stations.map(stationName).join(" | ")} |`,
+    `|---|${stations.map(() => "---:").join("|")}|`,
   ];
   for (const row of report.rows) {
     const cells = row.points.map((point) => {
       const s = share(row, point);
-      return point.rttMs === 0 || s === undefined ? rateText(point) : `${rateText(point)} (${s.toFixed(2)})`;
+      return isBase(point) || s === undefined ? rateText(point) : `${rateText(point)} (${s.toFixed(2)})`;
     });
     lines.push(`| ${row.label}: ${row.unit}/s | ${cells.join(" | ")} |`);
     if (row.points.some((point) => point.p50Us !== undefined)) {
