@@ -28,6 +28,7 @@ const USAGE: &str = "\
 Usage: wsgrpc-bench [--smoke] [--only W1,W2,W3,W4] [--out DIR]
        wsgrpc-bench backend --addr ADDR
        wsgrpc-bench bridge --addr ADDR --backend URI
+       wsgrpc-bench bridge-one-thread --addr ADDR --backend URI
        wsgrpc-bench ws-echo --addr ADDR";
 
 struct Settings {
@@ -83,13 +84,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
+    // The bridge as `wsgrpc-bridge --worker-threads 1` runs it, beside
+    // the default runtime.
+    let runtime = if first.as_deref() == Some("bridge-one-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Runtime::new()?
+    };
     match first.as_deref() {
         Some("backend") => {
             let addr: SocketAddr = flag("--addr")?.parse()?;
             runtime.block_on(serve_backend(addr))
         }
-        Some("bridge") => {
+        Some("bridge" | "bridge-one-thread") => {
             let addr: SocketAddr = flag("--addr")?.parse()?;
             let backend = flag("--backend")?;
             runtime.block_on(serve_bridge(addr, backend))
@@ -314,6 +323,34 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
             cpu_per_call_us,
             "µs",
             Some(("≤ 100 µs", cpu_per_call_us <= 100.0)),
+        ));
+        // The same through a bridge on a current-thread runtime.
+        let one_thread = Process::start(&[
+            "bridge-one-thread",
+            "--addr",
+            "127.0.0.1:0",
+            "--backend",
+            &backend_uri,
+        ])?;
+        let one_thread_url = format!("ws://{}/ws", one_thread.addr);
+        load::ws_unary(&one_thread_url, 8, Duration::from_millis(300)).await;
+        let before = procfs::cpu_seconds(one_thread.pid());
+        let on_one_thread = load::ws_unary(&one_thread_url, 32, t).await.count();
+        let one_thread_cpu_us =
+            (procfs::cpu_seconds(one_thread.pid()) - before) * 1e6 / on_one_thread.max(1) as f64;
+        drop(one_thread);
+        report.push(Row::compare_to(
+            "default runtime",
+            "W1 unary, 32 in flight: bridge on one thread vs default runtime, calls/s",
+            on_one_thread as f64 / secs,
+            bridged_calls as f64 / secs,
+            None,
+        ));
+        report.push(Row::cost(
+            "W1 32 in flight: CPU of the bridge per call, one thread vs default runtime",
+            one_thread_cpu_us,
+            cpu_per_call_us,
+            "µs",
         ));
         for (index, (name, _)) in processes.iter().enumerate().skip(1) {
             let label = format!("W1 32 in flight: CPU of the {name} per call");

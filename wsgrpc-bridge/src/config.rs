@@ -235,6 +235,13 @@ pub struct Options {
     /// The cookie that may carry the token [default: wsgrpc_token].
     #[arg(long, value_name = "NAME")]
     pub token_cookie: Option<String>,
+
+    /// Threads that run the bridge [default: one per core]. `1` runs it on
+    /// a single-threaded runtime, where no hand-off between a socket's
+    /// tasks crosses threads: it spends less CPU per call (docs/PERFORMANCE.md)
+    /// but uses one core, for a bridge per core or beside its backend.
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// The options that are this binary's own rather than the bridge's.
@@ -251,6 +258,7 @@ const OWN_OPTIONS: &[&str] = &[
     "token_file",
     "token_env",
     "token_cookie",
+    "worker_threads",
 ];
 
 /// A duration, written as `humantime` reads it (`250ms`, `30s`, `5m`), or
@@ -340,6 +348,21 @@ impl Options {
                 Ok(options)
             }
         }
+    }
+
+    /// The tokio runtime `worker_threads` asks for: a current-thread one
+    /// for 1, else a multi-thread one.
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime, Error> {
+        let mut builder = match self.worker_threads.map(std::num::NonZeroUsize::get) {
+            Some(1) => tokio::runtime::Builder::new_current_thread(),
+            Some(threads) => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(threads);
+                builder
+            }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder.enable_all().build().map_err(Error::Runtime)
     }
 
     /// Reads a TOML file of options.
@@ -537,6 +560,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn worker_threads_picks_the_runtime() {
+        use tokio::runtime::RuntimeFlavor;
+        let runtime = |args: &[&str]| {
+            Options::try_parse_from(["b"].iter().chain(args))
+                .unwrap()
+                .runtime()
+                .unwrap()
+        };
+        let one = runtime(&["--worker-threads", "1"]);
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        let three = runtime(&["--worker-threads", "3"]);
+        assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(three.metrics().num_workers(), 3);
+        let default = runtime(&[]);
+        assert_eq!(
+            default.handle().runtime_flavor(),
+            RuntimeFlavor::MultiThread
+        );
+        assert!(Options::try_parse_from(["b", "--worker-threads", "0"]).is_err());
+        assert_eq!(
+            parse("worker_threads = 1\n").unwrap().worker_threads,
+            std::num::NonZeroUsize::new(1)
+        );
     }
 
     #[test]

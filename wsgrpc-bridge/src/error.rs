@@ -75,6 +75,8 @@ pub enum Error {
         /// Why not.
         source: std::io::Error,
     },
+    /// The tokio runtime could not be started.
+    Runtime(std::io::Error),
     /// The runtime refused the bridge's configuration.
     Build(BuildError),
     /// The services did not load for a reason a restart would not fix.
@@ -132,6 +134,7 @@ impl fmt::Display for Error {
             Self::NoTokens => f.write_str("the token list is empty: every socket would be refused"),
             Self::Listen { addr, .. } => write!(f, "cannot listen on {addr}"),
             Self::Serve(_) => f.write_str("serving failed"),
+            Self::Runtime(_) => f.write_str("cannot start the tokio runtime"),
         }
     }
 }
@@ -144,7 +147,8 @@ impl StdError for Error {
             Self::ReadConfig { source, .. }
             | Self::ReadTokenFile { source, .. }
             | Self::Listen { source, .. }
-            | Self::Serve(source) => Some(source),
+            | Self::Serve(source)
+            | Self::Runtime(source) => Some(source),
             Self::ParseConfig { source, .. }
             | Self::InvalidBackend { source, .. }
             | Self::InvalidSettings(source) => Some(source.as_ref()),

@@ -5,18 +5,17 @@ use std::process::ExitCode;
 
 use wsgrpc_bridge::Options;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match Options::from_args_and_file() {
-        Ok(options) => wsgrpc_bridge::run(options).await,
-        Err(err) => Err(err),
-    };
+    let result = Options::from_args_and_file().and_then(|options| {
+        let runtime = options.runtime()?;
+        runtime.block_on(wsgrpc_bridge::run(options))
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

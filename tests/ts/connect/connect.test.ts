@@ -127,7 +127,9 @@ const backends: Backend[] = [
       const backend: PythonBackend = await pythonBackend({ withExample: true });
       let bridge: ReadyBridge;
       try {
-        bridge = await readyBridge(["--backend", backend.url, "--reflection", "--allowed-origin", "*"]);
+        // On one thread: every case below also runs the bridge's
+        // current-thread runtime.
+        bridge = await readyBridge(["--backend", backend.url, "--reflection", "--allowed-origin", "*", "--worker-threads", "1"]);
       } catch (error) {
         await backend.stop();
         throw error;
