@@ -207,16 +207,13 @@ impl Report {
              of JSON ⇄ protobuf per message size: `cargo bench -p wsgrpc-bench --bench codec`."
         );
         // The browser benchmark (npm run bench:browser) writes its own
-        // section; it stays as it is.
+        // sections from its first marker on, with what was written by hand
+        // between them; all of that stays as it is.
         let path = dir.join("BENCHMARKS.md");
         if let Ok(old) = std::fs::read_to_string(&path)
-            && let (Some(start), Some(end)) = (
-                old.find("<!-- browser:start -->"),
-                old.find("<!-- browser:end -->"),
-            )
-            && start < end
+            && let Some(start) = old.find("<!-- browser:start -->")
         {
-            let _ = writeln!(md, "\n{}", &old[start..end + "<!-- browser:end -->".len()]);
+            let _ = write!(md, "\n{}", &old[start..]);
         }
         std::fs::write(path, md)?;
         std::fs::create_dir_all(dir.join("docs"))?;
@@ -268,4 +265,30 @@ fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_keeps_the_browser_sections_and_what_lies_between_them() {
+        let dir = std::env::temp_dir().join(format!("wsgrpc-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let browser = "<!-- browser:start -->\nbrowser table\n<!-- browser:end -->\n\n\
+                       Read by hand.\n\n<!-- browser-rtt:start -->\nround trips\n<!-- browser-rtt:end -->\n";
+        std::fs::write(
+            dir.join("BENCHMARKS.md"),
+            format!("# Benchmarks\n\nold rows\n\n{browser}"),
+        )
+        .unwrap();
+        let mut report = Report::new("a machine".into());
+        report.push(Row::single("new row", 1.0, "µs", None));
+        report.write(&dir).unwrap();
+        let written = std::fs::read_to_string(dir.join("BENCHMARKS.md")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(written.contains("| new row |"), "{written}");
+        assert!(!written.contains("old rows"), "{written}");
+        assert!(written.ends_with(browser), "{written}");
+    }
 }
