@@ -84,12 +84,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    // The bridge as `wsgrpc-bridge --worker-threads 1` runs it, beside
-    // the default runtime.
+    // The bridge on the runtime `wsgrpc-bridge --worker-threads 1` runs
+    // it on, beside the default runtime.
     let runtime = if first.as_deref() == Some("bridge-one-thread") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        wsgrpc_bridge::Options {
+            worker_threads: std::num::NonZeroUsize::new(1),
+            ..Default::default()
+        }
+        .runtime()?
     } else {
         tokio::runtime::Runtime::new()?
     };
@@ -142,6 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// CPU `seconds` spent on `calls` calls, in µs a call.
+fn micros_per_call(seconds: f64, calls: usize) -> f64 {
+    seconds * 1e6 / calls.max(1) as f64
 }
 
 async fn serve_backend(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
@@ -307,7 +314,7 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
         let mut direct = load::grpc_unary(grpc.clone(), 32, t).await;
         let cpu_direct = processes.map(|(_, pid)| procfs::cpu_seconds(pid));
         let per_call_us = |before: [f64; 3], after: [f64; 3], index: usize, calls: usize| {
-            (after[index] - before[index]) * 1e6 / calls.max(1) as f64
+            micros_per_call(after[index] - before[index], calls)
         };
         let (bridged_calls, direct_calls) = (ws.count(), direct.count());
         let cpu_per_call_us = per_call_us(cpu_before, cpu_bridged, 0, bridged_calls);
@@ -336,8 +343,10 @@ async fn run(settings: &Settings) -> Result<Report, Box<dyn std::error::Error>> 
         load::ws_unary(&one_thread_url, 8, Duration::from_millis(300)).await;
         let before = procfs::cpu_seconds(one_thread.pid());
         let on_one_thread = load::ws_unary(&one_thread_url, 32, t).await.count();
-        let one_thread_cpu_us =
-            (procfs::cpu_seconds(one_thread.pid()) - before) * 1e6 / on_one_thread.max(1) as f64;
+        let one_thread_cpu_us = micros_per_call(
+            procfs::cpu_seconds(one_thread.pid()) - before,
+            on_one_thread,
+        );
         drop(one_thread);
         report.push(Row::compare_to(
             "default runtime",
