@@ -52,10 +52,12 @@ mod tests {
         for (name, value) in headers {
             map.append(name, value.parse().unwrap());
         }
-        token_auth("s3cret").authenticate(&UpgradeRequest {
-            headers: &map,
-            uri: &uri,
-        })
+        token_auth("s3cret")
+            .authenticate(&UpgradeRequest {
+                headers: &map,
+                uri: &uri,
+            })
+            .map_err(|status| status.message().to_owned())
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{LazyLock, Mutex};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use wsgrpc_runtime::{Authenticator, Metadata, UpgradeRequest};
+use wsgrpc_runtime::{Authenticator, Metadata, Status, UpgradeRequest};
 use wsgrpc_tests::client::WsClient;
 use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
 
@@ -34,7 +34,7 @@ const MAX_FRAME: usize = 60 << 10;
 struct Identity;
 
 impl Authenticator for Identity {
-    fn authenticate(&self, _request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+    fn authenticate(&self, _request: &UpgradeRequest<'_>) -> Result<Metadata, Status> {
         Ok(Metadata::from([(
             IDENTITY_KEY.to_owned(),
             IDENTITY.to_owned(),

@@ -42,17 +42,21 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Accepts `?access_token=let-me-in` and names the user after the token.
+/// Accepts `?access_token=let-me-in` and names the user after the token;
+/// a known token of a user who may not come in is refused as forbidden.
 struct TokenAuth;
 
 impl Authenticator for TokenAuth {
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
         let token = request
             .query("access_token")
             .or_else(|| request.cookie("access_token").map(str::to_owned))
-            .ok_or("no access token")?;
+            .ok_or_else(|| tonic::Status::unauthenticated("no access token"))?;
+        if token == "banned" {
+            return Err(tonic::Status::permission_denied("this user is banned"));
+        }
         if token != "let-me-in" {
-            return Err("invalid access token".into());
+            return Err(tonic::Status::unauthenticated("invalid access token"));
         }
         Ok(Metadata::from([("x-user".to_owned(), "alice".to_owned())]))
     }
@@ -80,12 +84,27 @@ async fn authentication_at_upgrade_and_per_call_with_identity_forwarded() {
     .await
     .unwrap();
 
-    for url in [bridge.url(), format!("{}?access_token=wrong", bridge.url())] {
+    let refused = [
+        (bridge.url(), 401, "no access token"),
+        (
+            format!("{}?access_token=wrong", bridge.url()),
+            401,
+            "invalid access token",
+        ),
+        (
+            format!("{}?access_token=banned", bridge.url()),
+            403,
+            "this user is banned",
+        ),
+    ];
+    for (url, status, message) in refused {
         match tokio_tungstenite::connect_async(url).await.unwrap_err() {
             tokio_tungstenite::tungstenite::Error::Http(response) => {
-                assert_eq!(response.status(), 401)
+                assert_eq!(response.status(), status);
+                let body = response.body().as_deref().unwrap_or_default();
+                assert_eq!(String::from_utf8_lossy(body), message);
             }
-            other => panic!("expected HTTP 401, got {other}"),
+            other => panic!("expected HTTP {status}, got {other}"),
         }
     }
 

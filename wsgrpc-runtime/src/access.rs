@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use http::{HeaderMap, Uri, header};
-use tonic::Status;
+use http::{HeaderMap, StatusCode, Uri, header};
+use tonic::{Code, Status};
 
 use crate::metadata::Metadata;
 
@@ -109,8 +109,12 @@ pub trait Authenticator: Send + Sync + 'static {
     /// Runs on the upgrade request, before the socket opens. `Ok` holds the
     /// caller's identity as metadata, which the bridge adds to every call of
     /// the connection (clients may not set those keys themselves); `Err`
-    /// refuses the upgrade with HTTP 401 and the message.
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String>;
+    /// refuses the upgrade with the status's message and the HTTP status
+    /// that google.rpc.Code gives its code: 401 for `UNAUTHENTICATED`, 403
+    /// for `PERMISSION_DENIED`, 503 for `UNAVAILABLE` (an identity provider
+    /// out of reach, say, which a client may retry). A fresh token sent in
+    /// band is refused with the status itself.
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, Status>;
 
     /// When what `authenticate` accepted in `request` runs out (a signed
     /// token's `exp`), if it does. Before then the bridge asks a v2 client
@@ -176,6 +180,27 @@ impl UpgradeRequest<'_> {
     }
 }
 
+/// The HTTP status of an upgrade refused with `status`: the mapping
+/// google.rpc.Code documents for each code, and 401 for a refusal that
+/// says `OK`.
+pub(crate) fn http_status_of(status: &Status) -> StatusCode {
+    match status.code() {
+        Code::Ok | Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status code"),
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 impl fmt::Debug for dyn Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Authenticator")
@@ -215,6 +240,18 @@ mod tests {
         // Listed origins need no allowed host: the attacker's page cannot
         // take a listed origin's name.
         assert!(allows("http://localhost:5173", "app.example.com"));
+    }
+
+    #[test]
+    fn a_refused_upgrade_answers_with_the_http_status_of_its_code() {
+        let http = |code| http_status_of(&Status::new(code, "no")).as_u16();
+        assert_eq!(http(Code::Unauthenticated), 401);
+        assert_eq!(http(Code::PermissionDenied), 403);
+        assert_eq!(http(Code::Unavailable), 503);
+        assert_eq!(http(Code::ResourceExhausted), 429);
+        assert_eq!(http(Code::Internal), 500);
+        // A refusal is never a success, whatever its code says.
+        assert_eq!(http(Code::Ok), 401);
     }
 
     #[test]

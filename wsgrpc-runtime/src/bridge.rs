@@ -513,10 +513,12 @@ async fn upgrade(
                     .collect(),
                 auth.expires(&request),
             ),
-            Err(message) => {
-                tracing::info!(%message, "refused unauthenticated WebSocket");
+            Err(status) => {
+                let message = status.message();
+                tracing::info!(code = ?status.code(), %message, "refused unauthenticated WebSocket");
                 shared.metrics.rejected(Rejection::Unauthenticated);
-                return (StatusCode::UNAUTHORIZED, message).into_response();
+                let http = crate::access::http_status_of(&status);
+                return (http, message.to_owned()).into_response();
             }
         },
     };

@@ -57,6 +57,8 @@ pub use prost_reflect;
 pub use service::{Descriptors, InvalidName, Method, MethodKind, Service, ServiceTable};
 pub use token::TokenAuth;
 pub use tokio_util::sync::CancellationToken;
+/// The status an [`Authenticator`] refuses a socket or a call with (tonic's).
+pub use tonic::{Code, Status};
 pub use transcode::BytesCodec;
 
 /// What generated code uses; `use wsgrpc_runtime::codegen::*;` brings it in.

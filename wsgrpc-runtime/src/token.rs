@@ -4,6 +4,8 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use tonic::Status;
+
 use crate::access::{Authenticator, UpgradeRequest};
 use crate::metadata::Metadata;
 
@@ -91,7 +93,7 @@ impl fmt::Debug for TokenAuth {
 }
 
 impl Authenticator for TokenAuth {
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, Status> {
         let presented = request
             .bearer_token()
             .map(str::to_owned)
@@ -99,16 +101,16 @@ impl Authenticator for TokenAuth {
             .or_else(|| request.cookie(&self.cookie).map(str::to_owned))
             .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                format!(
+                Status::unauthenticated(format!(
                     "missing token: send `Authorization: Bearer <token>`, \
                      the `{}` query parameter or the `{}` cookie",
                     self.query_param, self.cookie
-                )
+                ))
             })?;
         if self.is_valid(presented.as_bytes()) {
             Ok(self.identity.clone())
         } else {
-            Err("invalid token".to_owned())
+            Err(Status::unauthenticated("invalid token"))
         }
     }
 }
@@ -128,9 +130,15 @@ mod tests {
         for (name, value) in headers {
             map.append(name, value.parse().unwrap());
         }
+        // The message is what a refused client reads; the code is always
+        // UNAUTHENTICATED (HTTP 401).
         auth.authenticate(&UpgradeRequest {
             headers: &map,
             uri: &uri,
+        })
+        .map_err(|status| {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated);
+            status.message().to_owned()
         })
     }
 

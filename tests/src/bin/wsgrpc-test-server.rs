@@ -40,8 +40,8 @@ impl ExpiringTokens {
 }
 
 impl Authenticator for ExpiringTokens {
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
-        let (user, _) = Self::parse(request)?;
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
+        let (user, _) = Self::parse(request).map_err(tonic::Status::unauthenticated)?;
         Ok(Metadata::from([("x-user-id".to_owned(), user)]))
     }
 

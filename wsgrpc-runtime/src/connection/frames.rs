@@ -490,15 +490,13 @@ impl Connection {
                 .into_iter()
                 .map(|(key, value)| (key.to_ascii_lowercase(), value))
                 .collect::<crate::metadata::Metadata>(),
-            Err(message) => {
-                let message = format!("the token was refused: {message}");
-                return self.refuse(
-                    None,
-                    refused,
-                    Rejection::Unauthenticated,
-                    Code::Unauthenticated,
-                    message,
-                );
+            Err(status) => {
+                let code = match status.code() {
+                    Code::Ok => Code::Unauthenticated,
+                    code => code,
+                };
+                let message = format!("the token was refused: {}", status.message());
+                return self.refuse(None, refused, Rejection::Unauthenticated, code, message);
             }
         };
         if identity != self.identity {

@@ -375,7 +375,7 @@ async fn an_unknown_method_ends_the_call_unimplemented() {
 struct RefuseCalls;
 
 impl Authenticator for RefuseCalls {
-    fn authenticate(&self, _request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+    fn authenticate(&self, _request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
         Ok(Metadata::new())
     }
 
@@ -900,11 +900,11 @@ async fn an_old_socket_says_goaway_and_closes_when_its_calls_end() {
 struct ExpiringTokens;
 
 impl Authenticator for ExpiringTokens {
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, String> {
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
         let user = match request.bearer_token() {
             Some("long") => "alice",
             Some("mallory") => "mallory",
-            _ => return Err("unknown token".into()),
+            _ => return Err(tonic::Status::unauthenticated("unknown token")),
         };
         Ok([("x-user".to_owned(), user.to_owned())].into())
     }
