@@ -130,7 +130,8 @@ enum WellKnown {
 
 #[derive(Debug)]
 struct EnumLayout {
-    /// `"NAME"` by number, sorted by number; an alias's first name.
+    /// `"NAME"` by number, sorted by number; of aliases, the general
+    /// path's choice.
     names: Vec<(i32, Box<[u8]>)>,
     /// `google.protobuf.NullValue`, which is written as `null`.
     null: bool,
@@ -261,13 +262,20 @@ impl Builder {
         if let Some(&index) = self.enum_index.get(descriptor.full_name()) {
             return index;
         }
-        let mut names: Vec<(i32, Box<[u8]>)> = Vec::new();
-        for value in descriptor.values() {
-            if !names.iter().any(|(number, _)| *number == value.number()) {
-                names.push((value.number(), quoted(value.name())));
-            }
-        }
-        names.sort_by_key(|(number, _)| *number);
+        let mut numbers: Vec<i32> = descriptor.values().map(|value| value.number()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        // Of aliases, the name `get_value` finds, as the general path
+        // does; `values()` does not list aliases in declared order.
+        let names = numbers
+            .into_iter()
+            .map(|number| {
+                let value = descriptor
+                    .get_value(number)
+                    .expect("a value of this number");
+                (number, quoted(value.name()))
+            })
+            .collect();
         let index = self.enums.len();
         self.enum_index
             .insert(descriptor.full_name().to_owned(), index);
@@ -1122,6 +1130,8 @@ fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
+#[cfg(test)]
+mod descriptor_proptests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

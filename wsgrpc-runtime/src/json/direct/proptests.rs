@@ -46,7 +46,7 @@ const SNAKE_CASE_PATH: &str = concat!(
 );
 
 /// Messages nest this deep at most (`Struct`s and `Value`s would go on).
-const DEPTH: u32 = 4;
+pub(super) const DEPTH: u32 = 4;
 
 static WRITERS: LazyLock<Vec<JsonWriter>> = LazyLock::new(|| {
     let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
@@ -69,22 +69,18 @@ static WRITERS: LazyLock<Vec<JsonWriter>> = LazyLock::new(|| {
 fn encoded(odd: bool) -> impl Strategy<Value = (usize, Vec<u8>)> {
     let roots = WRITERS.iter().enumerate().map(move |(root, writer)| {
         let message = message(writer.descriptor(), 0, odd);
-        (message, any::<bool>()).prop_map(move |(message, unpack)| {
-            let proto = prost::Message::encode_to_vec(&message);
-            let proto = if unpack {
-                unpacked(&message.descriptor(), &proto)
-            } else {
-                proto
-            };
-            (root, proto)
-        })
+        (message, any::<bool>()).prop_map(move |(message, unpack)| (root, encode(&message, unpack)))
     });
     proptest::strategy::Union::new(roots)
 }
 
 /// A message of type `descriptor` (odd, or only valid). `Any` is left
 /// out: the direct writer declines it wherever it is.
-fn message(descriptor: &MessageDescriptor, depth: u32, odd: bool) -> BoxedStrategy<DynamicMessage> {
+pub(super) fn message(
+    descriptor: &MessageDescriptor,
+    depth: u32,
+    odd: bool,
+) -> BoxedStrategy<DynamicMessage> {
     let descriptor = descriptor.clone();
     match descriptor.full_name() {
         "google.protobuf.Timestamp" => {
@@ -287,6 +283,17 @@ fn enum_number(enumeration: EnumDescriptor) -> impl Strategy<Value = i32> {
     prop_oneof![3 => select(numbers), 1 => any::<i32>()]
 }
 
+/// `message` encoded as prost-reflect encodes it, or with its packed
+/// fields sent unpacked.
+pub(super) fn encode(message: &DynamicMessage, unpack: bool) -> Vec<u8> {
+    let proto = prost::Message::encode_to_vec(message);
+    if unpack {
+        unpacked(&message.descriptor(), &proto)
+    } else {
+        proto
+    }
+}
+
 /// `proto` with every packed repeated field sent as one record an
 /// element, as proto2 encoders do, at every depth.
 fn unpacked(descriptor: &MessageDescriptor, mut proto: &[u8]) -> Vec<u8> {
@@ -337,7 +344,7 @@ fn unpack_elements(number: u32, kind: &Kind, mut packed: &[u8], out: &mut Vec<u8
 
 /// One change to an encoded message.
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(super) enum Mutation {
     Set(Index, u8),
     Insert(Index, u8),
     Remove(Index),
@@ -347,7 +354,7 @@ enum Mutation {
     Repeat(Index, Index),
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set(at, byte)),
         (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
@@ -357,7 +364,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn mutate(proto: &mut Vec<u8>, mutation: &Mutation) {
+pub(super) fn mutate(proto: &mut Vec<u8>, mutation: &Mutation) {
     if proto.is_empty() {
         if let Mutation::Set(_, byte) | Mutation::Insert(_, byte) = mutation {
             proto.push(*byte);
@@ -381,8 +388,7 @@ fn mutate(proto: &mut Vec<u8>, mutation: &Mutation) {
 
 /// Writes `proto` both ways under every option; the number of options
 /// under which the direct writer wrote.
-fn assert_same(root: usize, proto: &[u8]) -> Result<usize, TestCaseError> {
-    let writer = &WRITERS[root];
+pub(super) fn assert_same(writer: &JsonWriter, proto: &[u8]) -> Result<usize, TestCaseError> {
     let mut written = 0;
     for options in every_options() {
         match compare(writer, proto, &options) {
@@ -407,7 +413,7 @@ proptest! {
     ) {
         // Valid messages sent as mainstream encoders send them are the
         // direct writer's to write, all of them.
-        prop_assert_eq!(assert_same(root, &proto)?, every_options().len());
+        prop_assert_eq!(assert_same(&WRITERS[root], &proto)?, every_options().len());
     }
 
     #[test]
@@ -418,6 +424,6 @@ proptest! {
         for mutation in &mutations {
             mutate(&mut proto, mutation);
         }
-        assert_same(root, &proto)?;
+        assert_same(&WRITERS[root], &proto)?;
     }
 }

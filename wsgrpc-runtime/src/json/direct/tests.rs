@@ -5,7 +5,10 @@
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage};
 use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, MessageOptions};
+use prost_types::{
+    DescriptorProto, EnumDescriptorProto, EnumOptions, EnumValueDescriptorProto,
+    FieldDescriptorProto, FileDescriptorProto, MessageOptions,
+};
 use serde_json::Value;
 
 use super::{Layout, Unsupported};
@@ -569,4 +572,72 @@ fn joined(records: &[(u32, Vec<u8>)]) -> Vec<u8> {
         .iter()
         .flat_map(|(_, record)| record.clone())
         .collect()
+}
+
+/// A proto3 message of one enum field, `level = 1`, whose enum gives the
+/// number 2 three names.
+fn aliased_enum() -> MessageDescriptor {
+    let value = |name: &str, number| EnumValueDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        options: None,
+    };
+    let file = FileDescriptorProto {
+        name: Some("aliases.proto".into()),
+        package: Some("test".into()),
+        syntax: Some("proto3".into()),
+        message_type: vec![DescriptorProto {
+            name: Some("Holder".into()),
+            field: vec![scalar(
+                "level",
+                1,
+                Type::Enum,
+                Some(".test.Level"),
+                Label::Optional,
+            )],
+            ..Default::default()
+        }],
+        enum_type: vec![EnumDescriptorProto {
+            name: Some("Level".into()),
+            value: vec![
+                value("ZERO", 0),
+                value("TWO", 2),
+                value("DEUX", 2),
+                value("ZWEI", 2),
+            ],
+            options: Some(EnumOptions {
+                allow_alias: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut pool = DescriptorPool::global();
+    pool.add_file_descriptor_proto(file).unwrap();
+    pool.get_message_by_name("test.Holder").unwrap()
+}
+
+#[test]
+fn writes_the_alias_the_general_path_writes() {
+    let descriptor = aliased_enum();
+    let prost_reflect::Kind::Enum(level) = descriptor.get_field(1).unwrap().kind() else {
+        unreachable!("an enum field")
+    };
+    // The general path names a number by `get_value`, a binary search
+    // among the values sorted by number (here it finds the first
+    // declared); `values()` lists aliases in another order.
+    let found = level.get_value(2).unwrap();
+    let first_listed = level.values().find(|value| value.number() == 2).unwrap();
+    assert_ne!(
+        found.name(),
+        first_listed.name(),
+        "no longer a trap: the test needs other aliases"
+    );
+    // `level: 2`.
+    assert_written_directly(&descriptor, &[0x08, 0x02]);
+    assert_eq!(
+        direct(&descriptor, &[0x08, 0x02], &JsonOptions::canonical()).unwrap(),
+        format!(r#"{{"level":"{}"}}"#, found.name())
+    );
 }
