@@ -176,6 +176,63 @@ async fn connections_beyond_the_limit_are_refused_and_their_places_come_back() {
     assert!(reconnected.is_some(), "a closed connection frees its place");
 }
 
+/// Names the user `?user=NAME` says.
+struct UserInQuery;
+
+impl Authenticator for UserInQuery {
+    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
+        let user = request
+            .query("user")
+            .ok_or_else(|| tonic::Status::unauthenticated("no user"))?;
+        Ok(Metadata::from([("x-user".to_owned(), user)]))
+    }
+}
+
+#[tokio::test]
+async fn one_identity_cannot_take_every_socket() {
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let builder = test_bridge(&backend.uri())
+        .authenticator(UserInQuery)
+        .max_connections_per_identity(2);
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    let as_user = |user: &str| format!("{}?user={user}", bridge.url());
+    let first = WsClient::connect(&as_user("mallory")).await;
+    let _second = WsClient::connect(&as_user("mallory")).await;
+    match tokio_tungstenite::connect_async(as_user("mallory"))
+        .await
+        .unwrap_err()
+    {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 429),
+        other => panic!("expected HTTP 429, got {other}"),
+    }
+    // Anyone else still gets in, and answered.
+    let mut alice = WsClient::connect(&as_user("alice")).await;
+    alice
+        .send(request(
+            "1",
+            "wsgrpc.test.v1.TestService/Unary",
+            json!({"text": "hi"}),
+        ))
+        .await;
+    assert_eq!(alice.recv().await["payload"]["text"], "hi");
+    // A socket that closes gives its identity its place back.
+    first.close().await;
+    let mut reconnected = None;
+    for _ in 0..100 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(as_user("mallory")).await {
+            reconnected = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reconnected.is_some(),
+        "a closed socket frees its identity's place"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_longer_than_the_limit_ends_and_is_cancelled_at_the_backend() {
     let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();

@@ -146,6 +146,12 @@ pub struct Options {
     #[arg(long, value_name = "SOCKETS")]
     pub max_connections: Option<usize>,
 
+    /// Sockets open at once for one identity the authenticator named;
+    /// further upgrades get HTTP 429, and its parked sessions are held to
+    /// as many [default: 256].
+    #[arg(long, value_name = "SOCKETS")]
+    pub max_connections_per_identity: Option<usize>,
+
     /// Request messages a streaming call may queue ahead of the backend
     /// [default: 64].
     #[arg(long, value_name = "MESSAGES")]

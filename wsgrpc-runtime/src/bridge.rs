@@ -1,9 +1,10 @@
 //! The bridge server: configuration, the upgrade handler and serving.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Extension;
@@ -90,6 +91,7 @@ impl BridgeBuilder {
         max_frame_size: usize,
         max_calls_per_connection: usize,
         max_connections: usize,
+        max_connections_per_identity: usize,
         call_queue_messages: usize,
         window_bytes: u64,
         connection_window_bytes: u64,
@@ -281,6 +283,7 @@ impl BridgeBuilder {
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 open_connections: AtomicUsize::new(0),
+                sockets_by_identity: Mutex::default(),
                 sessions,
                 kept_budget: KeptBudget::new(max_session_kept_bytes),
             }),
@@ -528,6 +531,12 @@ async fn upgrade(
         shared.metrics.rejected(Rejection::TooManyConnections);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
+    let Ok(identity_permit) = IdentityPermit::acquire(&shared, &identity) else {
+        tracing::info!("refused a WebSocket past its identity's sockets");
+        shared.metrics.rejected(Rejection::TooManyForIdentity);
+        let message = "too many connections for this identity";
+        return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    };
     let max = shared.config.max_frame_size;
     let ws = if shared.config.protocol_v2 {
         ws.protocols(Protocol::SUBPROTOCOLS)
@@ -549,7 +558,7 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             let tracker = shared.connections.clone();
             tracker.track_future(async move {
-                let _permit = permit;
+                let _permits = (permit, identity_permit);
                 let (sink, incoming) = socket.split();
                 let unfinished = unfinished.map(|Extension(unfinished)| unfinished);
                 let upgraded = connection::Upgraded {
@@ -578,6 +587,52 @@ impl ConnectionPermit {
         permit.0.metrics.connections_open.inc();
         Some(permit)
     }
+}
+
+/// One of an identity's `max_connections_per_identity` sockets; none for
+/// a socket that no authenticator named (all such share no identity to
+/// count by).
+struct IdentityPermit {
+    shared: Arc<Shared>,
+    identity: Metadata,
+}
+
+impl IdentityPermit {
+    /// `Err` where the identity holds its number of sockets already.
+    fn acquire(shared: &Arc<Shared>, identity: &Metadata) -> Result<Option<Self>, ()> {
+        if identity.is_empty() {
+            return Ok(None);
+        }
+        let mut sockets = lock_sockets(shared);
+        let held = sockets.entry(identity.clone()).or_default();
+        if *held >= shared.config.max_connections_per_identity {
+            return Err(());
+        }
+        *held += 1;
+        Ok(Some(Self {
+            shared: shared.clone(),
+            identity: identity.clone(),
+        }))
+    }
+}
+
+impl Drop for IdentityPermit {
+    fn drop(&mut self) {
+        let mut sockets = lock_sockets(&self.shared);
+        if let Some(held) = sockets.get_mut(&self.identity) {
+            *held -= 1;
+            if *held == 0 {
+                sockets.remove(&self.identity);
+            }
+        }
+    }
+}
+
+fn lock_sockets(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<Metadata, usize>> {
+    shared
+        .sockets_by_identity
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for ConnectionPermit {

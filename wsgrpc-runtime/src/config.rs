@@ -53,6 +53,12 @@ pub struct BridgeConfig {
     pub max_calls_per_connection: usize,
     /// Sockets open at once; further upgrades get HTTP 503.
     pub max_connections: usize,
+    /// Sockets open at once for one identity (what the authenticator
+    /// returns, where it names one); further upgrades of that identity get
+    /// HTTP 429. Its parked sessions are held to the same number: one
+    /// more ends the session that would park, so that one signed-in client
+    /// can take neither every socket nor every parked place from the rest.
+    pub max_connections_per_identity: usize,
     /// Request messages a streaming call may queue ahead of the backend,
     /// for clients that count messages rather than bytes.
     pub call_queue_messages: usize,
@@ -164,6 +170,9 @@ impl Default for BridgeConfig {
             max_frame_size: 4 << 20,
             max_calls_per_connection: 100,
             max_connections: 10_000,
+            // A person has tens of tabs open at most; a service that shares
+            // one identity over many sockets raises it.
+            max_connections_per_identity: 256,
             call_queue_messages: 64,
             window_bytes: 256 << 10,
             connection_window_bytes: 1 << 20,
@@ -194,6 +203,7 @@ impl BridgeConfig {
     /// Counts that cannot be zero are at least one.
     pub(crate) fn normalised(mut self) -> Self {
         self.max_calls_per_connection = self.max_calls_per_connection.max(1);
+        self.max_connections_per_identity = self.max_connections_per_identity.max(1);
         self.call_queue_messages = self.call_queue_messages.max(1);
         let max_window = crate::flow::MAX_WINDOW;
         self.window_bytes = self.window_bytes.clamp(1, max_window);

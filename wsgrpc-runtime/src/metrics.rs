@@ -39,6 +39,9 @@ pub(crate) enum Rejection {
     Origin,
     Unauthenticated,
     TooManyConnections,
+    /// An upgrade past its identity's `max_connections_per_identity`, or
+    /// a session that would park past it.
+    TooManyForIdentity,
     /// An HTTP request whose headers did not arrive in time.
     HeaderTimeout,
     /// An HTTP connection closed to make room for a newer one.
@@ -64,6 +67,7 @@ impl Rejection {
             Self::Origin => "origin",
             Self::Unauthenticated => "unauthenticated",
             Self::TooManyConnections => "too_many_connections",
+            Self::TooManyForIdentity => "too_many_for_identity",
             Self::HeaderTimeout => "header_timeout",
             Self::TooManyPending => "too_many_pending",
             Self::Unread => "unread",

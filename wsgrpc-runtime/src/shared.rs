@@ -1,8 +1,9 @@
 //! What every connection of a bridge shares: the bridge builds it once, and
 //! connections and calls read it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -11,6 +12,7 @@ use tonic::transport::Channel;
 use crate::access::{AllowedOrigins, Authenticator};
 use crate::config::BridgeConfig;
 use crate::connection::Sessions;
+use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::receive::ReceiveBudget;
 use crate::service::ServiceTable;
@@ -34,6 +36,9 @@ pub(crate) struct Shared {
     pub connections: TaskTracker,
     /// Sockets open or being upgraded, counted against `max_connections`.
     pub open_connections: AtomicUsize,
+    /// Sockets open for each identity an authenticator named, counted
+    /// against `max_connections_per_identity`.
+    pub sockets_by_identity: Mutex<HashMap<Metadata, usize>>,
     /// v2 sessions, by key.
     pub sessions: Sessions,
     /// What the sessions keep together, bounded by

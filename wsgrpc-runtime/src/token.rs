@@ -62,7 +62,9 @@ impl TokenAuth {
 
     /// The identity of every socket that presents a token, which the
     /// bridge sends to the backend with each of its calls (and which
-    /// clients may then not set themselves); default none.
+    /// clients may then not set themselves); default none. Every socket
+    /// with a token is then the same identity, and they count together
+    /// against `max_connections_per_identity`.
     pub fn identity(mut self, identity: Metadata) -> Self {
         self.identity = identity;
         self

@@ -45,6 +45,8 @@ struct Table {
     parked_order: VecDeque<(String, u64)>,
     /// Sessions parked now, also shown as a metric.
     parked: Gauge,
+    /// Sessions parked now of each identity an authenticator named.
+    parked_by_identity: HashMap<Metadata, usize>,
 }
 
 enum Entry {
@@ -90,6 +92,7 @@ impl Sessions {
                 entries: HashMap::new(),
                 parked_order: VecDeque::new(),
                 parked,
+                parked_by_identity: HashMap::new(),
             }),
             newest_claim: Mutex::default(),
             next_generation: AtomicU64::default(),
@@ -202,12 +205,26 @@ impl Sessions {
             table.entries.get(&hold.key),
             Some(Entry::Live { generation, .. }) if *generation == hold.generation
         );
-        if !ours {
+        let identity = connection.identity.clone();
+        let past_identity_limit = !identity.is_empty()
+            && table
+                .parked_by_identity
+                .get(&identity)
+                .copied()
+                .unwrap_or(0)
+                >= shared.config.max_connections_per_identity;
+        if past_identity_limit && ours {
+            table.remove(&hold.key);
+            tracing::info!("a session ended: its identity has parked as many as it may");
+            shared
+                .metrics
+                .rejected(crate::metrics::Rejection::TooManyForIdentity);
+        }
+        if !ours || past_identity_limit {
             drop(table);
             connection.end();
             return;
         }
-        let identity = connection.identity.clone();
         table.insert(
             hold.key.clone(),
             Entry::Parked {
@@ -297,9 +314,17 @@ impl Sessions {
 impl Table {
     /// Puts `entry` under `key`, returning what was there.
     fn insert(&mut self, key: String, entry: Entry) -> Option<Entry> {
-        if let Entry::Parked { generation, .. } = &entry {
+        if let Entry::Parked {
+            generation,
+            identity,
+            ..
+        } = &entry
+        {
             self.parked_order.push_back((key.clone(), *generation));
             self.parked.inc();
+            if !identity.is_empty() {
+                *self.parked_by_identity.entry(identity.clone()).or_default() += 1;
+            }
         }
         let old = self.entries.insert(key, entry);
         self.left(old.as_ref());
@@ -314,10 +339,16 @@ impl Table {
 
     /// Accounts for an entry taken out of the table.
     fn left(&mut self, entry: Option<&Entry>) {
-        if !matches!(entry, Some(Entry::Parked { .. })) {
+        let Some(Entry::Parked { identity, .. }) = entry else {
             return;
-        }
+        };
         self.parked.dec();
+        if let Some(parked) = self.parked_by_identity.get_mut(identity) {
+            *parked -= 1;
+            if *parked == 0 {
+                self.parked_by_identity.remove(identity);
+            }
+        }
         if self.parked_order.len() > 2 * self.parked_count() + 64 {
             let entries = &self.entries;
             self.parked_order

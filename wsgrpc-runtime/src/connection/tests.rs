@@ -258,6 +258,7 @@ pub(super) fn shared_with(
         origins: AllowedOrigins::default(),
         receive_budget: crate::receive::ReceiveBudget::new(usize::MAX),
         kept_budget: crate::session::KeptBudget::new(usize::MAX),
+        sockets_by_identity: std::sync::Mutex::default(),
         authenticator,
         metrics,
         shutdown: CancellationToken::new(),
@@ -718,6 +719,20 @@ async fn drop_socket(client: Client, shared: &Shared) {
     assert_eq!(shared.sessions.parked(), 1, "the session waits");
 }
 
+/// Opens a socket of session `key` with a client stream open, and drops
+/// the socket without a close frame; returns once the bridge is done with
+/// it (the session parked, or ended).
+async fn open_a_call_and_drop(shared: &Arc<Shared>, key: &str, identity: Metadata) {
+    let (client, _) = keyed_session_socket(shared, key, identity).await;
+    client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
+    client.open("s", CLIENT_STREAM);
+    drop(client.to_bridge);
+    tokio::time::timeout(PATIENCE, client.served)
+        .await
+        .expect("the socket ends in time")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_new_socket_resumes_the_session_and_gets_again_what_it_missed() {
     let (shared, _listener) = silent_bridge();
@@ -769,14 +784,7 @@ async fn past_its_socket_limit_the_bridge_ends_the_session_that_waited_longest()
     let shared = shared_with(channel, config, None);
     let keys = ["A", "B", "C"].map(|letter| letter.repeat(22));
     for (index, key) in keys.iter().enumerate() {
-        let (client, _) = keyed_session_socket(&shared, key, Metadata::new()).await;
-        client.send(json!({"type": "settings", "connectionWindowBytes": 1 << 20}));
-        client.open("s", CLIENT_STREAM);
-        drop(client.to_bridge);
-        tokio::time::timeout(PATIENCE, client.served)
-            .await
-            .expect("the socket ends in time")
-            .unwrap();
+        open_a_call_and_drop(&shared, key, Metadata::new()).await;
         assert_eq!(shared.sessions.parked(), (index + 1).min(2));
     }
     assert!(
@@ -799,6 +807,45 @@ async fn past_its_socket_limit_the_bridge_ends_the_session_that_waited_longest()
     }
     assert_eq!(shared.sessions.parked(), 0);
     assert!(shared.metrics.render().contains("wsgrpc_sessions_parked 0"));
+}
+
+#[tokio::test]
+async fn an_identity_parks_no_more_sessions_than_its_limit_and_spares_the_others() {
+    let (channel, _listener) = backend_channel(Backend::Silent);
+    let config = BridgeConfig {
+        max_connections_per_identity: 2,
+        ..BridgeConfig::default()
+    };
+    let shared = shared_with(channel, config, None);
+    let user = |name: &str| Metadata::from([("x-user".to_owned(), name.to_owned())]);
+    let parks = [
+        ("A", user("mallory"), 1),
+        ("B", user("mallory"), 2),
+        ("C", user("alice"), 3),
+        // Past mallory's limit: this one ends, and no one else's.
+        ("D", user("mallory"), 3),
+    ];
+    for (letter, identity, parked) in &parks {
+        open_a_call_and_drop(&shared, &letter.repeat(22), identity.clone()).await;
+        assert_eq!(shared.sessions.parked(), *parked, "after {letter}");
+    }
+    assert!(
+        shared
+            .metrics
+            .render()
+            .contains(r#"wsgrpc_rejected_total{reason="too_many_for_identity"} 1"#),
+        "{}",
+        shared.metrics.render()
+    );
+    for (letter, identity, _) in &parks {
+        let (_client, resume) =
+            keyed_session_socket(&shared, &letter.repeat(22), identity.clone()).await;
+        if *letter == "D" {
+            assert_eq!(resume["received"], Value::Null, "D was ended: {resume}");
+        } else {
+            assert_eq!(resume["received"], 1, "{letter} resumes: {resume}");
+        }
+    }
 }
 
 #[tokio::test]
