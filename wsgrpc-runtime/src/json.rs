@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions, Syntax, Value,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -287,8 +289,9 @@ fn write_general(
     out: &mut Vec<u8>,
 ) -> Result<(), TranscodeError> {
     let start = out.len();
-    let message = DynamicMessage::decode(descriptor.clone(), proto)
+    let mut message = DynamicMessage::decode(descriptor.clone(), proto)
         .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
+    drop_unknown_closed_enum_values(&mut message);
     let written = Spelled(&Written {
         message: &message,
         options: options.serialize_options(),
@@ -297,6 +300,53 @@ fn write_general(
         out.truncate(start);
         TranscodeError::new(format!("message has no JSON form: {err}"))
     })
+}
+
+/// Takes out what Google's parsers keep as unknown fields, which JSON
+/// leaves out: the values of a closed (proto2) enum that the enum does
+/// not name. prost-reflect keeps them as numbers, as it does for an open
+/// enum. A repeated field loses the element, a map the entry, a singular
+/// field its value.
+fn drop_unknown_closed_enum_values(message: &mut DynamicMessage) {
+    let unknown = |kind: &Kind, value: &Value| match (kind, value) {
+        (Kind::Enum(enumeration), Value::EnumNumber(number)) => {
+            enumeration.parent_file().syntax() == Syntax::Proto2
+                && enumeration.get_value(*number).is_none()
+        }
+        _ => false,
+    };
+    let mut cleared = Vec::new();
+    for (field, value) in message.fields_mut() {
+        let kind = field.kind();
+        match value {
+            Value::List(values) => {
+                values.retain(|value| !unknown(&kind, value));
+                for value in values {
+                    if let Value::Message(nested) = value {
+                        drop_unknown_closed_enum_values(nested);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                let Kind::Message(entry) = &kind else {
+                    continue;
+                };
+                let value_kind = entry.map_entry_value_field().kind();
+                entries.retain(|_, value| !unknown(&value_kind, value));
+                for value in entries.values_mut() {
+                    if let Value::Message(nested) = value {
+                        drop_unknown_closed_enum_values(nested);
+                    }
+                }
+            }
+            Value::Message(nested) => drop_unknown_closed_enum_values(nested),
+            value if unknown(&kind, value) => cleared.push(field),
+            _ => {}
+        }
+    }
+    for field in cleared {
+        message.clear_field(&field);
+    }
 }
 
 struct Written<'a> {

@@ -135,6 +135,9 @@ struct EnumLayout {
     names: Vec<(i32, Box<[u8]>)>,
     /// `google.protobuf.NullValue`, which is written as `null`.
     null: bool,
+    /// A proto2 enum: a number it does not name is an unknown field to
+    /// Google's parsers, which the general path leaves out as they do.
+    closed: bool,
     default: i32,
 }
 
@@ -282,6 +285,7 @@ impl Builder {
         self.enums.push(EnumLayout {
             names,
             null: descriptor.full_name() == "google.protobuf.NullValue",
+            closed: descriptor.parent_file().syntax() == prost_reflect::Syntax::Proto2,
             default: descriptor.default_value().number(),
         });
         index
@@ -845,15 +849,20 @@ impl<'l> Writer<'l> {
                     return Err(Unsupported);
                 };
                 let layout = &self.layout.enums[index];
+                let named = layout
+                    .names
+                    .binary_search_by_key(&number, |(number, _)| *number);
+                if layout.closed && named.is_err() {
+                    // Left out, field or element; the general path knows
+                    // which.
+                    return Err(Unsupported);
+                }
                 if layout.null {
                     out.extend_from_slice(b"null");
                 } else if self.enum_numbers {
                     json.serialize_i32(number)?;
                 } else {
-                    match layout
-                        .names
-                        .binary_search_by_key(&number, |(number, _)| *number)
-                    {
+                    match named {
                         Ok(found) => out.extend_from_slice(&layout.names[found].1),
                         Err(_) => json.serialize_i32(number)?,
                     }

@@ -277,10 +277,15 @@ fn text() -> impl Strategy<Value = String> {
     prop_oneof!["[\\x00-\\x7f]{0,5}", any::<String>()]
 }
 
-/// An enum's values, and numbers it lacks.
-fn enum_number(enumeration: EnumDescriptor) -> impl Strategy<Value = i32> {
+/// An enum's values, and numbers it lacks where it is open: in a closed
+/// (proto2) enum, such a number is an unknown field, which mutated bytes
+/// reach.
+fn enum_number(enumeration: EnumDescriptor) -> BoxedStrategy<i32> {
     let numbers: Vec<i32> = enumeration.values().map(|value| value.number()).collect();
-    prop_oneof![3 => select(numbers), 1 => any::<i32>()]
+    if enumeration.parent_file().syntax() == prost_reflect::Syntax::Proto2 {
+        return select(numbers).boxed();
+    }
+    prop_oneof![3 => select(numbers), 1 => any::<i32>()].boxed()
 }
 
 /// `message` encoded as prost-reflect encodes it, or with its packed

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Layout, Unsupported};
 use crate::json::testing::every_options;
-use crate::json::{JsonOptions, JsonWriter, Spelled, TranscodeError, Written};
+use crate::json::{JsonOptions, JsonWriter, TranscodeError};
 
 fn direct(
     descriptor: &MessageDescriptor,
@@ -26,12 +26,9 @@ fn direct(
 }
 
 fn general(descriptor: &MessageDescriptor, proto: &[u8], options: &JsonOptions) -> String {
-    let message = DynamicMessage::decode(descriptor.clone(), proto).unwrap();
-    serde_json::to_string(&Spelled(&Written {
-        message: &message,
-        options: options.serialize_options(),
-    }))
-    .unwrap()
+    let mut out = Vec::new();
+    crate::json::write_general(descriptor, proto, options, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 /// The direct writer writes `proto` exactly as the general path does,
@@ -577,11 +574,6 @@ fn joined(records: &[(u32, Vec<u8>)]) -> Vec<u8> {
 /// A proto3 message of one enum field, `level = 1`, whose enum gives the
 /// number 2 three names.
 fn aliased_enum() -> MessageDescriptor {
-    let value = |name: &str, number| EnumValueDescriptorProto {
-        name: Some(name.into()),
-        number: Some(number),
-        options: None,
-    };
     let file = FileDescriptorProto {
         name: Some("aliases.proto".into()),
         package: Some("test".into()),
@@ -600,10 +592,10 @@ fn aliased_enum() -> MessageDescriptor {
         enum_type: vec![EnumDescriptorProto {
             name: Some("Level".into()),
             value: vec![
-                value("ZERO", 0),
-                value("TWO", 2),
-                value("DEUX", 2),
-                value("ZWEI", 2),
+                enum_value("ZERO", 0),
+                enum_value("TWO", 2),
+                enum_value("DEUX", 2),
+                enum_value("ZWEI", 2),
             ],
             options: Some(EnumOptions {
                 allow_alias: Some(true),
@@ -613,9 +605,7 @@ fn aliased_enum() -> MessageDescriptor {
         }],
         ..Default::default()
     };
-    let mut pool = DescriptorPool::global();
-    pool.add_file_descriptor_proto(file).unwrap();
-    pool.get_message_by_name("test.Holder").unwrap()
+    message_of(file, "test.Holder")
 }
 
 #[test]
@@ -640,4 +630,110 @@ fn writes_the_alias_the_general_path_writes() {
         direct(&descriptor, &[0x08, 0x02], &JsonOptions::canonical()).unwrap(),
         format!(r#"{{"level":"{}"}}"#, found.name())
     );
+}
+
+/// A proto2 file: `enum Color { RED = 1; GREEN = 2; }`,
+/// `message Inner { optional Color c = 1; }` and `message Paint { optional
+/// Color one = 1; repeated Color many = 2; repeated Color packed = 3
+/// [packed = true]; optional Inner inner = 5; map<string, Color> by_name =
+/// 6; }`.
+fn paint() -> MessageDescriptor {
+    let color = Some(".paint.Color");
+    let mut packed = scalar("packed", 3, Type::Enum, color, Label::Repeated);
+    packed.options = Some(prost_types::FieldOptions {
+        packed: Some(true),
+        ..Default::default()
+    });
+    let file = FileDescriptorProto {
+        name: Some("paint.proto".into()),
+        package: Some("paint".into()),
+        syntax: Some("proto2".into()),
+        enum_type: vec![EnumDescriptorProto {
+            name: Some("Color".into()),
+            value: vec![enum_value("RED", 1), enum_value("GREEN", 2)],
+            ..Default::default()
+        }],
+        message_type: vec![
+            DescriptorProto {
+                name: Some("Inner".into()),
+                field: vec![scalar("c", 1, Type::Enum, color, Label::Optional)],
+                ..Default::default()
+            },
+            DescriptorProto {
+                name: Some("Paint".into()),
+                field: vec![
+                    scalar("one", 1, Type::Enum, color, Label::Optional),
+                    scalar("many", 2, Type::Enum, color, Label::Repeated),
+                    packed,
+                    scalar(
+                        "inner",
+                        5,
+                        Type::Message,
+                        Some(".paint.Inner"),
+                        Label::Optional,
+                    ),
+                    scalar(
+                        "by_name",
+                        6,
+                        Type::Message,
+                        Some(".paint.Paint.ByNameEntry"),
+                        Label::Repeated,
+                    ),
+                ],
+                nested_type: vec![DescriptorProto {
+                    name: Some("ByNameEntry".into()),
+                    field: vec![
+                        scalar("key", 1, Type::String, None, Label::Optional),
+                        scalar("value", 2, Type::Enum, color, Label::Optional),
+                    ],
+                    options: Some(MessageOptions {
+                        map_entry: Some(true),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    message_of(file, "paint.Paint")
+}
+
+#[test]
+fn leaves_out_numbers_a_closed_enum_does_not_name_as_googles_parsers_do() {
+    let descriptor = paint();
+    // one = 7, many = [1, 9, 2], packed = [9, 2], inner { c = 9 }: what
+    // Google's Python protobuf (json_format.MessageToJson) writes of these
+    // bytes. A closed enum's unknown number is an unknown field to it.
+    let proto = [
+        0x08, 7, 0x10, 1, 0x10, 9, 0x10, 2, 0x1a, 2, 9, 2, 0x2a, 2, 0x08, 9,
+    ];
+    let google = r#"{"many":["RED","GREEN"],"packed":["GREEN"],"inner":{}}"#;
+    let written = written_after_declining(&descriptor, &proto, &JsonOptions::canonical());
+    assert_eq!(written.unwrap(), google);
+    // by_name { "a": RED }, { "b": 9 }: a map loses the whole entry, as
+    // protobuf's rules for closed enums say.
+    let proto = [
+        0x32, 5, 0x0a, 1, b'a', 0x10, 1, 0x32, 5, 0x0a, 1, b'b', 0x10, 9,
+    ];
+    let written = written_after_declining(&descriptor, &proto, &JsonOptions::canonical());
+    assert_eq!(written.unwrap(), r#"{"byName":{"a":"RED"}}"#);
+    // Numbers the enum names are written directly.
+    assert_written_directly(&descriptor, &[0x08, 1, 0x10, 2, 0x1a, 1, 1]);
+}
+
+fn enum_value(name: &str, number: i32) -> EnumValueDescriptorProto {
+    EnumValueDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        options: None,
+    }
+}
+
+/// `name` of `file`, added to the global pool.
+fn message_of(file: FileDescriptorProto, name: &str) -> MessageDescriptor {
+    let mut pool = DescriptorPool::global();
+    pool.add_file_descriptor_proto(file).unwrap();
+    pool.get_message_by_name(name).unwrap()
 }
