@@ -150,19 +150,20 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
     // Tracking the path costs on every field, so it is done only once a
     // payload has been found wrong, to say where; and only in a small one,
     // so that a client cannot make the bridge read a large payload twice.
-    match read(descriptor, json, None) {
-        Ok(message) => {
-            unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
-            Ok(message.encode_to_vec().into())
+    let finish = |message: DynamicMessage| {
+        unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+        if let Some(err) = unknown_closed_enum_value(&message, String::new()) {
+            return Err(TranscodeError::new(err));
         }
+        Ok(message.encode_to_vec().into())
+    };
+    match read(descriptor, json, None) {
+        Ok(message) => finish(message),
         Err(err) if json.len() > PATH_TRACKED_BYTES => Err(TranscodeError::new(err.to_string())),
         Err(_) => {
             let mut track = serde_path_to_error::Track::new();
             let err = match read(descriptor, json, Some(&mut track)) {
-                Ok(message) => {
-                    unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
-                    return Ok(message.encode_to_vec().into());
-                }
+                Ok(message) => return finish(message),
                 Err(err) => err,
             };
             let path = track.path().to_string();
@@ -308,13 +309,7 @@ fn write_general(
 /// enum. A repeated field loses the element, a map the entry, a singular
 /// field its value.
 fn drop_unknown_closed_enum_values(message: &mut DynamicMessage) {
-    let unknown = |kind: &Kind, value: &Value| match (kind, value) {
-        (Kind::Enum(enumeration), Value::EnumNumber(number)) => {
-            enumeration.parent_file().syntax() == Syntax::Proto2
-                && enumeration.get_value(*number).is_none()
-        }
-        _ => false,
-    };
+    let unknown = |kind: &Kind, value: &Value| is_unknown_closed(kind, value).is_some();
     let mut cleared = Vec::new();
     for (field, value) in message.fields_mut() {
         let kind = field.kind();
@@ -347,6 +342,68 @@ fn drop_unknown_closed_enum_values(message: &mut DynamicMessage) {
     for field in cleared {
         message.clear_field(&field);
     }
+}
+
+/// Where `value` is a number that `kind`, a closed (proto2) enum, does
+/// not name: the enum's full name.
+fn is_unknown_closed<'a>(kind: &'a Kind, value: &Value) -> Option<&'a str> {
+    match (kind, value) {
+        (Kind::Enum(enumeration), Value::EnumNumber(number))
+            if enumeration.parent_file().syntax() == Syntax::Proto2
+                && enumeration.get_value(*number).is_none() =>
+        {
+            Some(enumeration.full_name())
+        }
+        _ => None,
+    }
+}
+
+/// A request's number that a closed (proto2) enum does not name, which
+/// Google's JSON parsers refuse (a backend's parser would keep it as an
+/// unknown field); the field's path (`lines[2].state`) and what is wrong.
+fn unknown_closed_enum_value(message: &DynamicMessage, path: String) -> Option<String> {
+    let refusal = |at: String, kind: &Kind, value: &Value| {
+        let enumeration = is_unknown_closed(kind, value)?;
+        let Value::EnumNumber(number) = value else {
+            return None;
+        };
+        Some(format!(
+            "field `{at}`: {number} is not a value of the closed enum {enumeration}"
+        ))
+    };
+    for (field, value) in message.fields() {
+        let kind = field.kind();
+        let at = if path.is_empty() {
+            field.json_name().to_owned()
+        } else {
+            format!("{path}.{}", field.json_name())
+        };
+        let found = match value {
+            Value::List(values) => values.iter().enumerate().find_map(|(index, value)| {
+                let at = format!("{at}[{index}]");
+                match value {
+                    Value::Message(nested) => unknown_closed_enum_value(nested, at),
+                    value => refusal(at, &kind, value),
+                }
+            }),
+            Value::Map(entries) => {
+                let Kind::Message(entry) = &kind else {
+                    continue;
+                };
+                let value_kind = entry.map_entry_value_field().kind();
+                entries.values().find_map(|value| match value {
+                    Value::Message(nested) => unknown_closed_enum_value(nested, at.clone()),
+                    value => refusal(at.clone(), &value_kind, value),
+                })
+            }
+            Value::Message(nested) => unknown_closed_enum_value(nested, at),
+            value => refusal(at, &kind, value),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 struct Written<'a> {

@@ -737,3 +737,24 @@ fn message_of(file: FileDescriptorProto, name: &str) -> MessageDescriptor {
     pool.add_file_descriptor_proto(file).unwrap();
     pool.get_message_by_name(name).unwrap()
 }
+
+#[test]
+fn refuses_in_a_request_a_number_a_closed_enum_does_not_name() {
+    let descriptor = paint();
+    let read = |json: &str| crate::json::json_to_proto(&descriptor, json);
+    // Google's Python protobuf (json_format.Parse) refuses both, and reads
+    // the named ones.
+    let err = read(r#"{"one": 9}"#).unwrap_err().to_string();
+    assert!(
+        err.contains("field `one`: 9 is not a value of the closed enum paint.Color"),
+        "{err}"
+    );
+    let err = read(r#"{"inner": {"c": 1}, "many": [1, 9]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field `many[1]`"), "{err}");
+    let err = read(r#"{"inner": {"c": 7}}"#).unwrap_err().to_string();
+    assert!(err.contains("field `inner.c`"), "{err}");
+    assert_eq!(&read(r#"{"one": 2}"#).unwrap()[..], [0x08, 2]);
+    assert_eq!(&read(r#"{"one": "GREEN"}"#).unwrap()[..], [0x08, 2]);
+}
