@@ -58,7 +58,8 @@ struct Reference {
 }
 
 impl Reference {
-    fn start() -> Self {
+    /// The reference, knowing every file of `pool`.
+    fn start(pool: &prost_reflect::DescriptorPool) -> Self {
         let python = repo_root().join(".venv/bin/python");
         assert!(
             python.exists(),
@@ -67,7 +68,6 @@ impl Reference {
         );
         let set = tempfile::NamedTempFile::new().unwrap();
         // Every file the bridge knows, the well-known types included.
-        let pool = rich_message(ROOT).parent_pool().clone();
         let files = prost_types::FileDescriptorSet {
             file: pool
                 .files()
@@ -563,6 +563,10 @@ fn mutate(json: &Value, choices: &mut Choices) -> Option<(String, String)> {
 /// fails the test.
 const KNOWN_DIFFERENCES: &[(&str, &[&str])] = &[
     (
+        SATURATED_U64,
+        &["= 18446744073709551616`: the bridge accepted, the reference refused"],
+    ),
+    (
         "An Any holding google.protobuf.Empty: the bridge writes and requires \
          `\"value\": {}`, the reference writes the bare `{\"@type\": …}` and \
          refuses `value`",
@@ -579,6 +583,12 @@ const KNOWN_DIFFERENCES: &[(&str, &[&str])] = &[
         &["second must be in 0..59"],
     ),
 ];
+
+/// prost-reflect's check of a JSON number for a `uint64` field compares it
+/// with `u64::MAX as f64`, which is 2^64: so 2^64 itself passes, and is
+/// sent as `u64::MAX`. (serde_json gives an integer past `u64` as an f64.)
+const SATURATED_U64: &str = "The JSON number 2^64 for a uint64 field: the bridge sends \
+     u64::MAX, the reference refuses it as out of range";
 
 fn known_difference(mismatch: &str) -> Option<&'static str> {
     KNOWN_DIFFERENCES
@@ -658,8 +668,8 @@ fn fields_reversed(proto: &[u8]) -> Bytes {
 }
 
 /// The case that failed, as a corpus entry.
-fn corpus_entry(kind: &str, proto: Option<&[u8]>, json: Option<&str>) -> Value {
-    let mut entry = json!({"kind": kind, "type": ROOT});
+fn corpus_entry(kind: &str, type_name: &str, proto: Option<&[u8]>, json: Option<&str>) -> Value {
+    let mut entry = json!({"kind": kind, "type": type_name});
     if let Some(proto) = proto {
         entry["proto"] = json!(BASE64.encode(proto));
     }
@@ -671,6 +681,50 @@ fn corpus_entry(kind: &str, proto: Option<&[u8]>, json: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
+    let known = against_the_reference(
+        &rich_message(ROOT),
+        Some("tests/reference/corpus.json"),
+        DEFAULT_CASES,
+    )
+    .await;
+    // The known differences are still there; when one goes (a newer
+    // prost-reflect), take it off the list. (This run's messages do not
+    // reach the last by chance; the proto2 run does.)
+    for (name, _) in KNOWN_DIFFERENCES {
+        assert!(
+            known.contains_key(name) || *name == SATURATED_U64,
+            "no longer differs: {name}"
+        );
+    }
+}
+
+/// proto2 as well: closed enums, explicit defaults, groups, fields with
+/// presence (`proto/fixtures/classic`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_writes_and_reads_proto2_json_as_the_reference_does() {
+    let pool = protox::Compiler::new([repo_root().join("proto/fixtures")])
+        .and_then(|mut compiler| {
+            compiler.open_files(["classic/v1/classic.proto"])?;
+            Ok(compiler.descriptor_pool())
+        })
+        .expect("the proto2 fixture compiles");
+    let part = pool.get_message_by_name("classic.v1.Part").unwrap();
+    let known = against_the_reference(&part, None, DEFAULT_CASES / 4).await;
+    assert!(
+        known.contains_key(SATURATED_U64),
+        "no longer differs: {SATURATED_U64}"
+    );
+}
+
+/// Messages of `descriptor` (those of the corpus file, and generated ones)
+/// written and read by the bridge and by the reference; fails on any
+/// difference but the known ones, which it counts by name.
+async fn against_the_reference(
+    descriptor: &MessageDescriptor,
+    corpus: Option<&str>,
+    default_cases: usize,
+) -> BTreeMap<&'static str, usize> {
+    let type_name = descriptor.full_name();
     let seed: u64 = std::env::var("WSGRPC_REFERENCE_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
@@ -678,19 +732,20 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
     let cases: usize = std::env::var("WSGRPC_REFERENCE_CASES")
         .ok()
         .and_then(|cases| cases.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    eprintln!("seed {seed}, {cases} generated messages");
-    let descriptor = rich_message(ROOT);
+        .unwrap_or(default_cases);
+    eprintln!("{type_name}: seed {seed}, {cases} generated messages");
     let mut choices = Choices::new(seed);
 
-    let corpus: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("tests/reference/corpus.json")).unwrap(),
-    )
-    .unwrap();
+    let corpus: Value = match corpus {
+        Some(path) => {
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join(path)).unwrap()).unwrap()
+        }
+        None => json!({"cases": []}),
+    };
     let mut protos: Vec<Bytes> = Vec::new();
     let mut kept_inputs: Vec<String> = Vec::new();
     for entry in corpus["cases"].as_array().unwrap() {
-        assert_eq!(entry["type"], ROOT, "{entry}");
+        assert_eq!(entry["type"], type_name, "{entry}");
         if let Some(proto) = entry["proto"].as_str() {
             protos.push(BASE64.decode(proto).unwrap().into());
         }
@@ -700,7 +755,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
     }
     let kept_protos = protos.len();
     for _ in 0..cases {
-        protos.push(message(&descriptor, 0, &mut choices).encode_to_vec().into());
+        protos.push(message(descriptor, 0, &mut choices).encode_to_vec().into());
     }
 
     let mirror = Mirror::default();
@@ -712,7 +767,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
     let bridge = |options: JsonOptions| {
         Bridge::builder()
             .backend_uri(format!("http://{backend}"))
-            .service(Mirror::service(&descriptor))
+            .service(Mirror::service(descriptor))
             .allowed_origins(AllowedOrigins::Any)
             .json_options(options)
     };
@@ -749,13 +804,13 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
         },
     ];
 
-    let mut reference = Reference::start();
+    let mut reference = Reference::start(descriptor.parent_pool());
     let mut requests = Vec::new();
     for proto in &protos {
         let proto = BASE64.encode(proto);
         for writing in &writings {
             requests.push(
-                json!({"op": "write", "type": ROOT, "proto": proto, "options": writing.reference}),
+                json!({"op": "write", "type": type_name, "proto": proto, "options": writing.reference}),
             );
         }
     }
@@ -786,7 +841,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
                 mismatches.push(format!(
                     "writing ({}): {found}\n  {}",
                     writing.name,
-                    corpus_entry("write", Some(proto), None)
+                    corpus_entry("write", type_name, Some(proto), None)
                 ));
             }
         }
@@ -804,7 +859,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
             if let Some(found) = written_mismatch(&outcome, &answers[0]) {
                 mismatches.push(format!(
                     "writing (fields in reverse order): {found}\n  {}",
-                    corpus_entry("write", Some(&reordered), None)
+                    corpus_entry("write", type_name, Some(&reordered), None)
                 ));
             }
         }
@@ -823,7 +878,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
 
     let mut requests = Vec::new();
     for (_, text, _) in &inputs {
-        requests.push(json!({"op": "read", "type": ROOT, "json": text}));
+        requests.push(json!({"op": "read", "type": type_name, "json": text}));
     }
     let answers = reference.ask(requests);
     let mut refused = vec![false; inputs.len()];
@@ -835,13 +890,13 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
         // A variant of a message that is refused already may be refused
         // for that, not for what was changed.
         let base_refused = base.is_some_and(|base| refused[base]);
-        let entry = corpus_entry("read", None, Some(text));
+        let entry = corpus_entry("read", type_name, None, Some(text));
         match (&outcome, answer.get("proto")) {
             (Outcome::Json(_), Some(theirs)) => {
                 *counts.entry("read, accepted by both").or_default() += 1;
                 let ours = reference.ask(vec![json!({
                     "op": "canonical",
-                    "type": ROOT,
+                    "type": type_name,
                     "proto": BASE64.encode(received.unwrap_or_default()),
                 })]);
                 if ours[0]["proto"] != *theirs {
@@ -906,11 +961,7 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
         eprintln!("{mismatch}");
     }
     assert!(unknown.is_empty(), "{} mismatches", unknown.len());
-    // The known differences are still there; when one goes (a newer
-    // prost-reflect), take it off the list.
-    for (name, _) in KNOWN_DIFFERENCES {
-        assert!(known.contains_key(name), "no longer differs: {name}");
-    }
+    known
 }
 
 /// An `Any` resolves among the types of every service of the bridge, not
