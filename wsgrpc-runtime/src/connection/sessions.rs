@@ -77,6 +77,12 @@ pub(super) enum Claim {
     },
 }
 
+/// What a socket gets for the key of another identity's session.
+const ANOTHER_IDENTITY: Claim = Claim::Fresh {
+    reason: "the session belongs to another identity",
+    registered: false,
+};
+
 /// A socket's hold on a session: the key, and which socket.
 #[derive(Debug, Clone)]
 pub(super) struct Hold {
@@ -113,6 +119,16 @@ impl Sessions {
             key: key.to_owned(),
             generation,
         };
+        // Another identity's socket must not become the newest claim: an
+        // owner's socket waiting to take the session over would give up.
+        if self
+            .lock()
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.identity() != identity)
+        {
+            return (ANOTHER_IDENTITY, hold);
+        }
         self.newest_claims().insert(key.to_owned(), generation);
         let give_up = Instant::now() + TAKEOVER_WAIT;
         let claim = loop {
@@ -173,10 +189,7 @@ impl Sessions {
                     registered: true,
                 })
             }
-            Some(entry) if entry.identity() != identity => Some(Claim::Fresh {
-                reason: "the session belongs to another identity",
-                registered: false,
-            }),
+            Some(entry) if entry.identity() != identity => Some(ANOTHER_IDENTITY),
             Some(Entry::Live { kick, .. }) => {
                 // Its socket may be half open (a laptop that slept): ask it
                 // to let go, and look again.
@@ -494,3 +507,62 @@ impl Connection {
 const ACK_EVERY_ENVELOPES: u64 = 256;
 const ACK_EVERY_BYTES: usize = 64 << 10;
 const ACK_DELAY: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Metadata {
+        Metadata::from([("x-user".to_owned(), name.to_owned())])
+    }
+
+    fn holds_the_key(claim: &Claim) -> bool {
+        matches!(
+            claim,
+            Claim::Fresh {
+                registered: true,
+                ..
+            }
+        )
+    }
+
+    /// Alice's new socket waits for her old one to let go of the session
+    /// when mallory, who has learnt the key, claims it too: mallory is
+    /// refused, and alice's claim goes on.
+    #[tokio::test(start_paused = true)]
+    async fn another_identity_cannot_cut_in_on_a_takeover() {
+        let sessions = Arc::new(Sessions::new(Gauge::default()));
+        let key = "K".repeat(22);
+        let old_kick = CancellationToken::new();
+        let (claim, old) = sessions.claim(&key, &user("alice"), old_kick.clone()).await;
+        assert!(holds_the_key(&claim));
+
+        let taking_over = tokio::spawn({
+            let (sessions, key) = (sessions.clone(), key.clone());
+            async move {
+                let (claim, _) = sessions
+                    .claim(&key, &user("alice"), CancellationToken::new())
+                    .await;
+                claim
+            }
+        });
+        // The new socket has asked the old one to let go.
+        while !old_kick.is_cancelled() {
+            tokio::task::yield_now().await;
+        }
+        let (claim, _) = sessions
+            .claim(&key, &user("mallory"), CancellationToken::new())
+            .await;
+        let Claim::Fresh { reason, registered } = claim else {
+            panic!("mallory resumed alice's session");
+        };
+        assert_eq!(reason, "the session belongs to another identity");
+        assert!(!registered);
+
+        // The old socket lets go (here it ends the session): alice's new
+        // socket holds the key.
+        sessions.release(&old);
+        let claim = taking_over.await.unwrap();
+        assert!(holds_the_key(&claim), "alice's new socket was cut off");
+    }
+}
