@@ -563,10 +563,6 @@ fn mutate(json: &Value, choices: &mut Choices) -> Option<(String, String)> {
 /// fails the test.
 const KNOWN_DIFFERENCES: &[(&str, &[&str])] = &[
     (
-        SATURATED_U64,
-        &["= 18446744073709551616`: the bridge accepted, the reference refused"],
-    ),
-    (
         "An Any holding google.protobuf.Empty: the bridge writes and requires \
          `\"value\": {}`, the reference writes the bare `{\"@type\": …}` and \
          refuses `value`",
@@ -583,12 +579,6 @@ const KNOWN_DIFFERENCES: &[(&str, &[&str])] = &[
         &["second must be in 0..59"],
     ),
 ];
-
-/// prost-reflect's check of a JSON number for a `uint64` field compares it
-/// with `u64::MAX as f64`, which is 2^64: so 2^64 itself passes, and is
-/// sent as `u64::MAX`. (serde_json gives an integer past `u64` as an f64.)
-const SATURATED_U64: &str = "The JSON number 2^64 for a uint64 field: the bridge sends \
-     u64::MAX, the reference refuses it as out of range";
 
 fn known_difference(mismatch: &str) -> Option<&'static str> {
     KNOWN_DIFFERENCES
@@ -688,13 +678,9 @@ async fn the_bridge_writes_and_reads_proto3_json_as_the_reference_does() {
     )
     .await;
     // The known differences are still there; when one goes (a newer
-    // prost-reflect), take it off the list. (This run's messages do not
-    // reach the last by chance; the proto2 run does.)
+    // prost-reflect), take it off the list.
     for (name, _) in KNOWN_DIFFERENCES {
-        assert!(
-            known.contains_key(name) || *name == SATURATED_U64,
-            "no longer differs: {name}"
-        );
+        assert!(known.contains_key(name), "no longer differs: {name}");
     }
 }
 
@@ -709,11 +695,7 @@ async fn the_bridge_writes_and_reads_proto2_json_as_the_reference_does() {
         })
         .expect("the proto2 fixture compiles");
     let part = pool.get_message_by_name("classic.v1.Part").unwrap();
-    let known = against_the_reference(&part, None, DEFAULT_CASES / 4).await;
-    assert!(
-        known.contains_key(SATURATED_U64),
-        "no longer differs: {SATURATED_U64}"
-    );
+    against_the_reference(&part, None, DEFAULT_CASES / 4).await;
 }
 
 /// Messages of `descriptor` (those of the corpus file, and generated ones)

@@ -151,7 +151,11 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
     // payload has been found wrong, to say where; and only in a small one,
     // so that a client cannot make the bridge read a large payload twice.
     let finish = |message: DynamicMessage| {
-        unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+        let scanned =
+            unique_keys::check(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+        if scanned.edge_numbers {
+            refuse_past_64_bits(descriptor, json)?;
+        }
         if let Some(err) = unknown_closed_enum_value(&message, String::new()) {
             return Err(TranscodeError::new(err));
         }
@@ -173,6 +177,48 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
                 TranscodeError::new(format!("field `{path}`: {err}"))
             })
         }
+    }
+}
+
+/// prost-reflect checks a number for a 64-bit integer field against
+/// `u64::MAX as f64` (or `i64::MAX as f64`, `i64::MIN as f64`), which are
+/// 2^64 and ±2^63: so a number past the range that serde_json, holding it
+/// as an `f64`, rounds to one of those passes, and is sent as the nearest
+/// value in range. Google's parsers refuse it. Here `json` is read again
+/// with each such number one step further from zero, where a 64-bit
+/// integer field refuses it and a float field takes it as well.
+fn refuse_past_64_bits(descriptor: &MessageDescriptor, json: &str) -> Result<(), TranscodeError> {
+    fn step_out(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(number) => {
+                if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                    && unique_keys::is_at_64_bit_edge(float)
+                    && let Some(further) =
+                        serde_json::Number::from_f64(f64::from_bits(float.to_bits() + 1))
+                {
+                    *number = further;
+                }
+            }
+            serde_json::Value::Array(values) => values.iter_mut().for_each(step_out),
+            serde_json::Value::Object(members) => members.values_mut().for_each(step_out),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(json).map_err(|err| TranscodeError::new(err.to_string()))?;
+    step_out(&mut value);
+    let mut track = serde_path_to_error::Track::new();
+    let stepped = serde_path_to_error::Deserializer::new(value, &mut track);
+    match DynamicMessage::deserialize_with_options(
+        descriptor.clone(),
+        stepped,
+        &DeserializeOptions::new(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(TranscodeError::new(format!(
+            "field `{}`: {err} (a 64-bit integer field holds no number this large)",
+            track.path()
+        ))),
     }
 }
 
@@ -423,6 +469,49 @@ mod tests {
     use prost_reflect::ReflectMessage;
 
     use super::*;
+
+    #[test]
+    fn numbers_past_64_bits_are_refused_as_googles_parsers_refuse_them() {
+        // uint64 positive_int_value, int64 negative_int_value, double double_value.
+        let option = prost_reflect::DescriptorPool::global()
+            .get_message_by_name("google.protobuf.UninterpretedOption")
+            .unwrap();
+        let read = |json: &str| json_to_proto(&option, json);
+        for past in [
+            r#"{"positiveIntValue": 18446744073709551616}"#,
+            r#"{"positiveIntValue": 1.8446744073709552e19}"#,
+            r#"{"negativeIntValue": 9.223372036854776e18}"#,
+            r#"{"negativeIntValue": -9223372036854775809}"#,
+        ] {
+            let err = read(past).unwrap_err().to_string();
+            assert!(err.contains("IntValue`"), "{past}: {err}");
+        }
+        let written = |json: &str| {
+            let proto = read(json).unwrap();
+            DynamicMessage::decode(option.clone(), proto).unwrap()
+        };
+        let edges = written(
+            r#"{"positiveIntValue": 18446744073709551615, "negativeIntValue": -9223372036854775808, "doubleValue": 18446744073709551616}"#,
+        );
+        assert_eq!(
+            edges
+                .get_field_by_name("positive_int_value")
+                .unwrap()
+                .as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            edges
+                .get_field_by_name("negative_int_value")
+                .unwrap()
+                .as_i64(),
+            Some(i64::MIN)
+        );
+        assert_eq!(
+            edges.get_field_by_name("double_value").unwrap().as_f64(),
+            Some(18_446_744_073_709_551_616.0)
+        );
+    }
 
     /// `google.protobuf.Field`: scalars, an enum, a repeated message.
     fn field() -> MessageDescriptor {

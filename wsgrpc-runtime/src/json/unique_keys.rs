@@ -2,8 +2,12 @@
 //! refuse it, rather than one of the two values winning unseen (the two
 //! may have been checked by different layers: a proxy reads the first, the
 //! backend gets the second).
+//!
+//! The same walk notes numbers at the edges of the 64-bit integers, which
+//! `json` then looks at again (see `refuse_past_64_bits` there).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -13,18 +17,38 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 /// than by comparing each key with the ones before it.
 const LINEAR_KEYS: usize = 16;
 
-/// Checks that no object in `json` has a key twice. `json` has been read
-/// once already and found valid.
-pub(super) fn check(json: &str) -> Result<(), serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    AnyValue.deserialize(&mut deserializer)
+/// What [`check`] saw besides keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Scanned {
+    /// A number that serde_json holds as an `f64` of 2^64 or ±2^63: one
+    /// past (or, rounded, beyond) what a 64-bit integer field holds.
+    pub(super) edge_numbers: bool,
 }
 
-/// Any JSON value, walked for its objects' keys and otherwise ignored.
-#[derive(Clone, Copy)]
-struct AnyValue;
+/// Checks that no object in `json` has a key twice. `json` has been read
+/// once already and found valid.
+pub(super) fn check(json: &str) -> Result<Scanned, serde_json::Error> {
+    let edge = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    AnyValue { edge: &edge }.deserialize(&mut deserializer)?;
+    Ok(Scanned {
+        edge_numbers: edge.get(),
+    })
+}
 
-impl<'de> DeserializeSeed<'de> for AnyValue {
+/// 2^64 and ±2^63, as `f64`s.
+pub(super) fn is_at_64_bit_edge(number: f64) -> bool {
+    number == 18_446_744_073_709_551_616.0 || number.abs() == 9_223_372_036_854_775_808.0
+}
+
+/// Any JSON value, walked for its objects' keys and otherwise ignored
+/// (but for numbers at the 64-bit edges, which `edge` notes).
+#[derive(Clone, Copy)]
+struct AnyValue<'a> {
+    edge: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for AnyValue<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -32,7 +56,7 @@ impl<'de> DeserializeSeed<'de> for AnyValue {
     }
 }
 
-impl<'de> Visitor<'de> for AnyValue {
+impl<'de> Visitor<'de> for AnyValue<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,7 +75,10 @@ impl<'de> Visitor<'de> for AnyValue {
         Ok(())
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+    fn visit_f64<E>(self, number: f64) -> Result<(), E> {
+        if is_at_64_bit_edge(number) {
+            self.edge.set(true);
+        }
         Ok(())
     }
 
@@ -110,6 +137,19 @@ mod tests {
         assert!(check(r#"{"n\u0061me":"a","name":"b"}"#).is_err());
         let err = check(r#"{"a":1,"a":2}"#).unwrap_err().to_string();
         assert!(err.contains("key `a` is given twice"), "{err}");
+    }
+
+    #[test]
+    fn numbers_at_the_64_bit_edges_are_noted() {
+        let edge = |json| check(json).unwrap().edge_numbers;
+        assert!(edge("[18446744073709551616]"));
+        assert!(edge(r#"{"a":{"b":[-9223372036854775809]}}"#));
+        assert!(edge("9.223372036854775808e18"));
+        // Integers serde_json holds exactly, and other floats.
+        assert!(!edge(
+            "[18446744073709551615, -9223372036854775808, 1e300, 1.5]"
+        ));
+        assert!(!edge(r#"{"a":"18446744073709551616"}"#));
     }
 
     #[test]
