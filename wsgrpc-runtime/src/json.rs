@@ -156,7 +156,7 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
         if scanned.edge_numbers {
             refuse_past_64_bits(descriptor, json)?;
         }
-        if let Some(err) = unknown_closed_enum_value(&message, String::new()) {
+        if let Some(err) = proto2_refusal(&message, String::new()) {
             return Err(TranscodeError::new(err));
         }
         Ok(message.encode_to_vec().into())
@@ -404,10 +404,29 @@ fn is_unknown_closed<'a>(kind: &'a Kind, value: &Value) -> Option<&'a str> {
     }
 }
 
-/// A request's number that a closed (proto2) enum does not name, which
-/// Google's JSON parsers refuse (a backend's parser would keep it as an
-/// unknown field); the field's path (`lines[2].state`) and what is wrong.
-fn unknown_closed_enum_value(message: &DynamicMessage, path: String) -> Option<String> {
+/// What Google's JSON parsers refuse in a request of proto2 types that
+/// prost-reflect takes: a required field left out, and a number that a
+/// closed enum does not name (a backend's parser would keep it as an
+/// unknown field). The field's path (`lines[2].state`) and what is wrong.
+fn proto2_refusal(message: &DynamicMessage, path: String) -> Option<String> {
+    let path_of = |field: &prost_reflect::FieldDescriptor| {
+        if path.is_empty() {
+            field.json_name().to_owned()
+        } else {
+            format!("{path}.{}", field.json_name())
+        }
+    };
+    if let Some(missing) = prost_reflect::ReflectMessage::descriptor(message)
+        .fields()
+        .find(|field| {
+            field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(field)
+        })
+    {
+        return Some(format!(
+            "field `{}` is required and missing",
+            path_of(&missing)
+        ));
+    }
     let refusal = |at: String, kind: &Kind, value: &Value| {
         let enumeration = is_unknown_closed(kind, value)?;
         let Value::EnumNumber(number) = value else {
@@ -419,16 +438,12 @@ fn unknown_closed_enum_value(message: &DynamicMessage, path: String) -> Option<S
     };
     for (field, value) in message.fields() {
         let kind = field.kind();
-        let at = if path.is_empty() {
-            field.json_name().to_owned()
-        } else {
-            format!("{path}.{}", field.json_name())
-        };
+        let at = path_of(&field);
         let found = match value {
             Value::List(values) => values.iter().enumerate().find_map(|(index, value)| {
                 let at = format!("{at}[{index}]");
                 match value {
-                    Value::Message(nested) => unknown_closed_enum_value(nested, at),
+                    Value::Message(nested) => proto2_refusal(nested, at),
                     value => refusal(at, &kind, value),
                 }
             }),
@@ -438,11 +453,11 @@ fn unknown_closed_enum_value(message: &DynamicMessage, path: String) -> Option<S
                 };
                 let value_kind = entry.map_entry_value_field().kind();
                 entries.values().find_map(|value| match value {
-                    Value::Message(nested) => unknown_closed_enum_value(nested, at.clone()),
+                    Value::Message(nested) => proto2_refusal(nested, at.clone()),
                     value => refusal(at.clone(), &value_kind, value),
                 })
             }
-            Value::Message(nested) => unknown_closed_enum_value(nested, at),
+            Value::Message(nested) => proto2_refusal(nested, at),
             value => refusal(at, &kind, value),
         };
         if found.is_some() {
@@ -469,6 +484,26 @@ mod tests {
     use prost_reflect::ReflectMessage;
 
     use super::*;
+
+    #[test]
+    fn a_request_without_a_required_field_is_refused_as_googles_parsers_refuse_it() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/fixtures");
+        let pool = protox::Compiler::new([fixtures])
+            .and_then(|mut compiler| {
+                compiler.open_files(["classic/v1/classic.proto"])?;
+                Ok(compiler.descriptor_pool())
+            })
+            .unwrap();
+        let labelled = pool.get_message_by_name("classic.v1.Labelled").unwrap();
+        let refusal = |json: &str| json_to_proto(&labelled, json).unwrap_err().to_string();
+        // `Label.text` is required.
+        assert!(
+            refusal(r#"{"label": {"size": 1}}"#)
+                .contains("field `label.text` is required and missing")
+        );
+        assert!(refusal(r#"{"more": [{"text": "a"}, {}]}"#).contains("`more[1].text`"));
+        assert!(json_to_proto(&labelled, r#"{"label": {"text": ""}, "more": []}"#).is_ok());
+    }
 
     #[test]
     fn numbers_past_64_bits_are_refused_as_googles_parsers_refuse_them() {
