@@ -147,6 +147,15 @@ const PATH_TRACKED_BYTES: usize = 64 << 10;
 /// client sees which part of its payload was wrong; in a payload larger
 /// than 64 KiB they give the line and column instead.
 pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes, TranscodeError> {
+    read_request(descriptor, json, reaches_proto2(descriptor))
+}
+
+/// [`json_to_proto`], told whether `descriptor` [`reaches_proto2`].
+pub(crate) fn read_request(
+    descriptor: &MessageDescriptor,
+    json: &str,
+    proto2: bool,
+) -> Result<Bytes, TranscodeError> {
     // Tracking the path costs on every field, so it is done only once a
     // payload has been found wrong, to say where; and only in a small one,
     // so that a client cannot make the bridge read a large payload twice.
@@ -156,7 +165,10 @@ pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes
         if scanned.edge_numbers {
             refuse_past_64_bits(descriptor, json)?;
         }
-        if let Some(err) = proto2_refusal(&message, String::new()) {
+        if let Some(err) = proto2
+            .then(|| proto2_refusal(&message, String::new()))
+            .flatten()
+        {
             return Err(TranscodeError::new(err));
         }
         Ok(message.encode_to_vec().into())
@@ -404,6 +416,32 @@ fn is_unknown_closed<'a>(kind: &'a Kind, value: &Value) -> Option<&'a str> {
     }
 }
 
+/// Whether a message of type `descriptor` may hold a proto2 message or
+/// enum, at any depth: only then does [`proto2_refusal`] have anything to
+/// find. (The contents of an `Any` are bytes to the walk, as to this.)
+pub(crate) fn reaches_proto2(descriptor: &MessageDescriptor) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![descriptor.clone()];
+    while let Some(message) = pending.pop() {
+        if !seen.insert(message.full_name().to_owned()) {
+            continue;
+        }
+        if message.parent_file().syntax() == Syntax::Proto2 {
+            return true;
+        }
+        for field in message.fields() {
+            match field.kind() {
+                Kind::Message(nested) => pending.push(nested),
+                Kind::Enum(enumeration) if enumeration.parent_file().syntax() == Syntax::Proto2 => {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 /// What Google's JSON parsers refuse in a request of proto2 types that
 /// prost-reflect takes: a required field left out, and a number that a
 /// closed enum does not name (a backend's parser would keep it as an
@@ -503,6 +541,21 @@ mod tests {
         );
         assert!(refusal(r#"{"more": [{"text": "a"}, {}]}"#).contains("`more[1].text`"));
         assert!(json_to_proto(&labelled, r#"{"label": {"text": ""}, "more": []}"#).is_ok());
+    }
+
+    #[test]
+    fn only_types_that_reach_proto2_are_walked_for_what_proto2_refuses() {
+        let global = prost_reflect::DescriptorPool::global();
+        let message = |name: &str| global.get_message_by_name(name).unwrap();
+        // descriptor.proto is proto2; struct.proto and the wrappers proto3.
+        assert!(reaches_proto2(&message(
+            "google.protobuf.FileDescriptorSet"
+        )));
+        assert!(!reaches_proto2(&message("google.protobuf.Struct")));
+        assert!(!reaches_proto2(&message("google.protobuf.Int64Value")));
+        // proto3, but it holds `SourceContext` (proto3) and `Option`
+        // (proto3): no proto2 at any depth.
+        assert!(!reaches_proto2(&message("google.protobuf.Type")));
     }
 
     #[test]

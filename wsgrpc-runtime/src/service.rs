@@ -58,6 +58,9 @@ pub struct Method {
     name: Cow<'static, str>,
     kind: MethodKind,
     input: MessageDescriptor,
+    /// Whether requests may hold proto2 types, which reading them checks
+    /// further.
+    input_reaches_proto2: bool,
     output: JsonWriter,
     json: JsonOptions,
 }
@@ -73,6 +76,7 @@ impl Method {
         Self {
             name: name.into(),
             kind,
+            input_reaches_proto2: json::reaches_proto2(&input),
             input,
             output: JsonWriter::new(&output),
             json: JsonOptions::canonical(),
@@ -113,7 +117,7 @@ impl Method {
 
     /// Reads a request payload (JSON text) and returns its protobuf encoding.
     pub fn decode_request(&self, json: &str) -> Result<Bytes, TranscodeError> {
-        json::json_to_proto(&self.input, json)
+        json::read_request(&self.input, json, self.input_reaches_proto2)
     }
 
     /// Writes one protobuf-encoded response as JSON, with the method's
