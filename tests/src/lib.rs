@@ -174,6 +174,22 @@ pub fn full_order() -> shop::Order {
     }
 }
 
+/// An authenticator that names the user `?user=NAME` says (as `x-user`),
+/// for tests of what one identity may do to another.
+pub struct UserInQuery;
+
+impl wsgrpc_runtime::Authenticator for UserInQuery {
+    fn authenticate(
+        &self,
+        request: &wsgrpc_runtime::UpgradeRequest<'_>,
+    ) -> Result<wsgrpc_runtime::Metadata, wsgrpc_runtime::Status> {
+        let user = request
+            .query("user")
+            .ok_or_else(|| wsgrpc_runtime::Status::unauthenticated("no user"))?;
+        Ok([("x-user".to_owned(), user)].into())
+    }
+}
+
 /// The descriptor of a message of the rich fixture, from the descriptors its
 /// generated code embeds (`rich.shop.v1.Order`, `rich.common.v1.Money`, …).
 pub fn rich_message(full_name: &str) -> wsgrpc_runtime::prost_reflect::MessageDescriptor {

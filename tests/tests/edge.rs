@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsgrpc_runtime::envelope::Metadata;
 use wsgrpc_runtime::{Authenticator, UpgradeRequest};
 use wsgrpc_tests::client::{NotText, WsClient};
-use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
+use wsgrpc_tests::{RunningBackend, RunningBridge, UserInQuery, test_bridge};
 
 const ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
 
@@ -174,18 +174,6 @@ async fn connections_beyond_the_limit_are_refused_and_their_places_come_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(reconnected.is_some(), "a closed connection frees its place");
-}
-
-/// Names the user `?user=NAME` says.
-struct UserInQuery;
-
-impl Authenticator for UserInQuery {
-    fn authenticate(&self, request: &UpgradeRequest<'_>) -> Result<Metadata, tonic::Status> {
-        let user = request
-            .query("user")
-            .ok_or_else(|| tonic::Status::unauthenticated("no user"))?;
-        Ok(Metadata::from([("x-user".to_owned(), user)]))
-    }
 }
 
 #[tokio::test]

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsgrpc_tests::client::{Socket, next_v2_frame};
-use wsgrpc_tests::{RunningBackend, RunningBridge, test_bridge};
+use wsgrpc_tests::{RunningBackend, RunningBridge, UserInQuery, test_bridge};
 
 const ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
 const SERVER_STREAM: &str = "wsgrpc.test.v1.TestService/ServerStream";
@@ -300,3 +300,65 @@ async fn clients_that_never_acknowledge_hold_back_only_their_own_calls() {
 /// How long a socket goes without a frame before its stream is taken to
 /// be held back.
 const QUIET: Duration = Duration::from_millis(500);
+
+/// A v2 socket of `user` and session `key`: the socket, or the HTTP
+/// status that refused it.
+async fn open_as(url: &str, user: &str, key: &str) -> Result<(Socket, Value), u16> {
+    let mut request = format!("{url}?user={user}&session={key}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "wsgrpc.v2".parse().unwrap());
+    match connect_async(request).await {
+        Ok((mut socket, _)) => {
+            let first = next_v2_frame(&mut socket).await;
+            assert_eq!(first[1]["type"], "resume", "{first:?}");
+            Ok((socket, first[1].clone()))
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(err) => panic!("{err}"),
+    }
+}
+
+#[tokio::test]
+async fn at_its_identitys_limit_a_client_still_takes_its_session_over_from_a_half_open_socket() {
+    let backend = RunningBackend::start(ANY_PORT.into()).await.unwrap();
+    let builder = test_bridge(&backend.uri())
+        .authenticator(UserInQuery)
+        .max_connections_per_identity(1);
+    let bridge = RunningBridge::start(builder, ANY_PORT.into())
+        .await
+        .unwrap();
+    let url = bridge.url();
+    let other_key = "b3RoZXItc2Vzc2lvbi1rZXk";
+
+    let (mut first, _) = open_as(&url, "alice", KEY).await.unwrap();
+    send(
+        &mut first,
+        json!([
+            {"type": "settings", "connectionWindowBytes": WIDE},
+            {"type": "request", "id": "c", "method": CLIENT_STREAM, "window": 64},
+        ]),
+    )
+    .await;
+    // Alice has her one socket: no other session, but anyone else.
+    assert_eq!(open_as(&url, "alice", other_key).await.err(), Some(429));
+    assert!(open_as(&url, "bob", other_key).await.is_ok());
+
+    // Her socket is half open (a laptop that slept): a new one takes the
+    // session over from it, past the limit for as long as the old one
+    // lets go.
+    let (_second, resume) = open_as(&url, "alice", KEY).await.unwrap();
+    assert!(resume["received"].is_u64(), "not resumed: {resume}");
+    // The old socket ends (its calls went with the session).
+    loop {
+        match first.next().await {
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert_eq!(open_as(&url, "alice", other_key).await.err(), Some(429));
+}

@@ -531,7 +531,14 @@ async fn upgrade(
         shared.metrics.rejected(Rejection::TooManyConnections);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
-    let Ok(identity_permit) = IdentityPermit::acquire(&shared, &identity) else {
+    // A socket that takes over a session of its identity may go past the
+    // limit: its old socket, perhaps half open, lets go of it when it does.
+    let resuming = session_key
+        .as_deref()
+        .is_some_and(|key| shared.sessions.is_held_by(key, &identity));
+    let Ok((identity_permit, only_to_resume)) =
+        IdentityPermit::acquire(&shared, &identity, resuming)
+    else {
         tracing::info!("refused a WebSocket past its identity's sockets");
         shared.metrics.rejected(Rejection::TooManyForIdentity);
         let message = "too many connections for this identity";
@@ -567,6 +574,7 @@ async fn upgrade(
                     unfinished,
                     session_key,
                     expires,
+                    only_to_resume,
                 };
                 connection::serve(sink, incoming, shared, upgraded).await;
             })
@@ -598,21 +606,31 @@ struct IdentityPermit {
 }
 
 impl IdentityPermit {
-    /// `Err` where the identity holds its number of sockets already.
-    fn acquire(shared: &Arc<Shared>, identity: &Metadata) -> Result<Option<Self>, ()> {
+    /// `Err` where the identity holds its number of sockets already, unless
+    /// the socket is `resuming` one of the identity's sessions: then it is
+    /// let in, and told (`true`) to close unless it does resume (so that
+    /// an identity holds its number of sockets, and for a moment those
+    /// taking over its sessions from the ones they replace).
+    fn acquire(
+        shared: &Arc<Shared>,
+        identity: &Metadata,
+        resuming: bool,
+    ) -> Result<(Option<Self>, bool), ()> {
         if identity.is_empty() {
-            return Ok(None);
+            return Ok((None, false));
         }
         let mut sockets = lock_sockets(shared);
         let held = sockets.entry(identity.clone()).or_default();
-        if *held >= shared.config.max_connections_per_identity {
+        let full = *held >= shared.config.max_connections_per_identity;
+        if full && !resuming {
             return Err(());
         }
         *held += 1;
-        Ok(Some(Self {
+        let permit = Self {
             shared: shared.clone(),
             identity: identity.clone(),
-        }))
+        };
+        Ok((Some(permit), full))
     }
 }
 

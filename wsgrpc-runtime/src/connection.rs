@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, close_code};
-use futures_util::{Sink, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -64,6 +64,9 @@ pub(crate) struct Upgraded {
     pub(crate) session_key: Option<String>,
     /// When the authenticator said the socket's token runs out.
     pub(crate) expires: Option<std::time::SystemTime>,
+    /// Let in past its identity's number of sockets to take over one of
+    /// its sessions: without that session, it closes at once.
+    pub(crate) only_to_resume: bool,
 }
 
 /// How a socket's loop ended.
@@ -91,6 +94,7 @@ where
         unfinished,
         session_key,
         expires,
+        only_to_resume,
     } = upgraded;
     let framing = Framing {
         protocol,
@@ -104,11 +108,13 @@ where
     let session_key = session_key.filter(|key| {
         protocol == Protocol::V2 && grace.is_some() && crate::session::is_valid_key(key)
     });
+    let mut resumed = false;
     let (mut connection, hold, resume) = match session_key {
         Some(key) => {
             let (claim, hold) = shared.sessions.claim(&key, &identity, kick.clone()).await;
             match claim {
                 Claim::Resumed(connection) => {
+                    resumed = true;
                     let mut connection = *connection;
                     let (told, resume) = tokio::sync::oneshot::channel();
                     connection.reattach(told);
@@ -138,6 +144,15 @@ where
     // However serve ends (a panic included), the socket lets go of its
     // session; a parked session is not the socket's and stays.
     let _holding = hold.clone().map(|hold| Holding(shared.clone(), hold));
+    if only_to_resume && !resumed {
+        tracing::info!("closing a socket past its identity's number that resumed nothing");
+        shared.metrics.rejected(Rejection::TooManyForIdentity);
+        let reason = "too many connections for this identity";
+        let mut sink = sink;
+        let close = Message::Close(Some(close_frame(close_code::POLICY, reason)));
+        let _ = sink.send(close).await;
+        return;
+    }
     let mut start = outbox::Start::default();
     if protocol == Protocol::V2 {
         start.preamble.push(connection.settings());

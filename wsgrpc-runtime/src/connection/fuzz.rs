@@ -667,6 +667,7 @@ async fn run(script: Script) -> Result<(), String> {
             unfinished: None,
             session_key: None,
             expires: None,
+            only_to_resume: false,
         },
     ));
     // The client reads everything as soon as it is sent.

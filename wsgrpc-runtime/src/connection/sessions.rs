@@ -311,6 +311,15 @@ impl Sessions {
         }
     }
 
+    /// Whether `identity` has a session under `key`, held by a socket or
+    /// parked.
+    pub(crate) fn is_held_by(&self, key: &str, identity: &Metadata) -> bool {
+        self.lock()
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.identity() == identity)
+    }
+
     /// Sessions waiting for a socket.
     #[cfg(test)]
     pub(crate) fn parked(&self) -> usize {

@@ -106,6 +106,7 @@ impl Client {
             unfinished: None,
             session_key: session_key.map(str::to_owned),
             expires: None,
+            only_to_resume: false,
         };
         Self::connect_upgraded(shared, upgraded)
     }
@@ -849,6 +850,33 @@ async fn an_identity_parks_no_more_sessions_than_its_limit_and_spares_the_others
 }
 
 #[tokio::test]
+async fn a_socket_let_in_past_its_identitys_limit_that_resumes_nothing_is_closed() {
+    let (shared, _listener) = silent_bridge();
+    let upgraded = super::Upgraded {
+        identity: [("x-user".to_owned(), "alice".to_owned())].into(),
+        protocol: Protocol::V2,
+        unfinished: None,
+        // A session that is no longer there.
+        session_key: Some(SESSION.to_owned()),
+        expires: None,
+        only_to_resume: true,
+    };
+    let mut client = Client::connect_upgraded(&shared, upgraded);
+    let close = client.next_message().await;
+    let Some(Message::Close(Some(frame))) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(frame.code, 1008);
+    assert_eq!(frame.reason, "too many connections for this identity");
+    // It holds no session under the key.
+    assert!(
+        !shared
+            .sessions
+            .is_held_by(SESSION, &[("x-user".to_owned(), "alice".to_owned())].into())
+    );
+}
+
+#[tokio::test]
 async fn another_identity_cannot_resume_a_session() {
     let (shared, _listener) = silent_bridge();
     let alice: Metadata = [("x-user".to_owned(), "alice".to_owned())].into();
@@ -975,6 +1003,7 @@ async fn expiring_socket(ms: u64) -> (Client, Option<TcpListener>) {
         unfinished: None,
         session_key: None,
         expires: Some(std::time::SystemTime::now() + Duration::from_millis(ms)),
+        only_to_resume: false,
     };
     let mut client = Client::connect_upgraded(&shared, upgraded);
     assert_eq!(client.next().await["type"], "settings");
