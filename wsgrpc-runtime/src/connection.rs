@@ -463,11 +463,47 @@ struct Connection {
     /// When the socket's token runs out, unless the client sends a fresh
     /// one.
     token_expires: Option<Instant>,
+    /// How many fresh tokens the authenticator will check for this socket.
+    token_checks: TokenChecks,
     /// Why the socket is to be closed with 1008: the client left more
     /// answers unread than the control budget holds, or sent past its
     /// socket's window.
     closing: Option<&'static str>,
     refusals_logged: u32,
+}
+
+/// A client refreshes its token once a token lifetime, and again after a
+/// refusal; checking one may cost the authenticator a signature. So the
+/// fresh tokens of a socket are checked at most [`TokenChecks::BURST`] at
+/// once and then one a second: a client that sends them faster is refused
+/// without a check (a bucket of checks, filled at that rate).
+struct TokenChecks {
+    left: f64,
+    at: Instant,
+}
+
+impl TokenChecks {
+    const BURST: f64 = 8.0;
+    const PER_SECOND: f64 = 1.0;
+
+    fn new(now: Instant) -> Self {
+        Self {
+            left: Self::BURST,
+            at: now,
+        }
+    }
+
+    /// Whether a token that came `now` may be checked.
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * Self::PER_SECOND;
+        self.left = (self.left + earned).min(Self::BURST);
+        self.at = now;
+        if self.left < 1.0 {
+            return false;
+        }
+        self.left -= 1.0;
+        true
+    }
 }
 
 impl Connection {
@@ -491,6 +527,7 @@ impl Connection {
             heard_from: false,
             draining: None,
             token_expires: None,
+            token_checks: TokenChecks::new(Instant::now()),
             closing: None,
             refusals_logged: 0,
         }

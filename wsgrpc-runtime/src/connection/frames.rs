@@ -474,6 +474,16 @@ impl Connection {
                 message,
             );
         };
+        if !self.token_checks.take(tokio::time::Instant::now()) {
+            let message = "fresh tokens come too fast: at most one a second is checked";
+            return self.refuse(
+                None,
+                refused,
+                Rejection::Unauthenticated,
+                Code::ResourceExhausted,
+                message,
+            );
+        }
         let mut headers = axum::http::HeaderMap::new();
         let Ok(bearer) = axum::http::HeaderValue::try_from(format!("Bearer {token}")) else {
             let message = "a `token` is printable ASCII";

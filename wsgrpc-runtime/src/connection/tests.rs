@@ -1035,6 +1035,28 @@ async fn a_fresh_token_of_the_same_user_keeps_the_socket_open() {
     assert_ended(&client.next().await, "s", Code::Cancelled);
 }
 
+#[tokio::test(start_paused = true)]
+async fn fresh_tokens_past_a_burst_are_refused_unchecked_until_time_lets_more_in() {
+    let (mut client, _listener) = expiring_socket(60_000).await;
+    let checked = |answer: &Value| answer["type"] == "token";
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        client.send(json!({"type": "token", "token": "long"}));
+        answers.push(client.next().await);
+    }
+    assert!(answers[..8].iter().all(checked), "{answers:?}");
+    for refused in &answers[8..] {
+        assert_refused(refused, None, Code::ResourceExhausted);
+        assert_eq!(refused["refused"], "token");
+    }
+    // One a second after that.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    client.send(json!({"type": "token", "token": "long"}));
+    assert!(checked(&client.next().await));
+    client.send(json!({"type": "token", "token": "long"}));
+    assert_refused(&client.next().await, None, Code::ResourceExhausted);
+}
+
 #[tokio::test]
 async fn a_token_that_runs_out_ends_the_sockets_calls_unauthenticated() {
     let (mut client, _listener) = expiring_socket(100).await;
