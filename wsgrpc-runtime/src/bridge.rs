@@ -536,14 +536,17 @@ async fn upgrade(
     let resuming = session_key
         .as_deref()
         .is_some_and(|key| shared.sessions.is_held_by(key, &identity));
-    let Ok((identity_permit, only_to_resume)) =
-        IdentityPermit::acquire(&shared, &identity, resuming)
-    else {
-        tracing::info!("refused a WebSocket past its identity's sockets");
-        shared.metrics.rejected(Rejection::TooManyForIdentity);
-        let message = "too many connections for this identity";
-        return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-    };
+    let (identity_permit, only_to_resume) =
+        match IdentityPermit::admit(&shared, &identity, resuming) {
+            Admission::Within(permit) => (permit, false),
+            Admission::OnlyToResume(permit) => (Some(permit), true),
+            Admission::Refused => {
+                tracing::info!("refused a WebSocket past its identity's sockets");
+                shared.metrics.rejected(Rejection::TooManyForIdentity);
+                let message = "too many connections for this identity";
+                return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+            }
+        };
     let max = shared.config.max_frame_size;
     let ws = if shared.config.protocol_v2 {
         ws.protocols(Protocol::SUBPROTOCOLS)
@@ -605,32 +608,41 @@ struct IdentityPermit {
     identity: Metadata,
 }
 
+/// Whether an identity's socket may open.
+enum Admission {
+    /// Within the identity's number (no permit where there is no identity).
+    Within(Option<IdentityPermit>),
+    /// Past it, to take over one of the identity's sessions: the socket
+    /// closes unless it does, so that an identity holds its number of
+    /// sockets, and for a moment those replacing some of them.
+    OnlyToResume(IdentityPermit),
+    /// Past it.
+    Refused,
+}
+
 impl IdentityPermit {
-    /// `Err` where the identity holds its number of sockets already, unless
-    /// the socket is `resuming` one of the identity's sessions: then it is
-    /// let in, and told (`true`) to close unless it does resume (so that
-    /// an identity holds its number of sockets, and for a moment those
-    /// taking over its sessions from the ones they replace).
-    fn acquire(
-        shared: &Arc<Shared>,
-        identity: &Metadata,
-        resuming: bool,
-    ) -> Result<(Option<Self>, bool), ()> {
+    /// A place for a socket of `identity`, which is `resuming` one of its
+    /// sessions or not.
+    fn admit(shared: &Arc<Shared>, identity: &Metadata, resuming: bool) -> Admission {
         if identity.is_empty() {
-            return Ok((None, false));
+            return Admission::Within(None);
         }
         let mut sockets = lock_sockets(shared);
         let held = sockets.entry(identity.clone()).or_default();
         let full = *held >= shared.config.max_connections_per_identity;
         if full && !resuming {
-            return Err(());
+            return Admission::Refused;
         }
         *held += 1;
         let permit = Self {
             shared: shared.clone(),
             identity: identity.clone(),
         };
-        Ok((Some(permit), full))
+        if full {
+            Admission::OnlyToResume(permit)
+        } else {
+            Admission::Within(Some(permit))
+        }
     }
 }
 
