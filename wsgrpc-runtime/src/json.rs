@@ -9,6 +9,7 @@
 //! it.
 
 mod direct;
+pub(crate) mod proto2;
 #[doc(hidden)]
 pub mod testing;
 mod unique_keys;
@@ -18,9 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use prost_reflect::{
-    DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions, Syntax, Value,
-};
+use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -147,10 +146,11 @@ const PATH_TRACKED_BYTES: usize = 64 << 10;
 /// client sees which part of its payload was wrong; in a payload larger
 /// than 64 KiB they give the line and column instead.
 pub fn json_to_proto(descriptor: &MessageDescriptor, json: &str) -> Result<Bytes, TranscodeError> {
-    read_request(descriptor, json, reaches_proto2(descriptor))
+    read_request(descriptor, json, proto2::reaches(descriptor))
 }
 
-/// [`json_to_proto`], told whether `descriptor` [`reaches_proto2`].
+/// [`json_to_proto`], told whether `descriptor` reaches proto2 types
+/// (`proto2::reaches`).
 pub(crate) fn read_request(
     descriptor: &MessageDescriptor,
     json: &str,
@@ -166,7 +166,7 @@ pub(crate) fn read_request(
             refuse_past_64_bits(descriptor, json)?;
         }
         if let Some(err) = proto2
-            .then(|| proto2_refusal(&message, String::new()))
+            .then(|| proto2::refusal(&message, String::new()))
             .flatten()
         {
             return Err(TranscodeError::new(err));
@@ -350,7 +350,7 @@ fn write_general(
     let start = out.len();
     let mut message = DynamicMessage::decode(descriptor.clone(), proto)
         .map_err(|err| TranscodeError::new(format!("backend sent an invalid message: {err}")))?;
-    drop_unknown_closed_enum_values(&mut message);
+    proto2::drop_unknown_closed_enum_values(&mut message);
     let written = Spelled(&Written {
         message: &message,
         options: options.serialize_options(),
@@ -359,150 +359,6 @@ fn write_general(
         out.truncate(start);
         TranscodeError::new(format!("message has no JSON form: {err}"))
     })
-}
-
-/// Takes out what Google's parsers keep as unknown fields, which JSON
-/// leaves out: the values of a closed (proto2) enum that the enum does
-/// not name. prost-reflect keeps them as numbers, as it does for an open
-/// enum. A repeated field loses the element, a map the entry, a singular
-/// field its value.
-fn drop_unknown_closed_enum_values(message: &mut DynamicMessage) {
-    let unknown = |kind: &Kind, value: &Value| is_unknown_closed(kind, value).is_some();
-    let mut cleared = Vec::new();
-    for (field, value) in message.fields_mut() {
-        let kind = field.kind();
-        match value {
-            Value::List(values) => {
-                values.retain(|value| !unknown(&kind, value));
-                for value in values {
-                    if let Value::Message(nested) = value {
-                        drop_unknown_closed_enum_values(nested);
-                    }
-                }
-            }
-            Value::Map(entries) => {
-                let Kind::Message(entry) = &kind else {
-                    continue;
-                };
-                let value_kind = entry.map_entry_value_field().kind();
-                entries.retain(|_, value| !unknown(&value_kind, value));
-                for value in entries.values_mut() {
-                    if let Value::Message(nested) = value {
-                        drop_unknown_closed_enum_values(nested);
-                    }
-                }
-            }
-            Value::Message(nested) => drop_unknown_closed_enum_values(nested),
-            value if unknown(&kind, value) => cleared.push(field),
-            _ => {}
-        }
-    }
-    for field in cleared {
-        message.clear_field(&field);
-    }
-}
-
-/// Where `value` is a number that `kind`, a closed (proto2) enum, does
-/// not name: the enum's full name.
-fn is_unknown_closed<'a>(kind: &'a Kind, value: &Value) -> Option<&'a str> {
-    match (kind, value) {
-        (Kind::Enum(enumeration), Value::EnumNumber(number))
-            if enumeration.parent_file().syntax() == Syntax::Proto2
-                && enumeration.get_value(*number).is_none() =>
-        {
-            Some(enumeration.full_name())
-        }
-        _ => None,
-    }
-}
-
-/// Whether a message of type `descriptor` may hold a proto2 message or
-/// enum, at any depth: only then does [`proto2_refusal`] have anything to
-/// find. (The contents of an `Any` are bytes to the walk, as to this.)
-pub(crate) fn reaches_proto2(descriptor: &MessageDescriptor) -> bool {
-    let mut seen = std::collections::HashSet::new();
-    let mut pending = vec![descriptor.clone()];
-    while let Some(message) = pending.pop() {
-        if !seen.insert(message.full_name().to_owned()) {
-            continue;
-        }
-        if message.parent_file().syntax() == Syntax::Proto2 {
-            return true;
-        }
-        for field in message.fields() {
-            match field.kind() {
-                Kind::Message(nested) => pending.push(nested),
-                Kind::Enum(enumeration) if enumeration.parent_file().syntax() == Syntax::Proto2 => {
-                    return true;
-                }
-                _ => {}
-            }
-        }
-    }
-    false
-}
-
-/// What Google's JSON parsers refuse in a request of proto2 types that
-/// prost-reflect takes: a required field left out, and a number that a
-/// closed enum does not name (a backend's parser would keep it as an
-/// unknown field). The field's path (`lines[2].state`) and what is wrong.
-fn proto2_refusal(message: &DynamicMessage, path: String) -> Option<String> {
-    let path_of = |field: &prost_reflect::FieldDescriptor| {
-        if path.is_empty() {
-            field.json_name().to_owned()
-        } else {
-            format!("{path}.{}", field.json_name())
-        }
-    };
-    if let Some(missing) = prost_reflect::ReflectMessage::descriptor(message)
-        .fields()
-        .find(|field| {
-            field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(field)
-        })
-    {
-        return Some(format!(
-            "field `{}` is required and missing",
-            path_of(&missing)
-        ));
-    }
-    let refusal = |at: String, kind: &Kind, value: &Value| {
-        let enumeration = is_unknown_closed(kind, value)?;
-        let Value::EnumNumber(number) = value else {
-            return None;
-        };
-        Some(format!(
-            "field `{at}`: {number} is not a value of the closed enum {enumeration}"
-        ))
-    };
-    for (field, value) in message.fields() {
-        let kind = field.kind();
-        let at = path_of(&field);
-        let found = match value {
-            Value::List(values) => values.iter().enumerate().find_map(|(index, value)| {
-                let at = format!("{at}[{index}]");
-                match value {
-                    Value::Message(nested) => proto2_refusal(nested, at),
-                    value => refusal(at, &kind, value),
-                }
-            }),
-            Value::Map(entries) => {
-                let Kind::Message(entry) = &kind else {
-                    continue;
-                };
-                let value_kind = entry.map_entry_value_field().kind();
-                entries.values().find_map(|value| match value {
-                    Value::Message(nested) => proto2_refusal(nested, at.clone()),
-                    value => refusal(at.clone(), &value_kind, value),
-                })
-            }
-            Value::Message(nested) => proto2_refusal(nested, at),
-            value => refusal(at, &kind, value),
-        };
-        if found.is_some() {
-            return found;
-        }
-    }
-    None
 }
 
 struct Written<'a> {
@@ -522,41 +378,6 @@ mod tests {
     use prost_reflect::ReflectMessage;
 
     use super::*;
-
-    #[test]
-    fn a_request_without_a_required_field_is_refused_as_googles_parsers_refuse_it() {
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/fixtures");
-        let pool = protox::Compiler::new([fixtures])
-            .and_then(|mut compiler| {
-                compiler.open_files(["classic/v1/classic.proto"])?;
-                Ok(compiler.descriptor_pool())
-            })
-            .unwrap();
-        let labelled = pool.get_message_by_name("classic.v1.Labelled").unwrap();
-        let refusal = |json: &str| json_to_proto(&labelled, json).unwrap_err().to_string();
-        // `Label.text` is required.
-        assert!(
-            refusal(r#"{"label": {"size": 1}}"#)
-                .contains("field `label.text` is required and missing")
-        );
-        assert!(refusal(r#"{"more": [{"text": "a"}, {}]}"#).contains("`more[1].text`"));
-        assert!(json_to_proto(&labelled, r#"{"label": {"text": ""}, "more": []}"#).is_ok());
-    }
-
-    #[test]
-    fn only_types_that_reach_proto2_are_walked_for_what_proto2_refuses() {
-        let global = prost_reflect::DescriptorPool::global();
-        let message = |name: &str| global.get_message_by_name(name).unwrap();
-        // descriptor.proto is proto2; struct.proto and the wrappers proto3.
-        assert!(reaches_proto2(&message(
-            "google.protobuf.FileDescriptorSet"
-        )));
-        assert!(!reaches_proto2(&message("google.protobuf.Struct")));
-        assert!(!reaches_proto2(&message("google.protobuf.Int64Value")));
-        // proto3, but it holds `SourceContext` (proto3) and `Option`
-        // (proto3): no proto2 at any depth.
-        assert!(!reaches_proto2(&message("google.protobuf.Type")));
-    }
 
     #[test]
     fn numbers_past_64_bits_are_refused_as_googles_parsers_refuse_them() {

@@ -76,7 +76,7 @@ impl Method {
         Self {
             name: name.into(),
             kind,
-            input_reaches_proto2: json::reaches_proto2(&input),
+            input_reaches_proto2: json::proto2::reaches(&input),
             input,
             output: JsonWriter::new(&output),
             json: JsonOptions::canonical(),
