@@ -39,17 +39,9 @@ impl SessionClient {
 
     /// A socket of session `key`; the bridge's `resume` envelope.
     async fn open_keyed(url: &str, key: &str) -> (Socket, Value) {
-        let mut request = format!("{url}?session={key}")
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", "wsgrpc.v2".parse().unwrap());
-        let (mut socket, _) = connect_async(request).await.unwrap();
-        let first = next_v2_frame(&mut socket).await;
-        assert_eq!(first[0]["type"], "settings", "{first:?}");
-        assert_eq!(first[1]["type"], "resume", "{first:?}");
-        (socket, first[1].clone())
+        open_v2(format!("{url}?session={key}"))
+            .await
+            .unwrap_or_else(|status| panic!("refused with HTTP {status}"))
     }
 
     async fn start(url: &str) -> Self {
@@ -301,18 +293,23 @@ async fn clients_that_never_acknowledge_hold_back_only_their_own_calls() {
 /// be held back.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// A v2 socket of `user` and session `key`: the socket, or the HTTP
-/// status that refused it.
+/// A v2 socket of `user` and session `key`: the socket and the bridge's
+/// `resume` envelope, or the HTTP status that refused it.
 async fn open_as(url: &str, user: &str, key: &str) -> Result<(Socket, Value), u16> {
-    let mut request = format!("{url}?user={user}&session={key}")
-        .into_client_request()
-        .unwrap();
+    open_v2(format!("{url}?user={user}&session={key}")).await
+}
+
+/// A v2 socket at `url` (with its query): the socket and the bridge's
+/// `resume` envelope, or the HTTP status that refused it.
+async fn open_v2(url: String) -> Result<(Socket, Value), u16> {
+    let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "wsgrpc.v2".parse().unwrap());
     match connect_async(request).await {
         Ok((mut socket, _)) => {
             let first = next_v2_frame(&mut socket).await;
+            assert_eq!(first[0]["type"], "settings", "{first:?}");
             assert_eq!(first[1]["type"], "resume", "{first:?}");
             Ok((socket, first[1].clone()))
         }

@@ -180,11 +180,19 @@ impl UpgradeRequest<'_> {
     }
 }
 
-/// The HTTP status of an upgrade refused with `status`: the mapping
-/// google.rpc.Code documents for each code, and 401 for a refusal that
-/// says `OK`.
-pub(crate) fn http_status_of(status: &Status) -> StatusCode {
+/// The code of a refusal with `status`: its own, but `UNAUTHENTICATED`
+/// for one that says `OK` (a refusal is never a success).
+pub(crate) fn refusal_code(status: &Status) -> Code {
     match status.code() {
+        Code::Ok => Code::Unauthenticated,
+        code => code,
+    }
+}
+
+/// The HTTP status of an upgrade refused with `status`: the mapping
+/// google.rpc.Code documents for each code.
+pub(crate) fn http_status_of(status: &Status) -> StatusCode {
+    match refusal_code(status) {
         Code::Ok | Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status code"),
         Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,

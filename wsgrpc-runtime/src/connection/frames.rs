@@ -501,10 +501,7 @@ impl Connection {
                 .map(|(key, value)| (key.to_ascii_lowercase(), value))
                 .collect::<crate::metadata::Metadata>(),
             Err(status) => {
-                let code = match status.code() {
-                    Code::Ok => Code::Unauthenticated,
-                    code => code,
-                };
+                let code = crate::access::refusal_code(&status);
                 let message = format!("the token was refused: {}", status.message());
                 return self.refuse(None, refused, Rejection::Unauthenticated, code, message);
             }

@@ -218,23 +218,22 @@ impl Sessions {
             table.entries.get(&hold.key),
             Some(Entry::Live { generation, .. }) if *generation == hold.generation
         );
+        if !ours {
+            drop(table);
+            connection.end();
+            return;
+        }
         let identity = connection.identity.clone();
-        let past_identity_limit = !identity.is_empty()
-            && table
-                .parked_by_identity
-                .get(&identity)
-                .copied()
-                .unwrap_or(0)
-                >= shared.config.max_connections_per_identity;
-        if past_identity_limit && ours {
+        let parked_of_identity = table.parked_by_identity.get(&identity).copied();
+        if !identity.is_empty()
+            && parked_of_identity.unwrap_or(0) >= shared.config.max_connections_per_identity
+        {
             table.remove(&hold.key);
+            drop(table);
             tracing::info!("a session ended: its identity has parked as many as it may");
             shared
                 .metrics
                 .rejected(crate::metrics::Rejection::TooManyForIdentity);
-        }
-        if !ours || past_identity_limit {
-            drop(table);
             connection.end();
             return;
         }
